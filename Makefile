@@ -1,0 +1,43 @@
+# artsim: the two commands a fresh machine needs are `make run` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+
+export ARTSIM_HOME ?= $(CURDIR)/.artsim
+export DAGSTER_HOME := $(CURDIR)
+export DAGSTER_DISABLE_TELEMETRY := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# hnswlib builds from source on CPython 3.11; no -march=native so the wheel runs on any x86-64.
+export HNSWLIB_NO_NATIVE := 1
+
+.PHONY: install run test dev clean
+
+install: $(STAMP)
+
+# torch first (a local CPU build), then everything else with torch pinned as a constraint, so
+# nothing can pull a multi-GB CUDA build (see ../shared/STACK-NOTES.md).
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PIN)
+	echo "$(TORCH_PIN)" > $(VENV)/torch-constraint.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e '.[test]'
+	$(PY) -m pip check
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/artsim materialize
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+dev: $(STAMP)
+	mkdir -p "$(ARTSIM_HOME)"
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf "$(ARTSIM_HOME)"

@@ -1,0 +1,44 @@
+"""The Dagster code location: `defs` for the environment named by `ARTSIM_ENV`."""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_assets_from_modules
+
+from artsim_pipeline import settings
+from artsim_pipeline.defs.ingest import assets as ingest_assets
+from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
+from artsim_pipeline.resources.museum_api import MuseumApiResource
+from artsim_pipeline.resources.storage import ArtsimStorage
+from artsim_pipeline.resources.tables import TableStore
+
+
+def build_resources(env: str) -> dict:
+    home = settings.artsim_home()
+    if env == "prod":
+        raise NotImplementedError(
+            "ARTSIM_ENV=prod (Postgres instance, S3 storage, remote MLflow) is not built yet: "
+            "use ARTSIM_ENV=sample or local"
+        )
+    tables = TableStore(base_dir=str(home / "storage"))
+    return {
+        "tables": tables,
+        "io_manager": PolarsParquetIOManager(store=tables),
+        "storage": ArtsimStorage(home=str(home)),
+        "museum_api": MuseumApiResource(
+            mode="snapshot" if env == "sample" else "live",
+            met_base_url=settings.met_base_url(),
+            smk_base_url=settings.smk_base_url(),
+        ),
+    }
+
+
+def build_defs(env: str | None = None) -> Definitions:
+    """Definitions wired for `env` (default: `ARTSIM_ENV`, else `sample`)."""
+    env = env or settings.artsim_env()
+    return Definitions(
+        assets=load_assets_from_modules([ingest_assets]),
+        resources=build_resources(env),
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,198 @@
+"""Ingestion: raw records and images pulled from the museum APIs, one partition per source."""
+
+
+import json
+import time
+from datetime import datetime, timezone
+
+import polars as pl
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath, store_image
+from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
+from artsim_pipeline.defs.partitions import source_partitions
+from artsim_pipeline.resources.clients.base import bounded_parallel_map
+from artsim_pipeline.resources.museum_api import MuseumApiResource
+from artsim_pipeline.resources.storage import ArtsimStorage
+from artsim_pipeline.resources.tables import TableStore
+
+PROGRESS_EVERY = 500
+
+RAW_IMAGES_SCHEMA: dict[str, pl.DataType] = {
+    "source_id": pl.String(),
+    "url": pl.String(),
+    "sha256": pl.String(),
+    "width": pl.Int32(),
+    "height": pl.Int32(),
+    "status": pl.String(),
+    "error": pl.String(),
+    "path": pl.String(),
+    "fetched_at": pl.Datetime("us", "UTC"),
+}
+
+
+def _markdown_preview(df: pl.DataFrame, columns: list[str], rows: int = 10) -> MetadataValue:
+    head = df.select(columns).head(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in head.iter_rows():
+        cells = [str(v if v is not None else "").replace("|", "\\|").replace("\n", " ")[:80] for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return MetadataValue.md("\n".join(lines))
+
+
+@asset(
+    partitions_def=source_partitions,
+    group_name="ingest",
+    kinds={"polars", "parquet"},
+    code_version="1",
+)
+def raw_objects(
+    context: AssetExecutionContext,
+    museum_api: MuseumApiResource,
+    storage: ArtsimStorage,
+    tables: TableStore,
+) -> Output[pl.DataFrame]:
+    """API records exactly as received (verbatim JSON), one row per object, upserted by source id.
+
+    Incremental: only objects changed since the stored cursor are fetched (Met: `metadataDate`;
+    SMK: a full listing with content-hash change detection). Resumable: every fetch is journalled
+    to a checkpoint, so a killed run restarted later does not fetch those objects again.
+    """
+    source = context.partition_key
+    previous = tables.read_table("raw_objects", source)
+    state_name = f"raw_objects/{source}"
+    state = storage.read_state(state_name)
+    checkpoint = FetchCheckpoint(storage.checkpoint_path("raw_objects", source))
+    resumed = checkpoint.compact(previous)
+    client = museum_api.client(source)
+    started = time.monotonic()
+    try:
+        listing = client.list_ids(since=state.get("cursor"))
+        already = {r.source_id for r in resumed}
+        # objects that failed last time are tried again even when an incremental listing skips them
+        retry_ids = set(previous.filter(pl.col("status") == "error")["source_id"].to_list()) if previous is not None else set()
+        to_fetch = [i for i in dict.fromkeys([*listing.ids, *sorted(retry_ids)]) if i not in already]
+        context.log.info(
+            f"{source}: listing names {len(listing.ids)} objects (full={listing.full}, since={state.get('cursor')}); "
+            f"{len(resumed)} reused from the checkpoint, {len(to_fetch)} to fetch"
+        )
+        results = list(resumed)
+        for n, result in enumerate(client.fetch_objects(to_fetch), start=1):
+            checkpoint.append(result)
+            results.append(result)
+            if n % PROGRESS_EVERY == 0:
+                context.log.info(f"{source}: fetched {n}/{len(to_fetch)}")
+    finally:
+        checkpoint.close()
+        stats = getattr(getattr(client, "http", None), "stats", None)
+        client.close()
+    elapsed = time.monotonic() - started
+    table, counts = merge_results(previous, results, full_listing_ids=set(listing.ids) if listing.full else None)
+    # Advance the cursor only when nothing failed, so an incremental run never skips a failure.
+    cursor = listing.cursor if counts.error == 0 else state.get("cursor")
+    storage.write_state(state_name, {"cursor": cursor, "updated_at": datetime.now(timezone.utc).isoformat()})
+    status_counts = dict(table.group_by("status").len().iter_rows()) if table.height else {}
+    metadata = {
+        "rows": table.height,
+        "ok": status_counts.get("ok", 0),
+        "gone": status_counts.get("gone", 0),
+        "errors_stored": status_counts.get("error", 0),
+        **{f"this_run_{k}": v for k, v in counts.as_dict().items()},
+        "listed": len(listing.ids),
+        "full_listing": listing.full,
+        "fetched_this_run": len(to_fetch),
+        "reused_from_checkpoint": len(resumed),
+        "cursor": str(cursor),
+        "fetch_seconds": round(elapsed, 2),
+        "preview": _markdown_preview(table, ["source_id", "status", "modified", "content_hash", "error"]),
+    }
+    if stats is not None:
+        metadata.update({f"http_{k}": v for k, v in stats.as_dict().items()})
+    return Output(table, metadata=metadata)
+
+
+@asset(
+    partitions_def=source_partitions,
+    group_name="ingest",
+    kinds={"polars", "parquet"},
+    code_version="1",
+)
+def raw_images(
+    context: AssetExecutionContext,
+    raw_objects: pl.DataFrame,
+    museum_api: MuseumApiResource,
+    storage: ArtsimStorage,
+    tables: TableStore,
+) -> Output[pl.DataFrame]:
+    """One row per public-domain object image: URL, sha256, size and status; files content-addressed
+    under `$ARTSIM_HOME/images/`. Images already stored are not downloaded again; a failure is a
+    row with its reason, never a failed run."""
+    source = context.partition_key
+    previous = tables.read_table("raw_images", source)
+    image_root = storage.images_dir()
+    client = museum_api.client(source)
+
+    wanted: dict[tuple[str, str], None] = {}
+    for source_id, raw in raw_objects.filter(pl.col("status") == "ok").select("source_id", "raw_json").iter_rows():
+        try:
+            url = client.image_url(json.loads(raw))
+        except (ValueError, AttributeError):
+            continue  # an unparseable record is quarantined by validation, not here
+        if url:
+            wanted[(source_id, url)] = None
+
+    reusable: dict[tuple[str, str], dict] = {}
+    if previous is not None:
+        for row in previous.filter(pl.col("status") == "ok").iter_rows(named=True):
+            if row["path"] and (image_root / row["path"]).exists():
+                reusable[(row["source_id"], row["url"])] = row
+    to_fetch = [key for key in wanted if key not in reusable]
+    context.log.info(f"{source}: {len(wanted)} images wanted, {len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
+
+    def download(key: tuple[str, str]) -> dict:
+        source_id, url = key
+        row = {"source_id": source_id, "url": url, "sha256": None, "width": None, "height": None, "path": None, "error": None,
+               "fetched_at": datetime.now(timezone.utc)}
+        fetched = client.fetch_image(url)
+        if fetched.content is None:
+            return {**row, "status": "not_found" if fetched.gone else "http_error", "error": fetched.error}
+        try:
+            checked = check_image(fetched.content)
+        except ImageRejected as exc:
+            return {**row, "status": exc.status, "error": str(exc)}
+        store_image(image_root, fetched.content, checked)
+        return {**row, "status": "ok", "sha256": checked.sha256, "width": checked.width, "height": checked.height,
+                "path": image_relpath(checked.sha256, checked.extension)}
+
+    started = time.monotonic()
+    downloaded: list[dict] = []
+    workers = getattr(getattr(client, "http", None), "policy", None)
+    try:
+        for n, row in enumerate(bounded_parallel_map(download, to_fetch, workers.max_workers if workers else 1), start=1):
+            downloaded.append(row)
+            if n % PROGRESS_EVERY == 0:
+                context.log.info(f"{source}: images {n}/{len(to_fetch)}")
+    finally:
+        client.close()
+    elapsed = time.monotonic() - started
+
+    rows = [reusable[key] for key in wanted if key in reusable] + downloaded
+    current_ids = {source_id for source_id, _ in wanted}
+    if previous is not None:  # keep what we know about images of objects no longer in the ok set
+        rows += previous.filter(~pl.col("source_id").is_in(list(current_ids))).to_dicts()
+    table = pl.DataFrame(rows, schema=RAW_IMAGES_SCHEMA).sort("source_id", "url") if rows else pl.DataFrame(schema=RAW_IMAGES_SCHEMA)
+    new_status = pl.DataFrame(downloaded, schema=RAW_IMAGES_SCHEMA)["status"].value_counts() if downloaded else None
+    failures = {k: v for k, v in (dict(new_status.iter_rows()) if new_status is not None else {}).items() if k != "ok"}
+    return Output(
+        table,
+        metadata={
+            "rows": table.height,
+            "ok": table.filter(pl.col("status") == "ok").height,
+            "downloaded_this_run": len(downloaded) - sum(failures.values()),
+            "reused": len(wanted) - len(to_fetch),
+            "failed_this_run": sum(failures.values()),
+            "failures_by_status": MetadataValue.json(failures),
+            "images_per_second": round(len(downloaded) / elapsed, 1) if elapsed > 0 and downloaded else 0.0,
+            "preview": _markdown_preview(table, ["source_id", "status", "width", "height", "sha256", "error"]),
+        },
+    )

@@ -1,0 +1,110 @@
+"""The interface every museum client implements: live (Met, SMK) and snapshot (bundled sample)."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator, Literal, TypeVar
+
+Status = Literal["ok", "gone", "error"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class FetchResult:
+    """One object fetch: the verbatim JSON text when ok, the reason otherwise."""
+
+    source_id: str
+    status: Status
+    raw_json: str | None = None
+    error: str | None = None
+    modified: str | None = None
+    fetched_at: datetime = field(default_factory=utc_now)
+
+    @property
+    def content_hash(self) -> str | None:
+        return content_hash(self.raw_json) if self.raw_json is not None else None
+
+
+@dataclass
+class Listing:
+    """Which objects to look at in this run.
+
+    `full` means the listing covers the whole collection (so stored ids missing from it are gone);
+    an incremental listing (since a cursor) only names what changed.
+    """
+
+    ids: list[str]
+    full: bool
+    cursor: str | None = None
+
+
+@dataclass
+class ImageFetch:
+    url: str
+    content: bytes | None
+    error: str | None = None
+    gone: bool = False
+
+
+class MuseumClient(ABC):
+    """A museum's open API: list, fetch objects, fetch images."""
+
+    source: str
+
+    @abstractmethod
+    def list_ids(self, since: str | None = None) -> Listing:
+        """Object ids changed since `since` (a cursor from a previous listing), or all when None."""
+
+    @abstractmethod
+    def fetch_objects(self, ids: Iterable[str]) -> Iterator[FetchResult]:
+        """Fetch records, yielding results as they complete (order not guaranteed)."""
+
+    @abstractmethod
+    def fetch_image(self, url: str) -> ImageFetch:
+        """Download one image."""
+
+    @abstractmethod
+    def image_url(self, record: dict) -> str | None:
+        """The web-size image URL of a public-domain record, None when it has none or is in copyright."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+def bounded_parallel_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> Iterator[R]:
+    """`fn` over `items` on a thread pool, yielding results as they finish, with bounded memory.
+
+    At most `2 * max_workers` calls are in flight, so half a million ids do not become half a
+    million futures.
+    """
+    if max_workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="artsim-fetch") as pool:
+        pending: set[Future[R]] = set()
+        for item in iterator:
+            pending.add(pool.submit(fn, item))
+            if len(pending) >= 2 * max_workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()

@@ -1,0 +1,83 @@
+"""The Met Collection API client (https://metmuseum.github.io/)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Iterable, Iterator, Sequence
+
+from artsim_pipeline.resources.clients.base import FetchResult, ImageFetch, Listing, MuseumClient, bounded_parallel_map
+from artsim_pipeline.resources.clients.http import PoliteSession
+
+# The Met answers 404 with these bodies for ids it will never serve; both are terminal.
+GONE_MESSAGES = ("ObjectID not found", "Not a valid object")
+
+
+def met_image_url(record: dict) -> str | None:
+    """The web-size image of a public-domain Met record (None when in copyright or imageless)."""
+    if not record.get("isPublicDomain"):
+        return None
+    return record.get("primaryImageSmall") or record.get("primaryImage") or None
+
+
+class MetClient(MuseumClient):
+    """`/objects` listing (metadataDate, departmentIds) and concurrent `/objects/{id}` fetches."""
+
+    source = "met"
+
+    def __init__(
+        self,
+        base_url: str,
+        http: PoliteSession,
+        *,
+        department_ids: Sequence[int] | None = None,
+        max_objects: int | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+        self.department_ids = list(department_ids) if department_ids else None
+        self.max_objects = max_objects
+
+    def list_ids(self, since: str | None = None) -> Listing:
+        params: dict[str, str] = {}
+        if since:
+            params["metadataDate"] = since[:10]  # the API takes a date (YYYY-MM-DD)
+        if self.department_ids:
+            params["departmentIds"] = "|".join(str(d) for d in self.department_ids)
+        cursor = datetime.now(timezone.utc).date().isoformat()
+        outcome = self.http.get(f"{self.base_url}/objects", params=params or None, expect_json=True)
+        if not outcome.ok:
+            raise RuntimeError(f"Met /objects listing failed: {outcome.error}")
+        body = outcome.json
+        if not isinstance(body, dict) or "objectIDs" not in body:
+            raise RuntimeError(f"Met /objects answered an unexpected body: {outcome.text[:200]!r}")
+        ids = [str(i) for i in (body.get("objectIDs") or [])]  # `null` when nothing matches
+        full = not since and not self.department_ids
+        if self.max_objects is not None and len(ids) > self.max_objects:
+            ids, full = ids[: self.max_objects], False
+        return Listing(ids=ids, full=full, cursor=cursor)
+
+    def fetch_object(self, object_id: str) -> FetchResult:
+        outcome = self.http.get(f"{self.base_url}/objects/{object_id}", expect_json=True)
+        if outcome.ok:
+            body = outcome.json
+            if not isinstance(body, dict) or "objectID" not in body:
+                return FetchResult(object_id, "error", error=f"unexpected body: {outcome.text[:200]!r}")
+            return FetchResult(object_id, "ok", raw_json=outcome.text, modified=body.get("metadataDate") or None)
+        if outcome.terminal and outcome.status_code in (404, 410):
+            return FetchResult(object_id, "gone", error=outcome.error)
+        return FetchResult(object_id, "error", error=outcome.error)
+
+    def fetch_objects(self, ids: Iterable[str]) -> Iterator[FetchResult]:
+        return bounded_parallel_map(self.fetch_object, ids, self.http.policy.max_workers)
+
+    def fetch_image(self, url: str) -> ImageFetch:
+        outcome = self.http.get(url)
+        if outcome.ok:
+            return ImageFetch(url, outcome.content)
+        return ImageFetch(url, None, error=outcome.error, gone=outcome.terminal)
+
+    def image_url(self, record: dict) -> str | None:
+        return met_image_url(record)
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,34 @@
+"""Environment settings, read when called (never at import) so tests and `dagster dev` can set them late."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENVIRONMENTS = ("sample", "local", "prod")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MET_DEFAULT_BASE_URL = "https://collectionapi.metmuseum.org/public/collection/v1"
+SMK_DEFAULT_BASE_URL = "https://api.smk.dk/api/v1"
+
+
+def artsim_env() -> str:
+    """The active environment (`ARTSIM_ENV`, default `sample`)."""
+    env = os.environ.get("ARTSIM_ENV", "sample").strip() or "sample"
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"ARTSIM_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return env
+
+
+def artsim_home() -> Path:
+    """Where every piece of state lives (`ARTSIM_HOME`, default `.artsim/` in the repo root)."""
+    raw = os.environ.get("ARTSIM_HOME")
+    return Path(raw).expanduser().resolve() if raw else REPO_ROOT / ".artsim"
+
+
+def met_base_url() -> str:
+    return os.environ.get("ARTSIM_MET_BASE_URL", MET_DEFAULT_BASE_URL).rstrip("/")
+
+
+def smk_base_url() -> str:
+    return os.environ.get("ARTSIM_SMK_BASE_URL", SMK_DEFAULT_BASE_URL).rstrip("/")
