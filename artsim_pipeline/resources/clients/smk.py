@@ -66,7 +66,7 @@ class SmkClient(MuseumClient):
         return outcome.json
 
     def list_ids(self, since: str | None = None) -> Listing:
-        ids: list[str] = []
+        ids: dict[str, None] = {}  # ordered, de-duplicated (pages can overlap when the collection changes)
         offset = 0
         cursor = utc_now().isoformat()
         while True:
@@ -76,8 +76,7 @@ class SmkClient(MuseumClient):
                 number = item.get("object_number")
                 if not isinstance(number, str) or not number:
                     continue  # no id: nothing we could ever key it by
-                if number not in self._items:
-                    ids.append(number)
+                ids[number] = None
                 self._items[number] = FetchResult(number, "ok", raw_json=item_json(item), modified=item.get("modified"))
             offset += len(items)
             found = int(page.get("found") or 0)
@@ -86,10 +85,11 @@ class SmkClient(MuseumClient):
                 break
             if self.max_objects is not None and len(ids) >= self.max_objects:
                 break
-        full = self.max_objects is None or len(ids) <= self.max_objects
+        listed = list(ids)
+        full = self.max_objects is None or len(listed) <= self.max_objects
         if self.max_objects is not None:
-            ids = ids[: self.max_objects]
-        return Listing(ids=ids, full=full and self.filters is None and self.keys == "*", cursor=cursor)
+            listed = listed[: self.max_objects]
+        return Listing(ids=listed, full=full and self.filters is None and self.keys == "*", cursor=cursor)
 
     def fetch_object(self, object_number: str) -> FetchResult:
         cached = self._items.get(object_number)

@@ -1,0 +1,61 @@
+"""The bundled sample collection: real Met and SMK API records with stand-in images.
+
+Built by ``scripts/build_sample.py`` from the shared real-data folder. It stands in for the live
+APIs and image hosts in the ``sample`` environment and in tests:
+
+* ``met_objects.jsonl.gz`` / ``smk_objects.jsonl.gz``: one record a line, each line the record's
+  JSON text exactly as the API returned it;
+* ``images/index.json``: image URL -> file name under ``images/``; the files are deterministic
+  stand-in JPEGs rendered from each record's metadata
+  (:mod:`artsim_pipeline.core.standin_images`), since the real image hosts are unreachable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["SAMPLE_DIR", "SOURCES", "load_sample_raw_lines", "load_sample_records", "sample_image_bytes"]
+
+#: Folder holding the sample files.
+SAMPLE_DIR: Path = Path(__file__).resolve().parent
+#: Sources the sample covers.
+SOURCES: tuple[str, ...] = ("met", "smk")
+IMAGES_DIR: Path = SAMPLE_DIR / "images"
+
+
+def _records_path(source: str) -> Path:
+    if source not in SOURCES:
+        raise ValueError(f"unknown sample source {source!r}; expected one of {', '.join(SOURCES)}")
+    return SAMPLE_DIR / f"{source}_objects.jsonl.gz"
+
+
+def load_sample_raw_lines(source: str) -> list[str]:
+    """The verbatim JSON texts of the sample records of ``source`` ("met" or "smk")."""
+    with gzip.open(_records_path(source), "rt", encoding="utf-8", newline="\n") as handle:
+        return [line.rstrip("\n") for line in handle if line.strip()]
+
+
+def load_sample_records(source: str) -> list[dict]:
+    """The sample records of ``source`` ("met" or "smk"), parsed."""
+    return [json.loads(line) for line in load_sample_raw_lines(source)]
+
+
+@lru_cache(maxsize=1)
+def _image_index() -> dict[str, str]:
+    """Image URL -> file name, read once."""
+    path = IMAGES_DIR / "index.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sample_image_bytes(url: str) -> bytes | None:
+    """The stand-in JPEG bytes for an image URL, or ``None`` when the sample has no image for it."""
+    name = _image_index().get(url)
+    if name is None:
+        return None
+    path = IMAGES_DIR / name
+    return path.read_bytes() if path.is_file() else None
