@@ -531,6 +531,9 @@ class ReplayServer(ThreadingHTTPServer):
     # socketserver hooks: track connections and handler threads so stop() can end them.
     def get_request(self):  # type: ignore[override]
         conn, addr = super().get_request()
+        # http.server writes headers and body separately: without TCP_NODELAY a kept-alive
+        # client waits ~40 ms for each body (Nagle + delayed ACK), which no real API does.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._connections.add(conn)
         return conn, addr
