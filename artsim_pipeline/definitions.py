@@ -6,6 +6,7 @@ from dagster import Definitions, load_assets_from_modules
 
 from artsim_pipeline import settings
 from artsim_pipeline.defs.ingest import assets as ingest_assets
+from artsim_pipeline.defs.validation import assets as validation_assets
 from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
 from artsim_pipeline.resources.museum_api import MuseumApiResource
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -36,7 +37,7 @@ def build_defs(env: str | None = None) -> Definitions:
     """Definitions wired for `env` (default: `ARTSIM_ENV`, else `sample`)."""
     env = env or settings.artsim_env()
     return Definitions(
-        assets=load_assets_from_modules([ingest_assets]),
+        assets=load_assets_from_modules([ingest_assets, validation_assets]),
         resources=build_resources(env),
     )
 

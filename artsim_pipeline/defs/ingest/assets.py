@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath, store_image
 from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
+from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
 from artsim_pipeline.resources.clients.base import bounded_parallel_map
 from artsim_pipeline.resources.museum_api import MuseumApiResource
@@ -29,15 +30,6 @@ RAW_IMAGES_SCHEMA: dict[str, pl.DataType] = {
     "path": pl.String(),
     "fetched_at": pl.Datetime("us", "UTC"),
 }
-
-
-def _markdown_preview(df: pl.DataFrame, columns: list[str], rows: int = 10) -> MetadataValue:
-    head = df.select(columns).head(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in head.iter_rows():
-        cells = [str(v if v is not None else "").replace("|", "\\|").replace("\n", " ")[:80] for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return MetadataValue.md("\n".join(lines))
 
 
 @asset(
@@ -104,7 +96,7 @@ def raw_objects(
         "reused_from_checkpoint": len(resumed),
         "cursor": str(cursor),
         "fetch_seconds": round(elapsed, 2),
-        "preview": _markdown_preview(table, ["source_id", "status", "modified", "content_hash", "error"]),
+        "preview": markdown_table(table, ["source_id", "status", "modified", "content_hash", "error"]),
     }
     if stats is not None:
         metadata.update({f"http_{k}": v for k, v in stats.as_dict().items()})
@@ -193,6 +185,6 @@ def raw_images(
             "failed_this_run": sum(failures.values()),
             "failures_by_status": MetadataValue.json(failures),
             "images_per_second": round(len(downloaded) / elapsed, 1) if elapsed > 0 and downloaded else 0.0,
-            "preview": _markdown_preview(table, ["source_id", "status", "width", "height", "sha256", "error"]),
+            "preview": markdown_table(table, ["source_id", "status", "width", "height", "sha256", "error"]),
         },
     )

@@ -1,0 +1,126 @@
+"""Validation: raw records normalised into the cross-museum `artworks` schema, checked with
+great-expectations; records that cannot be normalised go to `artworks_quarantine` with reasons."""
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
+
+from artsim_pipeline.core.normalise import normalise
+from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.defs.partitions import source_partitions
+
+# The GX outcomes, grouped into the checks a person sees in the UI. Blocking checks stop
+# everything downstream of a broken table; the warnings are reported with counts.
+CHECK_GROUPS: dict[str, tuple[str, bool, str]] = {
+    "schema_and_identity": ("error", True, "contract columns and dtypes; artwork_id present, unique, well formed; required fields"),
+    "dates_plausible": ("error", True, "date_begin <= date_end; years within the plausible range"),
+    "urls_well_formed": ("error", True, "landing and image URLs are http(s)"),
+    "nothing_dropped": ("error", True, "every ok raw record is either an artwork or quarantined"),
+    "source_warnings": ("warn", False, "non-canonical Met departments; public-domain works without an image"),
+}
+
+
+def check_group(outcome_name: str) -> str:
+    if outcome_name.startswith(("date_", "date")):
+        return "dates_plausible"
+    if outcome_name.endswith("_well_formed"):
+        return "urls_well_formed"
+    if outcome_name in ("met_department_canonical", "public_domain_has_image"):
+        return "source_warnings"
+    return "schema_and_identity"
+
+
+@multi_asset(
+    outs={
+        "artworks": AssetOut(
+            description="The normalised, validated cross-museum schema (one row per artwork).",
+            io_manager_key="io_manager",
+            kinds={"polars", "parquet"},
+            code_version="1",
+        ),
+        "artworks_quarantine": AssetOut(
+            description="Records that could not be normalised or failed a row-level rule: raw id, rule, readable reason.",
+            io_manager_key="io_manager",
+            kinds={"polars", "parquet"},
+            code_version="1",
+        ),
+    },
+    ins={"raw_objects": AssetIn(), "raw_images": AssetIn()},
+    partitions_def=source_partitions,
+    group_name="validation",
+    check_specs=[
+        AssetCheckSpec(name, asset="artworks", blocking=blocking, description=description)
+        for name, (_, blocking, description) in CHECK_GROUPS.items()
+    ],
+)
+def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_images: pl.DataFrame):
+    """Normalise one source's raw records, quarantine what breaks a row rule, then validate
+    the table with great-expectations (offline, ephemeral context)."""
+    from artsim_pipeline.core.expectations import validate_artworks
+
+    source = context.partition_key
+    table, quarantine = normalise(source, raw_objects, raw_images)
+    raw_ok = raw_objects.filter(pl.col("status") == "ok").height
+    by_rule = dict(quarantine.group_by("rule").len().sort("rule").iter_rows()) if quarantine.height else {}
+
+    yield Output(
+        table,
+        output_name="artworks",
+        metadata={
+            "rows": table.height,
+            "raw_ok": raw_ok,
+            "quarantined": quarantine.height,
+            "with_image": table.filter(pl.col("image_sha256").is_not_null()).height,
+            "public_domain": table.filter(pl.col("is_public_domain")).height,
+            "departments": table["department"].n_unique(),
+            "preview": markdown_table(table, ["artwork_id", "title", "artists", "date_text", "department", "culture"]),
+        },
+    )
+    yield Output(
+        quarantine,
+        output_name="artworks_quarantine",
+        metadata={
+            "rows": quarantine.height,
+            "by_rule": MetadataValue.json(by_rule),
+            "preview": markdown_table(quarantine, ["source_id", "rule", "reason"]),
+        },
+    )
+
+    outcomes = validate_artworks(table, source)
+    grouped: dict[str, list] = {name: [] for name in CHECK_GROUPS}
+    for outcome in outcomes:
+        grouped[check_group(outcome.name)].append(outcome)
+    for name, members in grouped.items():
+        if name == "nothing_dropped":
+            continue
+        failed = [o for o in members if not o.passed]
+        severity = AssetCheckSeverity.WARN if CHECK_GROUPS[name][0] == "warn" else AssetCheckSeverity.ERROR
+        yield AssetCheckResult(
+            check_name=name,
+            asset_key="artworks",
+            passed=not failed,
+            severity=severity,
+            metadata={
+                "expectations": len(members),
+                "failed_expectations": len(failed),
+                "failed_rows": sum(o.failed_count for o in failed),
+                "results": MetadataValue.json({o.name: {"passed": o.passed, "failed_count": o.failed_count} for o in members}),
+                **({"first_failure": MetadataValue.json(failed[0].details)} if failed else {}),
+            },
+        )
+    accounted = table.height + quarantine.height
+    yield AssetCheckResult(
+        check_name="nothing_dropped",
+        asset_key="artworks",
+        passed=accounted == raw_ok,
+        metadata={"raw_ok": raw_ok, "artworks": table.height, "quarantined": quarantine.height},
+    )

@@ -1,0 +1,667 @@
+"""Tests for ``artsim_pipeline.core.normalise`` and ``artsim_pipeline.core.schema``.
+
+Every record here is a real Met or SMK record from ``../shared/data`` (override with
+``ARTSIM_SHARED_DATA``), used as is or with one quirk injected.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import html
+import json
+import os
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from artsim_pipeline.core.normalise import normalise, normalise_met, normalise_smk
+from artsim_pipeline.core.schema import (
+    ARTWORKS_CONTRACT_COLUMNS,
+    ARTWORKS_SCHEMA,
+    MAX_TEXT_CHARS,
+    MET_CANONICAL_DEPARTMENTS,
+    QUARANTINE_SCHEMA,
+    canonical_met_department,
+)
+
+SHARED_DATA = Path(
+    os.environ.get("ARTSIM_SHARED_DATA")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "data"
+)
+pytestmark = pytest.mark.skipif(
+    not (SHARED_DATA / "met" / "objects.jsonl").exists(),
+    reason=f"real museum records not found under {SHARED_DATA} (set ARTSIM_SHARED_DATA)",
+)
+
+FETCHED = datetime(2026, 8, 1, 12, 0, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+@cache
+def met_lines() -> tuple[str, ...]:
+    return tuple((SHARED_DATA / "met" / "objects.jsonl").read_text(encoding="utf-8").splitlines())
+
+
+@cache
+def met_exact() -> dict[int, dict]:
+    lines = (SHARED_DATA / "met" / "objects_exact.jsonl").read_text(encoding="utf-8").splitlines()
+    return {rec["objectID"]: rec for rec in map(json.loads, lines)}
+
+
+def met_record(object_id: int) -> dict:
+    """A deep copy of a real Met record (exact API records first, then the animals set)."""
+    if object_id in met_exact():
+        return copy.deepcopy(met_exact()[object_id])
+    for line in met_lines():
+        if line.startswith(f'{{"objectID": {object_id},'):
+            return json.loads(line)
+    raise KeyError(object_id)
+
+
+def smk_file(name: str) -> dict:
+    return json.loads((SHARED_DATA / "smk" / "responses" / name).read_text(encoding="utf-8"))
+
+
+def smk_item(object_number: str, file: str | None = None) -> dict:
+    files = [file] if file else [
+        "search_public_domain_has_image_2019.json",
+        "search_title_interior.json",
+        "object_KMSst28_no_image.json",
+        "object_KMS1_fall_of_the_titans.json",
+        "object_KMS1_2019.json",
+    ]
+    for name in files:
+        for item in smk_file(name)["items"]:
+            if item["object_number"] == object_number:
+                return copy.deepcopy(item)
+    raise KeyError(object_number)
+
+
+def raw_frame(records: list, source_ids: list[str | None] | None = None, **columns) -> pl.DataFrame:
+    """A ``raw_objects`` frame; records may be dicts (serialised) or raw JSON text."""
+    texts = [r if isinstance(r, str) or r is None else json.dumps(r, ensure_ascii=False)
+             for r in records]  # fmt: skip
+    if source_ids is None:
+        source_ids = [_guess_id(t) for t in texts]
+    n = len(texts)
+    data = {
+        "source_id": source_ids,
+        "raw_json": texts,
+        "fetched_at": columns.pop("fetched_at", [FETCHED] * n),
+        "content_hash": [hashlib.sha256((t or "").encode()).hexdigest() for t in texts],
+        "status": columns.pop("status", ["ok"] * n),
+        "error": [None] * n,
+    }
+    return pl.DataFrame(
+        data,
+        schema={
+            "source_id": pl.String,
+            "raw_json": pl.String,
+            "fetched_at": pl.Datetime("us", "UTC"),
+            "content_hash": pl.String,
+            "status": pl.String,
+            "error": pl.String,
+        },
+    )
+
+
+def _guess_id(text: str | None) -> str | None:
+    try:
+        obj = json.loads(text or "")
+    except ValueError:
+        return None
+    if isinstance(obj, dict):
+        if "objectID" in obj:
+            return str(obj["objectID"])
+        if "object_number" in obj:
+            return obj["object_number"]
+    return None
+
+
+def one(frame: pl.DataFrame) -> dict:
+    assert frame.height == 1, frame
+    return frame.row(0, named=True)
+
+
+def met_one(record, source_id: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return normalise("met", raw_frame([record], None if source_id is None else [source_id]))
+
+
+def assert_invariant(raw: pl.DataFrame, artworks: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+    ok = raw.filter(pl.col("status") == "ok").height
+    assert artworks.height + quarantine.height == ok
+    assert artworks.schema == pl.Schema(ARTWORKS_SCHEMA)
+    assert quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
+    assert artworks.get_column("artwork_id").is_unique().all()
+
+
+# --------------------------------------------------------------------------------------
+# schema
+# --------------------------------------------------------------------------------------
+def test_schema_contract_columns_in_order_and_dtypes():
+    assert ARTWORKS_CONTRACT_COLUMNS == (
+        "artwork_id", "source", "source_id", "title", "artists", "date_begin", "date_end",
+        "date_text", "department", "classification", "object_type", "medium", "techniques",
+        "culture", "tags", "image_url", "image_sha256", "is_public_domain", "landing_url",
+        "metadata_modified",
+    )  # fmt: skip
+    assert list(ARTWORKS_SCHEMA)[:20] == list(ARTWORKS_CONTRACT_COLUMNS)
+    assert ARTWORKS_SCHEMA["artists"] == pl.List(pl.String)
+    assert ARTWORKS_SCHEMA["techniques"] == pl.List(pl.String)
+    assert ARTWORKS_SCHEMA["tags"] == pl.List(pl.String)
+    assert ARTWORKS_SCHEMA["date_begin"] == pl.Int32
+    assert ARTWORKS_SCHEMA["date_end"] == pl.Int32
+    assert ARTWORKS_SCHEMA["is_public_domain"] == pl.Boolean
+    assert ARTWORKS_SCHEMA["metadata_modified"] == pl.Datetime("us", "UTC")
+    for name in ("artwork_id", "source", "source_id", "title", "date_text", "department",
+                 "classification", "object_type", "medium", "culture", "image_url",
+                 "image_sha256", "landing_url"):  # fmt: skip
+        assert ARTWORKS_SCHEMA[name] == pl.String, name
+    assert list(QUARANTINE_SCHEMA) == [
+        "source", "source_id", "rule", "reason", "raw_json", "quarantined_at",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ["met", "smk"])
+def test_empty_and_all_non_ok_inputs_give_empty_typed_frames(source):
+    artworks, quarantine = normalise(source, raw_frame([]))
+    assert artworks.height == quarantine.height == 0
+    assert artworks.schema == pl.Schema(ARTWORKS_SCHEMA)
+    assert quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
+    gone = raw_frame(['{"message": "ObjectID not found"}'], ["1"], status=["gone"])
+    artworks, quarantine = normalise(source, gone)
+    assert artworks.height == quarantine.height == 0
+
+
+def test_unknown_source_is_rejected():
+    with pytest.raises(ValueError, match="unknown source"):
+        normalise("louvre", raw_frame([]))
+
+
+def test_met_departments_map_onto_the_canonical_list():
+    listed = json.loads((SHARED_DATA / "met/responses/departments.json").read_text())
+    names = {d["displayName"] for d in listed["departments"]}
+    assert set(MET_CANONICAL_DEPARTMENTS) == names
+    seen = {json.loads(line)["department"] for line in met_lines()}
+    assert {canonical_met_department(name) for name in seen} <= names
+    assert canonical_met_department("Modern and Contemporary Art") == "Modern Art"
+    assert canonical_met_department("Robert Lehman Collection") == "The Robert Lehman Collection"
+    assert canonical_met_department(" the robert  lehman collection ") == (
+        "The Robert Lehman Collection"
+    )
+    assert canonical_met_department("Something New") == "Something New"
+    assert canonical_met_department("") is None
+
+
+# --------------------------------------------------------------------------------------
+# Met: real records
+# --------------------------------------------------------------------------------------
+def test_met_all_real_records_normalise_without_quarantine():
+    raw = raw_frame(list(met_lines()))
+    artworks, quarantine = normalise_met(raw)
+    assert_invariant(raw, artworks, quarantine)
+    assert quarantine.height == 0, quarantine.select("source_id", "rule", "reason").head()
+    assert artworks.height == len(met_lines())
+    # output keeps the input order
+    assert artworks.get_column("source_id").to_list() == raw.get_column("source_id").to_list()
+    assert set(artworks.get_column("department").drop_nulls()) <= set(MET_CANONICAL_DEPARTMENTS)
+    assert artworks.get_column("metadata_modified").null_count() == 0
+    assert (artworks.get_column("date_begin") <= artworks.get_column("date_end")).all()
+    assert artworks.get_column("landing_url").str.starts_with(
+        "https://www.metmuseum.org/art/collection/search/"
+    ).all()
+
+
+def test_met_exact_record_fields():
+    artworks, quarantine = met_one(met_record(436535))
+    assert quarantine.height == 0
+    row = one(artworks)
+    assert row["artwork_id"] == "met:436535"
+    assert row["source"] == "met" and row["source_id"] == "436535"
+    assert row["title"] == "Wheat Field with Cypresses"
+    assert row["artists"] == ["Vincent van Gogh"]
+    assert row["artist_roles"] == ["Artist"]
+    assert (row["date_begin"], row["date_end"], row["date_text"]) == (1889, 1889, "1889")
+    assert row["department"] == "European Paintings"
+    assert row["classification"] == "Paintings"
+    assert row["object_type"] == "Painting"
+    assert row["medium"] == "Oil on canvas"
+    assert row["culture"] is None  # "" -> null
+    assert row["techniques"] == []
+    assert "Cypresses" in row["tags"]
+    assert row["image_url"] == "https://images.metmuseum.org/CRDImages/ep/web-large/DP-42549-001.jpg"
+    assert row["is_public_domain"] is True
+    assert row["landing_url"] == "https://www.metmuseum.org/art/collection/search/436535"
+    assert row["metadata_modified"] == datetime(2026, 7, 29, 4, 54, 31, 183000, tzinfo=UTC)
+    assert row["image_sha256"] is None
+    assert row["dates_swapped"] is False
+
+
+def test_met_in_copyright_record_without_image_and_null_tags():
+    row = one(met_one(met_record(915129))[0])
+    assert row["image_url"] is None  # primaryImage ""
+    assert row["is_public_domain"] is False
+    assert row["tags"] == []  # tags: null
+    assert row["department"] == "Modern Art"  # "Modern and Contemporary Art"
+
+
+def test_met_several_makers_keep_constituent_order_and_roles():
+    rec = met_record(373769)
+    row = one(met_one(rec)[0])
+    assert row["artists"] == [html.unescape(c["name"]).strip() for c in rec["constituents"]]
+    assert row["artists"][-1] == "Francis Hart & Co."  # "Francis Hart &amp; Co." in the record
+    assert row["artist_roles"] == [c["role"] for c in rec["constituents"]]
+    assert len(row["artists"]) == 18
+
+
+def test_met_falls_back_to_artist_display_name_without_constituents():
+    rec = met_record(436535)
+    rec["constituents"] = None
+    rec["artistDisplayName"] = "  Vincent van Gogh "
+    assert one(met_one(rec)[0])["artists"] == ["Vincent van Gogh"]
+
+
+def test_met_html_entities_whitespace_and_non_ascii():
+    rec = next(r for r in map(json.loads, met_lines()) if "<i>" in r["title"] and "<i>" in r["medium"])
+    row = one(met_one(rec)[0])
+    assert "<" not in row["title"] and "<" not in row["medium"]
+    assert "  " not in row["title"]
+
+    rec = met_record(436535)
+    rec["title"] = "Jousting Armor (<i>Rennzeug</i>) \r\nand   Matching &amp; Half-Shaffron&#39;s"
+    rec["medium"] = "Mahogany,\r\n<b>gilt</b>\tgesso"
+    rec["constituents"][0]["name"] = " Tiffany &amp; Co. "
+    rec["culture"] = "紅葉蒔絵鞘脇指拵 — Ōsaka"
+    row = one(met_one(rec)[0])
+    assert row["title"] == "Jousting Armor (Rennzeug) and Matching & Half-Shaffron's"
+    assert row["medium"] == "Mahogany, gilt gesso"
+    assert row["artists"] == ["Tiffany & Co."]
+    assert row["culture"] == "紅葉蒔絵鞘脇指拵 — Ōsaka"
+
+
+def test_met_swapped_and_bc_dates():
+    row = one(met_one(met_record(544119))[0])  # objectBeginDate -664 > objectEndDate -712
+    assert (row["date_begin"], row["date_end"]) == (-712, -664)
+    assert row["dates_swapped"] is True
+    assert row["date_text"] == "664–380 B.C."
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "expected"),
+    [
+        ("1850", " 1870 ", (1850, 1870)),
+        ("-450", 1850.0, (-450, 1850)),
+        ("ca. 1850", "", (None, None)),
+        (None, 1870, (None, 1870)),
+    ],
+)
+def test_met_dates_arriving_as_strings_are_parsed(begin, end, expected):
+    rec = met_record(436535)
+    rec["objectBeginDate"], rec["objectEndDate"] = begin, end
+    artworks, quarantine = met_one(rec)
+    assert quarantine.height == 0
+    row = one(artworks)
+    assert (row["date_begin"], row["date_end"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected_us"),
+    [
+        ("2024-05-03T04:52:11Z", 0),
+        ("2024-04-13T04:51:37.7Z", 700_000),
+        ("2023-02-07T04:46:51.34Z", 340_000),
+        ("2026-07-29T04:54:31.183Z", 183_000),
+    ],
+)
+def test_met_metadata_date_with_0_to_3_fraction_digits(stamp, expected_us):
+    rec = met_record(436535)
+    rec["metadataDate"] = stamp
+    modified = one(met_one(rec)[0])["metadata_modified"]
+    assert modified.tzinfo is not None and modified.microsecond == expected_us
+
+
+def test_met_empty_strings_become_null_and_classification_falls_back():
+    rec = met_record(436535)
+    rec.update(classification="", culture="  ", objectDate="", medium="", primaryImageSmall="")
+    row = one(met_one(rec)[0])
+    assert row["classification"] == "Painting"  # objectName
+    assert row["culture"] is None and row["date_text"] is None and row["medium"] is None
+    assert row["image_url"] == rec["primaryImage"]  # primaryImageSmall "" -> primaryImage
+
+
+def test_met_missing_keys_still_normalise():
+    artworks, quarantine = met_one({"objectID": 436535, "title": "Wheat Field with Cypresses"})
+    row = one(artworks)
+    assert quarantine.height == 0
+    assert row["artists"] == [] and row["tags"] == [] and row["techniques"] == []
+    assert row["date_begin"] is None and row["department"] is None
+    assert row["metadata_modified"] is None and row["is_public_domain"] is None
+
+
+def test_met_extremely_long_fields_are_truncated_not_quarantined():
+    rec = met_record(436535)
+    rec["title"] = "Wheat " * 5_000
+    rec["tags"] = [{"term": "x" * 10_000}]
+    row = one(met_one(rec)[0])
+    assert len(row["title"]) == MAX_TEXT_CHARS
+    assert len(row["tags"][0]) == MAX_TEXT_CHARS
+
+
+# --------------------------------------------------------------------------------------
+# Met: quarantine
+# --------------------------------------------------------------------------------------
+def _quarantined(record, source_id: str | None = "436535") -> dict:
+    artworks, quarantine = met_one(record, source_id)
+    assert artworks.height == 0, artworks
+    return one(quarantine)
+
+
+def test_invalid_json_is_quarantined_with_reason():
+    text = json.dumps(met_record(436535))[:-40]  # truncated response
+    q = _quarantined(text)
+    assert q["rule"] == "invalid_json"
+    assert "JSON does not parse" in q["reason"]
+    assert q["raw_json"] == text
+    assert q["source"] == "met" and q["source_id"] == "436535"
+    assert q["quarantined_at"].tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "fragment"),
+    [
+        ("", "invalid_json", "empty"),
+        ("   ", "invalid_json", "empty"),
+        ("[1, 2]", "not_an_object", "an array"),
+        ("null", "not_an_object", "null"),
+        ('"436535"', "not_an_object", "a string"),
+        ('{"message": "Not a valid object"}', "missing_id", "Not a valid object"),
+        ("{}", "missing_id", "objectID"),
+    ],
+)
+def test_documents_that_are_not_records_are_quarantined(text, rule, fragment):
+    q = _quarantined(text)
+    assert q["rule"] == rule
+    assert fragment in q["reason"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule", "fragment"),
+    [
+        ("constituents", "Vincent van Gogh", "wrong_type", "'constituents'"),
+        ("constituents", {"name": "Vincent van Gogh"}, "wrong_type", "an array"),
+        ("constituents", [1, 2], "wrong_type", "constituents[0]"),
+        ("tags", "Cypresses", "wrong_type", "'tags'"),
+        ("title", ["Wheat Field"], "wrong_type", "'title'"),
+        ("objectBeginDate", [1889], "wrong_type", "objectBeginDate"),
+        ("isPublicDomain", "maybe", "wrong_type", "isPublicDomain"),
+        ("objectID", "abc", "invalid_id", "abc"),
+        ("objectID", None, "missing_id", "objectID"),
+        ("objectID", 999, "id_mismatch", "999"),
+        ("objectBeginDate", -20_000, "date_out_of_range", "-20000"),
+        ("objectEndDate", "99999", "date_out_of_range", "99999"),
+    ],
+)
+def test_bad_fields_are_quarantined_with_rule_and_reason(field, value, rule, fragment):
+    rec = met_record(436535)
+    rec[field] = value
+    q = _quarantined(rec)
+    assert q["rule"] == rule, q["reason"]
+    assert fragment in q["reason"]
+
+
+def test_no_title_and_no_artist_is_quarantined():
+    rec = met_record(436535)
+    rec.update(title=" ", constituents=None, artistDisplayName="")
+    assert _quarantined(rec)["rule"] == "no_title_and_no_artist"
+    rec["title"] = "<i></i>"  # only markup: empty once cleaned
+    assert _quarantined(rec)["rule"] == "no_title_and_no_artist"
+
+
+def test_coercible_types_are_coerced_not_quarantined():
+    rec = met_record(436535)
+    rec.update(objectID="436535", isPublicDomain="true", title=1889, tags=None, constituents=None)
+    row = one(met_one(rec)[0])
+    assert row["artwork_id"] == "met:436535"
+    assert row["is_public_domain"] is True
+    assert row["title"] == "1889"
+    assert row["artists"] == ["Vincent van Gogh"]  # artistDisplayName
+
+
+def test_titles_that_look_like_json_are_kept():
+    rec = met_record(436535)
+    rec["title"] = "[Self-Portrait with Christine and Yvonne Lerolle]"
+    assert one(met_one(rec)[0])["title"] == rec["title"]
+
+
+def test_duplicate_ids_latest_metadata_modified_wins():
+    old, new = met_record(436535), met_record(436535)
+    old["metadataDate"], old["GalleryNumber"] = "2024-01-01T00:00:00Z", "825"
+    new["metadataDate"], new["GalleryNumber"] = "2026-07-29T04:54:31.183Z", "826"
+    new["title"] = "Wheat Field with Cypresses (new)"
+    raw = raw_frame([new, old, met_record(437980)])
+    artworks, quarantine = normalise_met(raw)
+    assert_invariant(raw, artworks, quarantine)
+    assert artworks.get_column("artwork_id").to_list() == ["met:436535", "met:437980"]
+    assert artworks.row(0, named=True)["title"] == "Wheat Field with Cypresses (new)"
+    q = one(quarantine)
+    assert q["rule"] == "duplicate_id"
+    assert "met:436535" in q["reason"] and "different content" in q["reason"]
+    assert json.loads(q["raw_json"])["GalleryNumber"] == "825"
+
+
+def test_identical_duplicates_keep_the_latest_fetch():
+    rec = met_record(436535)
+    raw = raw_frame(
+        [rec, rec], fetched_at=[FETCHED, datetime(2026, 9, 1, tzinfo=UTC)]
+    )
+    artworks, quarantine = normalise_met(raw)
+    assert artworks.height == 1 and one(quarantine)["rule"] == "duplicate_id"
+    assert "same content" in one(quarantine)["reason"]
+
+
+def test_only_ok_rows_are_normalised_and_each_ends_in_exactly_one_table():
+    good = [met_record(i) for i in (53426, 436535, 437980, 915129)]
+    bad_type = met_record(284)
+    bad_type["constituents"] = "Dr. Charles W. Green"
+    records = [*good, "{not json", bad_type, {"message": "ObjectID not found"}, good[1]]
+    raw = raw_frame(
+        records,
+        status=["ok", "ok", "ok", "ok", "ok", "ok", "gone", "ok"],
+    )
+    artworks, quarantine = normalise_met(raw)
+    assert_invariant(raw, artworks, quarantine)
+    assert artworks.height == 4
+    assert sorted(quarantine.get_column("rule").to_list()) == [
+        "duplicate_id", "invalid_json", "wrong_type",
+    ]  # fmt: skip
+
+
+def test_bad_rows_do_not_change_how_good_rows_are_normalised():
+    """A bad row forces the fast decoder to split its chunk: the good rows must not notice."""
+    lines = list(met_lines())
+    clean, _ = normalise_met(raw_frame(lines))
+    bad = met_record(284)
+    bad["constituents"] = "a string"
+    mixed_lines = lines[:1000] + ["{broken", json.dumps(bad)] + lines[1000:]
+    mixed_ids = [_guess_id(t) for t in mixed_lines]
+    mixed_ids[1000] = "999999999"
+    mixed, quarantine = normalise_met(raw_frame(mixed_lines, mixed_ids))
+    assert sorted(quarantine.get_column("rule")) == ["invalid_json", "wrong_type"]
+    assert mixed.equals(clean)
+
+
+def test_image_sha256_comes_from_raw_images():
+    recs = [met_record(436535), met_record(437980), met_record(53426)]
+    images = pl.DataFrame(
+        {
+            "source_id": ["436535", "437980", "437980", "53426"],
+            "url": [
+                recs[0]["primaryImageSmall"],
+                "https://images.metmuseum.org/old-url.jpg",  # URL changed since download
+                recs[1]["primaryImageSmall"],
+                recs[2]["primaryImageSmall"],
+            ],
+            "sha256": ["a" * 64, "b" * 64, "c" * 64, "d" * 64],
+            "width": [1, 1, None, 1],
+            "height": [1, 1, None, 1],
+            "status": ["ok", "ok", "error", "ok"],
+            "error": [None, None, "HTTP 404", None],
+        }
+    )
+    artworks, _ = normalise("met", raw_frame(recs), images)
+    assert artworks.get_column("image_sha256").to_list() == ["a" * 64, "b" * 64, "d" * 64]
+    artworks, _ = normalise("met", raw_frame(recs), None)
+    assert artworks.get_column("image_sha256").null_count() == 3
+
+
+# --------------------------------------------------------------------------------------
+# SMK
+# --------------------------------------------------------------------------------------
+def smk_one(item, source_id: str | None = None) -> dict:
+    artworks, quarantine = normalise_smk(
+        raw_frame([item], None if source_id is None else [source_id])
+    )
+    assert quarantine.height == 0, quarantine.select("rule", "reason").to_dicts()
+    return one(artworks)
+
+
+def test_smk_2019_shape():
+    row = smk_one(smk_item("KMS1", "object_KMS1_2019.json"))
+    assert row["artwork_id"] == "smk:KMS1"
+    assert row["title"] == "The Fall of the Titans"  # en-US translation preferred
+    assert row["artists"] == ["Cornelis Cornelisz. van Haarlem"]  # "Surname, Forename"
+    assert row["culture"] == "Dutch"  # "hollandsk"
+    assert row["techniques"] == ["Olie på lærred"]  # [{"technique": ...}]
+    assert row["medium"] == "lærred, olie"  # [{"material": ...}]
+    assert (row["date_begin"], row["date_end"], row["date_text"]) == (1588, 1590, "1588-1590")
+    assert row["department"] == "Samling og Forskning (KMS)"
+    assert row["classification"] == row["object_type"] == "maleri"
+    assert row["image_url"].startswith("https://iip.smk.dk/iiif/jp2/KMS1")
+    assert row["landing_url"] == "https://open.smk.dk/artwork/image/KMS1"
+    assert row["metadata_modified"] == datetime(2019, 8, 12, 9, 34, 37, tzinfo=UTC)
+
+
+def test_smk_2026_shape():
+    row = smk_one(smk_item("KMS1", "object_KMS1_fall_of_the_titans.json"))
+    assert row["title"] == "The Fall of the Titans"  # language "engelsk"
+    assert row["artists"] == ["Cornelis Cornelisz. van Haarlem"]  # forename + surname
+    assert row["techniques"] == ["Oil on canvas"]  # plain strings
+    assert row["medium"] == "canvas"
+    assert row["classification"] == "Painting"
+    assert row["is_public_domain"] is True
+    assert row["image_url"] == (
+        "https://iip-thumb.smk.dk/iiif/jp2/9g54xm869_KMS1-cropped.tif.jp2/full/!1024,/0/default.jpg"
+    )
+    assert row["landing_url"] == "https://open.smk.dk/artwork/image/KMS1"  # frontend_url
+
+
+def test_smk_single_object_envelope_is_unwrapped_and_latest_version_wins():
+    old = smk_file("object_KMS1_2019.json")  # full 2019 search envelope
+    new_text = (SHARED_DATA / "smk/responses/object_KMS1_fall_of_the_titans.json").read_text()
+    raw = raw_frame([old, new_text], ["KMS1", "KMS1"])
+    artworks, quarantine = normalise_smk(raw)
+    assert_invariant(raw, artworks, quarantine)
+    row = one(artworks)
+    assert row["techniques"] == ["Oil on canvas"]  # 2026 modified > 2019 modified
+    assert one(quarantine)["rule"] == "duplicate_id"
+
+
+def test_smk_envelope_with_several_items_picks_the_matching_one_or_quarantines():
+    envelope = smk_file("search_title_interior.json")
+    row = smk_one(envelope, "KMS7121")
+    assert row["artwork_id"] == "smk:KMS7121" and row["artists"] == ["Willy Ørskov"]
+    artworks, quarantine = normalise_smk(raw_frame([envelope], ["NOPE"]))
+    assert artworks.height == 0 and one(quarantine)["rule"] == "ambiguous_envelope"
+
+
+def test_smk_danish_title_unknown_creator_no_image_and_escaped_landing_url():
+    row = smk_one(smk_item("KMSst28Ø"))
+    assert row["artists"] == []  # "Ubekendt" / artist "Unknown"
+    assert row["image_url"] is None  # has_image false
+    assert row["landing_url"] == "https://open.smk.dk/artwork/image/KMSst28%C3%98"
+    assert row["title"].startswith("Anna, Duchess of Brunswick")
+    row = smk_one(smk_item("KMS1571"))
+    assert row["title"] == "Interiør"  # only a Danish title ("dansk")
+    assert row["artists"] == ["P.S. Krøyer"]
+
+
+def test_smk_creators_roles_nationalities_and_periods():
+    row = smk_one(smk_item("KKS10064"))
+    assert row["artists"] == ["Louis Sørensen", "Hans Tegner"]
+    assert row["artist_roles"] == [None, "after"]
+    row = smk_one(smk_item("KKS9610"))  # "Dahl, Balzer " with a trailing space
+    assert row["artists"] == ["Balzer Dahl", "Niels Bredal"]
+    assert row["artist_roles"] == [None, "efter forlæg af"]
+    row = smk_one(smk_item("KKS1982-247"))
+    assert row["culture"] == "Danish"  # "Danish, Danish"
+    assert row["nationalities"] == ["Danish"]
+    row = smk_one(smk_item("KKS8631"))
+    assert row["date_text"] == "Udateret"
+    assert (row["date_begin"], row["date_end"]) == (1810, 1848)
+    assert row["tags"] == ["Købke, Cecilia Margrete"]  # content_person
+    assert smk_one(smk_item("KKSgb4085"))["date_text"] == "Ca. 1800"
+
+
+def test_smk_images_thumbnail_or_iiif_and_escaped_object_numbers():
+    row = smk_one(smk_item("KMS7121"))  # thumbnail only, no IIIF id
+    assert row["image_url"] == "https://api.smk.dk/api/v1/thumbnail/25f86678-d676-45cc-87e2-56b53f78e7a7.jpg"
+    item = smk_item("KMS2094")
+    del item["image_thumbnail"]
+    assert smk_one(item)["image_url"] == (
+        "https://iip.smk.dk/iiif/jp2/9p290f80r_kms2094.tif.jp2/full/!1024,/0/default.jpg"
+    )
+    row = smk_one(smk_item("KKSgb6775/3"))  # 2019: no frontend_url
+    assert row["landing_url"] == "https://open.smk.dk/artwork/image/KKSgb6775%2F3"
+    assert row["artwork_id"] == "smk:KKSgb6775/3"
+
+
+def test_smk_all_real_items_and_robustness():
+    items = [it for name in ("search_public_domain_has_image_2019.json",
+                             "search_title_interior.json") for it in smk_file(name)["items"]]  # fmt: skip
+    broken = smk_item("KMS1571")
+    broken["production"] = "Krøyer, P.S."
+    nulls = smk_item("KMS2094")
+    nulls.update(object_number="KMS2094-copy", titles=None, techniques=None, materials=None,
+                 production_date=None, frontend_url="")  # fmt: skip
+    raw = raw_frame([*items, broken, nulls, "{", {"titles": []}], [
+        *(i["object_number"] for i in items), "KMS1571", "KMS2094-copy", "X", "Y",
+    ])  # fmt: skip
+    artworks, quarantine = normalise_smk(raw)
+    assert_invariant(raw, artworks, quarantine)
+    rules = dict(zip(quarantine.get_column("source_id"), quarantine.get_column("rule"), strict=True))
+    assert rules == {"KMS1571": "wrong_type", "X": "invalid_json", "Y": "missing_id"}
+    assert artworks.height == len(items) + 1
+    row = artworks.filter(pl.col("source_id") == "KMS2094-copy").row(0, named=True)
+    assert row["title"] is None and row["artists"] == ["Arne Kavli"]
+    assert row["techniques"] == [] and row["medium"] is None and row["date_begin"] is None
+    assert row["landing_url"] == "https://open.smk.dk/artwork/image/KMS2094-copy"
+
+
+def test_fast_and_slow_decoders_agree_on_real_records():
+    """The polars NDJSON path and the per-record Python path decode real records identically."""
+    from artsim_pipeline.core import normalise as impl
+
+    def both(src, texts: list[str], ids: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        raw = pl.DataFrame(
+            {"_row": pl.Series(range(len(texts)), dtype=pl.UInt32), "source_id": ids,
+             "raw_json": texts}  # fmt: skip
+        )
+        fast, fast_failed = impl._decode(src, raw)
+        slow, slow_failed = impl._decode_slow(src, raw)
+        assert fast_failed.height == slow_failed.height == 0
+        return fast.sort("_row"), slow
+
+    lines = list(met_lines())
+    fast, slow = both(impl._MET, lines, [_guess_id(t) for t in lines])
+    assert fast.equals(slow)
+    items = [json.dumps(it, ensure_ascii=False) for name in (
+        "search_public_domain_has_image_2019.json", "search_title_interior.json",
+        "object_KMS1_2019.json", "object_KMSst28_no_image.json") for it in smk_file(name)["items"]]  # fmt: skip
+    fast, slow = both(impl._SMK, items, [_guess_id(t) for t in items])
+    assert fast.equals(slow)

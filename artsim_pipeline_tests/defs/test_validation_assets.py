@@ -1,0 +1,107 @@
+"""The `artworks` multi-asset: normalisation, quarantine and great-expectations checks in Dagster."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import polars as pl
+from dagster import AssetKey, materialize
+
+from artsim_pipeline.core.raw_store import merge_results
+from artsim_pipeline.defs.validation.assets import artworks
+from artsim_pipeline.resources.clients.base import FetchResult
+from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
+from artsim_pipeline.resources.tables import TableStore
+from artsim_pipeline.defs.ingest.assets import RAW_IMAGES_SCHEMA, raw_images, raw_objects
+from artsim_pipeline.resources.museum_api import MuseumApiResource
+from artsim_pipeline.resources.storage import ArtsimStorage
+
+
+def store_raw(home, source, results, images=None):
+    store = TableStore(base_dir=str(home / "storage"))
+    table, _ = merge_results(None, results)
+    store.write_table(table, "raw_objects", source)
+    store.write_table(pl.DataFrame(images or [], schema=RAW_IMAGES_SCHEMA), "raw_images", source)
+    return store
+
+
+def run_artworks(store, source):
+    assets = [raw_objects, raw_images, artworks]  # the raw tables are read from the store, not recomputed
+    resources = {"io_manager": PolarsParquetIOManager(store=store), "tables": store, "storage": ArtsimStorage(home=store.base_dir),
+                 "museum_api": MuseumApiResource()}
+    result = materialize(assets, partition_key=source, resources=resources,
+                         selection=[AssetKey("artworks"), AssetKey("artworks_quarantine")], raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return result, checks
+
+
+def met_ok(record):
+    return FetchResult(str(record["objectID"]), "ok", raw_json=json.dumps(record), modified=record.get("metadataDate"))
+
+
+def test_bad_records_are_quarantined_with_reasons_and_nothing_is_dropped(artsim_home, shared_met_records):
+    good = shared_met_records[:30]
+    wrong_type = dict(shared_met_records[30], constituents="Vincent van Gogh")  # a string where a list belongs
+    not_json = FetchResult("31", "ok", raw_json='{"objectID": 31, "title": "cut sh')
+    no_id = dict(shared_met_records[32])
+    no_id.pop("objectID")
+    results = [met_ok(r) for r in good] + [met_ok(wrong_type), not_json, FetchResult("32", "ok", raw_json=json.dumps(no_id))]
+    results.append(FetchResult("99", "gone", error="HTTP 404"))  # not ok: neither artwork nor quarantined
+    store = store_raw(artsim_home, "met", results)
+    result, checks = run_artworks(store, "met")
+    assert result.success
+    table = store.read_table("artworks", "met")
+    quarantine = store.read_table("artworks_quarantine", "met")
+    assert table.height + quarantine.height == 33
+    assert table["artwork_id"].n_unique() == table.height
+    reasons = {row["source_id"]: row for row in quarantine.iter_rows(named=True)}
+    assert reasons["31"]["rule"] == "invalid_json" and reasons["31"]["reason"]
+    assert reasons["32"]["rule"] == "missing_id"
+    assert checks["nothing_dropped"].passed
+    assert checks["schema_and_identity"].passed and checks["dates_plausible"].passed and checks["urls_well_formed"].passed
+    wrong = str(wrong_type["objectID"])
+    assert wrong in reasons or table.filter(pl.col("source_id") == wrong).height == 1  # coerced or quarantined, never lost
+
+
+def test_a_broken_table_fails_the_blocking_checks(artsim_home, shared_met_records, monkeypatch):
+    """The normaliser never emits such a table; the checks are the guard if it ever does."""
+    from artsim_pipeline.defs.validation import assets as validation_assets
+
+    real_normalise = validation_assets.normalise
+
+    def broken_normalise(source, raw_objects, raw_images=None):
+        table, quarantine = real_normalise(source, raw_objects, raw_images)
+        broken = pl.concat([table, table.head(1)])  # a duplicate artwork_id
+        broken = broken.with_columns(
+            pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(3000, pl.Int32)).otherwise(pl.col("date_begin")).alias("date_begin"),
+            pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("ftp://x/y.jpg")).otherwise(pl.col("image_url")).alias("image_url"),
+        )
+        return broken, quarantine
+
+    monkeypatch.setattr(validation_assets, "normalise", broken_normalise)
+    store = store_raw(artsim_home, "met", [met_ok(r) for r in shared_met_records[:5]])
+    result, checks = run_artworks(store, "met")
+    for name in ("schema_and_identity", "dates_plausible", "urls_well_formed", "nothing_dropped"):
+        assert not checks[name].passed, name
+        assert checks[name].severity.value == "ERROR"
+        assert next(s for s in artworks.check_specs if s.name == name).blocking
+    assert checks["schema_and_identity"].metadata["failed_rows"].value >= 2
+
+
+def test_load_asset_value_returns_the_polars_frame_for_each_source(artsim_home):
+    from artsim_pipeline.cli import materialize_all
+    from artsim_pipeline.definitions import build_defs
+    from dagster import DagsterInstance
+
+    materialize_all(instance=DagsterInstance.ephemeral())
+    defs = build_defs("sample")
+    for source, minimum in (("met", 1500), ("smk", 20)):
+        df = defs.load_asset_value("artworks", partition_key=source)
+        assert isinstance(df, pl.DataFrame) and df.height >= minimum
+        raw = defs.load_asset_value("raw_objects", partition_key=source)
+        quarantine = defs.load_asset_value("artworks_quarantine", partition_key=source)
+        assert raw.filter(pl.col("status") == "ok").height == df.height + quarantine.height
+    met = defs.load_asset_value("artworks", partition_key="met")
+    assert met["department"].n_unique() >= 12
+    assert met.filter(pl.col("image_sha256").is_not_null()).height > 1000
