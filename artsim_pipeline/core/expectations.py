@@ -120,7 +120,9 @@ def row_rule_exprs() -> tuple[pl.Expr, pl.Expr]:
         (
             "invalid_url",
             ~pl.col("landing_url").str.contains(URL_PATTERN).fill_null(False),
-            pl.format("landing_url {} is not an http(s) URL", pl.col("landing_url").fill_null("null")),
+            pl.format(
+                "landing_url {} is not an http(s) URL", pl.col("landing_url").fill_null("null")
+            ),
         ),
     ]
     rule: Any = pl
@@ -191,6 +193,7 @@ def _gx_frame(df: pl.DataFrame) -> Any:
 
 
 def _build_suite(gx: Any, source: str, columns: set[str]) -> list[tuple[str, Severity, Any]]:
+    """``(check name, severity, expectation)`` for the columns present in the GX frame."""
     E = gx.expectations
     checks: list[tuple[str, Severity, Any]] = [
         (
@@ -206,14 +209,22 @@ def _build_suite(gx: Any, source: str, columns: set[str]) -> list[tuple[str, Sev
         if set(needs) <= columns:
             checks.append((name, severity, expectation))
 
-    add("artwork_id_not_null", "error", ("artwork_id",),
-        E.ExpectColumnValuesToNotBeNull(column="artwork_id"))  # fmt: skip
-    add("artwork_id_unique", "error", ("artwork_id",),
-        E.ExpectColumnValuesToBeUnique(column="artwork_id"))  # fmt: skip
+    not_null = E.ExpectColumnValuesToNotBeNull
+    add("artwork_id_not_null", "error", ("artwork_id",), not_null(column="artwork_id"))
+    add(
+        "artwork_id_unique",
+        "error",
+        ("artwork_id",),
+        E.ExpectColumnValuesToBeUnique(column="artwork_id"),
+    )
     for col in REQUIRED_COLUMNS[1:]:
-        add(f"{col}_not_null", "error", (col,), E.ExpectColumnValuesToNotBeNull(column=col))
-    add("title_or_artists", "error", (),
-        E.ExpectColumnValuesToBeInSet(column="_has_title_or_artist", value_set=[True]))  # fmt: skip
+        add(f"{col}_not_null", "error", (col,), not_null(column=col))
+    add(
+        "title_or_artists",
+        "error",
+        (),
+        E.ExpectColumnValuesToBeInSet(column="_has_title_or_artist", value_set=[True]),
+    )
     add(
         "date_begin_le_date_end",
         "error",
@@ -226,22 +237,47 @@ def _build_suite(gx: Any, source: str, columns: set[str]) -> list[tuple[str, Sev
         ),
     )
     for col in ("date_begin", "date_end"):
-        add(f"{col}_in_range", "error", (col,),
-            E.ExpectColumnValuesToBeBetween(column=col, min_value=MIN_YEAR, max_value=MAX_YEAR))  # fmt: skip
+        add(
+            f"{col}_in_range",
+            "error",
+            (col,),
+            E.ExpectColumnValuesToBeBetween(column=col, min_value=MIN_YEAR, max_value=MAX_YEAR),
+        )
     for col in ("landing_url", "image_url"):
-        add(f"{col}_well_formed", "error", (col,),
-            E.ExpectColumnValuesToMatchRegex(column=col, regex=URL_PATTERN))  # fmt: skip
+        add(
+            f"{col}_well_formed",
+            "error",
+            (col,),
+            E.ExpectColumnValuesToMatchRegex(column=col, regex=URL_PATTERN),
+        )
     if source in ID_PATTERNS:
-        add("artwork_id_format", "error", ("artwork_id",),
-            E.ExpectColumnValuesToMatchRegex(column="artwork_id", regex=ID_PATTERNS[source]))  # fmt: skip
-        add("source_value", "error", ("source",),
-            E.ExpectColumnValuesToBeInSet(column="source", value_set=[source]))  # fmt: skip
+        add(
+            "artwork_id_format",
+            "error",
+            ("artwork_id",),
+            E.ExpectColumnValuesToMatchRegex(column="artwork_id", regex=ID_PATTERNS[source]),
+        )
+        add(
+            "source_value",
+            "error",
+            ("source",),
+            E.ExpectColumnValuesToBeInSet(column="source", value_set=[source]),
+        )
     if source == "met":
-        add("met_department_canonical", "warn", ("department",),
-            E.ExpectColumnValuesToBeInSet(column="department",
-                                          value_set=list(MET_CANONICAL_DEPARTMENTS)))  # fmt: skip
-    add("public_domain_has_image", "warn", (),
-        E.ExpectColumnValuesToBeInSet(column="_public_domain_image_ok", value_set=[True]))  # fmt: skip
+        add(
+            "met_department_canonical",
+            "warn",
+            ("department",),
+            E.ExpectColumnValuesToBeInSet(
+                column="department", value_set=list(MET_CANONICAL_DEPARTMENTS)
+            ),
+        )
+    add(
+        "public_domain_has_image",
+        "warn",
+        (),
+        E.ExpectColumnValuesToBeInSet(column="_public_domain_image_ok", value_set=[True]),
+    )
     return checks
 
 
@@ -266,7 +302,8 @@ def _outcome(name: str, severity: Severity, result: Any) -> CheckOutcome:
         failed = int(res.get("unexpected_count") or 0)
         details["element_count"] = _jsonable(res.get("element_count"))
         details["unexpected_percent"] = _jsonable(res.get("unexpected_percent"))
-        details["partial_unexpected"] = _jsonable(list(res.get("partial_unexpected_list") or [])[:10])
+        partial = list(res.get("partial_unexpected_list") or [])[:10]
+        details["partial_unexpected"] = _jsonable(partial)
     else:
         mismatched = (res.get("details") or {}).get("mismatched") or {}
         missing = list(mismatched.get("missing") or [])

@@ -873,6 +873,7 @@ def _clean_text(expr: pl.Expr) -> pl.Expr:
         .str.replace_all(_SPACES_RE, " ")
         .str.strip_chars()
         .str.slice(0, MAX_TEXT_CHARS)
+        .str.strip_chars_end()
     )
     return expr.replace("", None)
 
