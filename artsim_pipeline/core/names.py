@@ -1,0 +1,209 @@
+"""Artist-name normalisation shared by pair mining and its checks (pure Python, no Dagster).
+
+:func:`normalise_artist` turns a museum's maker string into a key that is equal for the same
+person across museums, or ``None`` for makers that must never match (anonymous, unknown,
+unidentified, "Anonymous, French, 18th century", "Painting by Unknown"...):
+
+* HTML entities are decoded (``Tiffany &amp; Co.``), case is folded, accents and Nordic
+  letters are transliterated (``Hammershøi`` -> ``hammershoi``, ``æ`` -> ``ae``);
+* ``Surname, Forename`` is flipped to ``Forename Surname`` (``Hammershøi, Vilhelm`` and
+  ``Vilhelm Hammershøi`` are one key; ``Haarlem, Cornelis Cornelisz. van`` ->
+  ``cornelis cornelisz van haarlem``);
+* generational suffixes are kept (father and son are different people) but moved to one
+  canonical place at the end: ``Jr.``/``Junior``/``the Younger``/``d.y.`` -> ``jr``,
+  ``Sr.``/``Senior``/``the Elder``/``d.æ.`` -> ``sr``, roman numerals ``I``..``IV`` as
+  written (``Velde, Willem I van de`` == ``Willem van de Velde I``);
+* role and attribution prefixes are dropped (``Designed by``, ``Cast by``, ``Manufactured
+  by``, ``Attributed to``, ``Workshop of``, ``After``, ``Follower of``, Danish ``Tilskrevet``,
+  ``Efter``...): for weak similarity labels, a work from a master's workshop or after his
+  model is evidence enough;
+* parenthetical asides (``Rembrandt (Rembrandt van Rijn)`` -> ``rembrandt``), dates and
+  punctuation are removed, whitespace is collapsed.
+
+The function is deterministic and cheap (a few microseconds); callers normalise the unique
+names of a table and join the keys back (see :func:`normalise_artists`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable
+
+__all__ = ["normalise_artist", "normalise_artists", "is_anonymous"]
+
+# Letters that NFKD does not decompose into base letter + combining mark.
+_TRANSLIT = str.maketrans(
+    {
+        "ø": "o",
+        "æ": "ae",
+        "œ": "oe",
+        "ß": "ss",
+        "ł": "l",
+        "đ": "d",
+        "ð": "d",
+        "þ": "th",
+        "ı": "i",
+        "ħ": "h",
+    }
+)
+
+_DROP_APOSTROPHES = str.maketrans("", "", "'’ʼ`´")
+_PUNCT = re.compile(r"[^\w\s]|_")
+_HAS_DIGIT = re.compile(r"\d")
+# cheap guard before the suffix-phrase patterns below
+_SUFFIX_HINT = re.compile(r"\b(?:the|den|der|d)\b")
+_BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+_SPACES = re.compile(r"\s+")
+_LETTER = re.compile(r"[^\W\d_]")
+_DIGIT_TOKEN = re.compile(r"\S*\d\S*")
+
+# Qualifiers at the start of a maker string (applied repeatedly, on the folded string).
+_PREFIX = re.compile(
+    r"^(?:"
+    r"and|&|the"
+    r"|(?:attributed|attrib\.?|ascribed)\s+to"
+    r"|(?:possibly|probably|perhaps)(?:\s+by)?"
+    r"|(?:workshop|studio|atelier|circle|followers?|school|manner|style|entourage|shop)\s+of"
+    r"|(?:copy|probably|possibly)\s+after"
+    r"|after(?:\s+an?\s+(?:\w+\s+){0,2}by)?"
+    r"|(?:\w+\s+){0,4}by"  # Designed by, Cast by, Painting by, Based on a woodcut by
+    r"|tilskrevet|efter|kopi\s+efter|vaerksted(?:\s+af)?|kreds\s+af|skole\s+af|elev\s+af"
+    r")[\s:]+"
+)
+# Qualifiers at the end (", workshop of", "and workshop", "(?)").
+_TRAILER = re.compile(
+    r"(?:,?\s*(?:and|&)\s+(?:his\s+)?(?:workshop|studio|assistants))$"
+    r"|(?:,\s*(?:workshop|studio|circle|school|follower|manner|style)\s+of)$"
+)
+
+# Makers that must never match anything.  Checked on the folded string, after prefixes.
+_ANONYMOUS = re.compile(
+    r"^(?:anonymous|anonym|anonyme|anon\.?|anonimo|anoniem|unknown|unidentified|unattributed"
+    r"|not\s+identified|no\s+artist|artist\s+unknown|maker\s+unknown|ubekendt|ukendt|unbekannt"
+    r"|inconnu|onbekend|sconosciuto|desconocido|ignoto|various|diverse|n/?a|none|null)\b"
+)
+_CENTURY = re.compile(r"\b\d{1,2}(?:st|nd|rd|th)\s*(?:-|–|to)?\s*(?:\d{1,2}(?:st|nd|rd|th)\s*)?c(?:entury|\.)")
+# "French Painter", "Netherlandish School", "Italian sculptor": a nameless attribution.
+_GENERIC_MAKER = re.compile(
+    r"^(?:[a-z]+\s+){1,2}(?:painter|artist|sculptor|carver|school|workshop|engraver|potter"
+    r"|weaver|silversmith|goldsmith|craftsman|hand|maler|kunstner|billedhugger)s?$"
+)
+
+# Generational suffixes -> canonical token.
+_SUFFIX_PHRASES = (
+    (re.compile(r"\bthe\s+younger\b|\bden\s+yngre\b|\bd\.?\s*y\.(?=\s|,|$)|\bder\s+j(?:u|ü)ngere\b"), "jr"),
+    (re.compile(r"\bthe\s+elder\b|\bden\s+aeldre\b|\bd\.?\s*ae\.(?=\s|,|$)|\bder\s+(?:a|ä)ltere\b"), "sr"),
+)
+_SUFFIX_TOKENS = {
+    "jr": "jr",
+    "jnr": "jr",
+    "junior": "jr",
+    "sr": "sr",
+    "snr": "sr",
+    "senior": "sr",
+    "ii": "ii",
+    "iii": "iii",
+    "iv": "iv",
+}
+_COMPANY_PARTS = {"inc", "ltd", "llc", "corp", "gmbh", "ag", "sa", "plc", "a/s"}
+
+
+def _fold(text: str) -> str:
+    if "&" in text:
+        text = html.unescape(text)
+    if text.isascii():
+        return _SPACES.sub(" ", text.lower()).strip()
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_TRANSLIT)
+    if not text.isascii():
+        text = "".join(
+            ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+        )
+    return _SPACES.sub(" ", text).strip()
+
+
+def _strip_qualifiers(text: str) -> str:
+    previous = None
+    while previous != text:
+        previous = text
+        text = _PREFIX.sub("", text).strip(" ,;:")
+        text = _TRAILER.sub("", text).strip(" ,;:")
+    return text
+
+
+def is_anonymous(name: str | None) -> bool:
+    """True if ``name`` is missing or names no one (see :func:`normalise_artist`)."""
+    return normalise_artist(name) is None
+
+
+def normalise_artist(name: str | None) -> str | None:
+    """A cross-museum key for one maker string, or ``None`` if it names no identifiable maker.
+
+    >>> normalise_artist("Hammershøi, Vilhelm") == normalise_artist("Vilhelm Hammershøi")
+    True
+    >>> normalise_artist("Anonymous, French, 18th century") is None
+    True
+    """
+    if name is None:
+        return None
+    text = _fold(str(name))
+    if not text:
+        return None
+    if "(" in text or "[" in text:
+        text = _SPACES.sub(" ", _BRACKETS.sub(" ", text))
+    text = text.translate(_DROP_APOSTROPHES).strip(" ,;:?")
+    text = _strip_qualifiers(text)
+    if not text or _ANONYMOUS.match(text) or (_HAS_DIGIT.search(text) and _CENTURY.search(text)):
+        return None
+
+    suffixes: list[str] = []
+    if _SUFFIX_HINT.search(text):
+        for pattern, token in _SUFFIX_PHRASES:
+            text, hits = pattern.subn(" ", text)
+            if hits:
+                suffixes.append(token)
+
+    # "Surname, Forename[, Jr.]": pull out suffix-only and company parts, flip the rest.
+    parts = [p.strip() for p in text.split(",")]
+    kept: list[str] = []
+    for part in parts:
+        bare = part.replace(".", "").strip()
+        if not _LETTER.search(bare):  # empty, or a date such as "1881-1973"
+            continue
+        if bare in _SUFFIX_TOKENS or bare == "i":
+            suffixes.append(_SUFFIX_TOKENS.get(bare, bare))
+        elif bare in _COMPANY_PARTS:
+            continue
+        else:
+            kept.append(part)
+    if not kept:
+        return None
+    ordered = f"{kept[1]} {kept[0]}" if len(kept) >= 2 else kept[0]
+
+    ordered = ordered.replace("&", " and ")
+    ordered = _PUNCT.sub(" ", ordered)
+    if _HAS_DIGIT.search(ordered):
+        ordered = _DIGIT_TOKEN.sub(" ", ordered)
+    tokens = ordered.split()
+    if not tokens:
+        return None
+    words: list[str] = []
+    for position, token in enumerate(tokens):
+        if position > 0 and (token in _SUFFIX_TOKENS or token == "i"):
+            suffixes.append(_SUFFIX_TOKENS.get(token, token))
+        else:
+            words.append(token)
+    if not words:
+        return None
+    key = " ".join(words)
+    if _ANONYMOUS.match(key) or _GENERIC_MAKER.match(key):
+        return None
+    if suffixes:
+        key = " ".join([key, *sorted(set(suffixes))])
+    return key
+
+
+def normalise_artists(names: Iterable[str | None]) -> dict[str, str | None]:
+    """``{name: normalise_artist(name)}`` for the distinct non-null names in ``names``."""
+    return {n: normalise_artist(n) for n in set(names) if n is not None}

@@ -1,0 +1,154 @@
+"""Embeddings: image vectors from a pretrained backbone and metadata text vectors, computed once.
+
+Both tables are caches keyed by content and model: a run embeds only what it has not embedded
+with the current model, and vectors of different models never mix (downstream filters by
+`model_id`).
+"""
+
+import hashlib
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import polars as pl
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources.encoders import EncoderResource
+from artsim_pipeline.resources.storage import ArtsimStorage
+from artsim_pipeline.resources.tables import TableStore
+
+
+def vectors_frame(keys: dict[str, list], vectors: np.ndarray) -> pl.DataFrame:
+    """Key columns plus a float32 list `vector` (lists, so vectors of models of different
+    widths can share one cache table) and the time they were embedded."""
+    return pl.DataFrame(keys).with_columns(
+        pl.Series("vector", list(vectors.astype(np.float32)), dtype=pl.List(pl.Float32)),
+        embedded_at=pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")),
+    )
+
+
+def merge_cache(*parts: pl.DataFrame | None) -> pl.DataFrame | None:
+    present = [p for p in parts if p is not None and p.height]
+    return pl.concat(present, how="diagonal_relaxed") if present else None
+
+
+def vectors_of(df: pl.DataFrame) -> np.ndarray:
+    """The `vector` column as a float32 matrix."""
+    if df.height == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(df["vector"].cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
+
+
+@asset(group_name="embeddings", kinds={"pytorch", "parquet"}, code_version="1")
+def image_embeddings(
+    context: AssetExecutionContext,
+    raw_images: pl.DataFrame,
+    encoder: EncoderResource,
+    storage: ArtsimStorage,
+    tables: TableStore,
+) -> Output[pl.DataFrame]:
+    """Backbone vectors (L2-normalised float32) keyed by image sha256 and model id; only images
+    not yet embedded with the current backbone and preprocessing are embedded."""
+    from artsim_pipeline.core.ml.embed import embed_images
+
+    previous = tables.read_table("image_embeddings")
+    backbone = encoder.load_backbone()
+    model_id = backbone.model_id
+    images = raw_images.filter((pl.col("status") == "ok") & pl.col("path").is_not_null()).unique("sha256", keep="first").sort("sha256")
+    done: set[str] = set()
+    if previous is not None and previous.height:
+        done = set(previous.filter(pl.col("model_id") == model_id)["image_sha256"].to_list())
+    todo = images.filter(~pl.col("sha256").is_in(list(done)))
+    root = storage.images_dir()
+    items = [(sha, str(root / path)) for sha, path in todo.select("sha256", "path").iter_rows()]
+    context.log.info(f"{model_id}: {images.height} images, {len(done)} already embedded, {len(items)} to embed")
+
+    last_report = [time.monotonic()]
+
+    def progress(done_count: int, total: int) -> None:
+        if time.monotonic() - last_report[0] > 10 or done_count == total:
+            context.log.info(f"embedded {done_count}/{total}")
+            last_report[0] = time.monotonic()
+
+    failures: list[tuple[str, str]] = []
+    ips = 0.0
+    if items:
+        result = embed_images(items, backbone, batch_size=encoder.batch_size, num_workers=encoder.num_workers,
+                              device=encoder.device, progress=progress)
+        new = vectors_frame({"image_sha256": [str(k) for k in result.keys], "model_id": [model_id] * len(result.keys)}, result.vectors)
+        failures = [(str(k), reason) for k, reason in result.failures]
+        ips = result.images_per_second
+        device = result.device
+    else:
+        new = None
+        device = "none"
+    table = merge_cache(previous, new)
+    if table is None:
+        table = vectors_frame({"image_sha256": [], "model_id": []}, np.zeros((0, backbone.dim), np.float32))
+    current = table.filter(pl.col("model_id") == model_id)
+    for sha, reason in failures[:20]:
+        context.log.warning(f"image {sha} could not be embedded: {reason}")
+    return Output(
+        table,
+        metadata={
+            "model_id": model_id,
+            "dim": backbone.dim,
+            "device": device,
+            "embedded_this_run": 0 if new is None else new.height,
+            "reused": len(done),
+            "failures": len(failures),
+            "images_per_second": round(ips, 1),
+            "vectors_for_model": current.height,
+            "rows": table.height,
+            "failures_preview": MetadataValue.json(dict(failures[:10])),
+        },
+    )
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@asset(group_name="embeddings", kinds={"pytorch", "parquet"}, code_version="1")
+def text_embeddings(
+    context: AssetExecutionContext,
+    artworks: pl.DataFrame,
+    encoder: EncoderResource,
+    tables: TableStore,
+) -> Output[pl.DataFrame]:
+    """all-MiniLM-L6-v2 vectors of each artwork's title, makers, medium and tags, keyed by
+    artwork id, text hash and model; unchanged texts are not embedded again."""
+    from artsim_pipeline.core.ml.text import artwork_text, embed_texts
+
+    model_id = encoder.text_model_id()
+    texts = {row["artwork_id"]: artwork_text(row) for row in artworks.iter_rows(named=True)}
+    wanted = pl.DataFrame({"artwork_id": list(texts), "text_sha256": [text_sha(t) for t in texts.values()]})
+    previous = tables.read_table("text_embeddings")
+    reusable = pl.DataFrame(schema={"artwork_id": pl.String, "text_sha256": pl.String})
+    if previous is not None and previous.height:
+        reusable = previous.filter(pl.col("model_id") == model_id).join(wanted, on=["artwork_id", "text_sha256"], how="semi")
+    todo = wanted.join(reusable.select("artwork_id", "text_sha256"), on=["artwork_id", "text_sha256"], how="anti")
+    started = time.monotonic()
+    vectors = np.zeros((0, 0), np.float32)
+    if todo.height:
+        vectors = embed_texts([texts[a] for a in todo["artwork_id"].to_list()], batch_size=encoder.text_batch_size,
+                              device=encoder.device, model_path=encoder.text_model_path)
+    seconds = time.monotonic() - started
+    new = vectors_frame({"artwork_id": todo["artwork_id"].to_list(), "text_sha256": todo["text_sha256"].to_list(),
+                         "model_id": [model_id] * todo.height}, vectors)
+    table = merge_cache(reusable, new)
+    if table is None:
+        table = new
+    return Output(
+        table.sort("artwork_id"),
+        metadata={
+            "model_id": model_id,
+            "rows": table.height,
+            "embedded_this_run": todo.height,
+            "reused": reusable.height,
+            "texts_per_second": round(todo.height / seconds, 1) if todo.height and seconds > 0 else 0.0,
+            "example_text": MetadataValue.md(f"`{next(iter(texts.values()), '')[:300]}`"),
+            "preview": markdown_table(table.select("artwork_id", "model_id", "text_sha256"), ["artwork_id", "model_id", "text_sha256"]),
+        },
+    )

@@ -1,0 +1,28 @@
+"""Which image backbone and text model the pipeline embeds with, shared by every stage that
+embeds (the embedding assets, training, and `artsim similar --image`)."""
+
+from typing import Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class EncoderResource(ConfigurableResource):
+    """Backbone choice and inference settings. Heavy imports happen only when a model is loaded."""
+
+    backbone: str = Field(default="efficientnet_lite0", description='"efficientnet_lite0" or "hf:<hub id or local path>"')
+    batch_size: int = 32
+    num_workers: Optional[int] = Field(default=None, description="DataLoader workers (None: automatic)")
+    device: Optional[str] = Field(default=None, description="None: CUDA when available, else CPU")
+    text_model_path: Optional[str] = Field(default=None, description="None: the bundled all-MiniLM-L6-v2")
+    text_batch_size: int = 64
+
+    def load_backbone(self):
+        from artsim_pipeline.core.ml.backbones import load_backbone
+
+        return load_backbone(self.backbone)
+
+    def text_model_id(self) -> str:
+        from artsim_pipeline.core.ml.text import TEXT_MODEL_ID
+
+        return self.text_model_path or TEXT_MODEL_ID

@@ -1,0 +1,117 @@
+"""`weak_pairs`, `image_embeddings` and `text_embeddings` materialised through Dagster."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from dagster import AssetKey, materialize
+
+from artsim_pipeline.core.images import check_image, image_relpath, store_image
+from artsim_pipeline.defs.embeddings.assets import vectors_of
+from artsim_pipeline.defs.ingest.assets import RAW_IMAGES_SCHEMA
+from artsim_pipeline.resources.encoders import EncoderResource
+from artsim_pipeline.resources.museum_api import MuseumApiResource
+from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
+from artsim_pipeline.resources.storage import ArtsimStorage
+from artsim_pipeline.resources.tables import TableStore
+from artsim_pipeline.sample import sample_image_bytes
+from artsim_pipeline_tests.conftest import save_tiny_vit
+
+
+def resources(home, **encoder):
+    store = TableStore(base_dir=str(home / "storage"))
+    return store, {"io_manager": PolarsParquetIOManager(store=store), "tables": store, "storage": ArtsimStorage(home=str(home)),
+                   "encoder": EncoderResource(**encoder), "museum_api": MuseumApiResource()}
+
+
+def graph_assets():
+    """Every asset of the code location: upstream tables are read from the store, not recomputed."""
+    from artsim_pipeline.definitions import build_defs
+
+    return list(build_defs("sample").assets)
+
+
+def metadata(result, key):
+    [event] = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key == AssetKey(key)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_weak_pairs_from_the_sample_pass_every_check_and_follow_config(artsim_home, sample_artworks):
+    store, res = resources(artsim_home)
+    for source in ("met", "smk"):
+        store.write_table(sample_artworks.filter(pl.col("source") == source), "artworks", source)
+    result = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res)
+    assert result.success
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    pairs = store.read_table("weak_pairs")
+    meta = metadata(result, "weak_pairs")
+    assert meta["rows"] == pairs.height > 1000 and meta["positives"] > 0
+    assert set(pairs["split"].unique()) == {"train", "val", "test"}
+    ids = set(sample_artworks["artwork_id"].to_list())
+    assert set(pairs["artwork_id_a"]).issubset(ids) and set(pairs["artwork_id_b"]).issubset(ids)
+    # config reaches the miner: no tag rule, twice the negatives
+    config = {"ops": {"weak_pairs": {"config": {"shared_tags_weight": 0.0, "negatives_per_positive": 2.0}}}}
+    again = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res, run_config=config)
+    pairs2 = store.read_table("weak_pairs")
+    assert again.success and "shared_tags" not in set(pairs2["rule"])
+    assert 1.6 < (pairs2["label"] == 0).sum() / (pairs2["label"] == 1).sum() < 2.4
+
+
+def write_images(home, store, n=12, corrupt=1):
+    rows = []
+    from artsim_pipeline.sample import load_sample_records
+    from artsim_pipeline.resources.clients.met import met_image_url
+
+    records = [r for r in load_sample_records("met") if met_image_url(r)][:n]
+    root = home / "images"
+    for record in records:
+        content = sample_image_bytes(met_image_url(record))
+        checked = check_image(content)
+        store_image(root, content, checked)
+        rows.append({"source_id": str(record["objectID"]), "url": met_image_url(record), "sha256": checked.sha256, "width": checked.width,
+                     "height": checked.height, "status": "ok", "error": None, "path": image_relpath(checked.sha256, checked.extension), "fetched_at": None})
+    for i in range(corrupt):  # a stored file that no longer decodes (disk corruption, truncated copy)
+        sha = f"{i:064x}"
+        (root / sha[:2]).mkdir(parents=True, exist_ok=True)
+        (root / image_relpath(sha, "jpg")).write_bytes(b"\xff\xd8\xff garbage")
+        rows.append({**rows[0], "source_id": f"bad{i}", "sha256": sha, "path": image_relpath(sha, "jpg")})
+    store.write_table(pl.DataFrame(rows, schema=RAW_IMAGES_SCHEMA), "raw_images", "met")
+    return len({r["sha256"] for r in rows}) - corrupt
+
+
+def test_image_embeddings_are_incremental_per_backbone_and_skip_broken_files(artsim_home, tiny_vit, tmp_path):
+    store, res = resources(artsim_home, backbone=f"hf:{tiny_vit}", batch_size=4, num_workers=0)
+    good = write_images(artsim_home, store)
+    assets = graph_assets()
+    first = materialize(assets, selection=[AssetKey("image_embeddings")], resources=res)
+    meta = metadata(first, "image_embeddings")
+    assert (meta["embedded_this_run"], meta["failures"], meta["reused"]) == (good, 1, 0)
+    table = store.read_table("image_embeddings")
+    vectors = vectors_of(table)
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    second = metadata(materialize(assets, selection=[AssetKey("image_embeddings")], resources=res), "image_embeddings")
+    assert (second["embedded_this_run"], second["reused"]) == (0, good)
+    # another backbone: embedded again, kept apart by model_id
+    other = save_tiny_vit(tmp_path / "other_vit", hidden_size=48, seed=1)
+    _, res2 = resources(artsim_home, backbone=f"hf:{other}", batch_size=4, num_workers=0)
+    third = metadata(materialize(assets, selection=[AssetKey("image_embeddings")], resources=res2), "image_embeddings")
+    assert third["embedded_this_run"] == good and third["dim"] == 48
+    table = store.read_table("image_embeddings")
+    assert table.height == 2 * good and table["model_id"].n_unique() == 2
+    widths = table.group_by("model_id").agg(pl.col("vector").list.len().first().alias("w"))
+    assert sorted(widths["w"].to_list()) == [32, 48]
+
+
+def test_text_embeddings_embed_only_changed_texts(artsim_home, sample_artworks):
+    store, res = resources(artsim_home)
+    subset = sample_artworks.filter(pl.col("source") == "met").head(16)
+    store.write_table(subset, "artworks", "met")
+    assets = graph_assets()
+    first = metadata(materialize(assets, selection=[AssetKey("text_embeddings")], resources=res), "text_embeddings")
+    assert first["embedded_this_run"] == 16
+    table = store.read_table("text_embeddings")
+    assert np.allclose(np.linalg.norm(vectors_of(table), axis=1), 1.0, atol=1e-5) and vectors_of(table).shape[1] == 384
+    changed = subset.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("A wholly new title")).otherwise(pl.col("title")).alias("title"))
+    store.write_table(changed, "artworks", "met")
+    second = metadata(materialize(assets, selection=[AssetKey("text_embeddings")], resources=res), "text_embeddings")
+    assert (second["embedded_this_run"], second["reused"], second["rows"]) == (1, 15, 16)
