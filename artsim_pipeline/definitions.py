@@ -8,9 +8,11 @@ from artsim_pipeline import settings
 from artsim_pipeline.defs.embeddings import assets as embedding_assets
 from artsim_pipeline.defs.ingest import assets as ingest_assets
 from artsim_pipeline.defs.labels import assets as label_assets
+from artsim_pipeline.defs.training import assets as training_assets
 from artsim_pipeline.defs.validation import assets as validation_assets
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
+from artsim_pipeline.resources.mlflow_tracking import MlflowResource
 from artsim_pipeline.resources.museum_api import MuseumApiResource
 from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
@@ -29,6 +31,10 @@ def build_resources(env: str) -> dict:
         "io_manager": PolarsParquetIOManager(store=tables),
         "storage": ArtsimStorage(home=str(home)),
         "encoder": EncoderResource(),
+        "mlflow_tracking": MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri(),
+            artifact_location=str(home / "mlflow" / "artifacts"),
+        ),
         "museum_api": MuseumApiResource(
             mode="snapshot" if env == "sample" else "live",
             met_base_url=settings.met_base_url(),
@@ -41,7 +47,7 @@ def build_defs(env: str | None = None) -> Definitions:
     """Definitions wired for `env` (default: `ARTSIM_ENV`, else `sample`)."""
     env = env or settings.artsim_env()
     return Definitions(
-        assets=load_assets_from_modules([ingest_assets, validation_assets, label_assets, embedding_assets]),
+        assets=load_assets_from_modules([ingest_assets, validation_assets, label_assets, embedding_assets, training_assets]),
         resources=build_resources(env),
     )
 

@@ -32,3 +32,13 @@ def met_base_url() -> str:
 
 def smk_base_url() -> str:
     return os.environ.get("ARTSIM_SMK_BASE_URL", SMK_DEFAULT_BASE_URL).rstrip("/")
+
+
+def mlflow_tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, default a SQLite store under `$ARTSIM_HOME/mlflow/`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    directory = artsim_home() / "mlflow"
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'mlflow.db'}"

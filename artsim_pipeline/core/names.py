@@ -84,7 +84,9 @@ _ANONYMOUS = re.compile(
     r"|not\s+identified|no\s+artist|artist\s+unknown|maker\s+unknown|ubekendt|ukendt|unbekannt"
     r"|inconnu|onbekend|sconosciuto|desconocido|ignoto|various|diverse|n/?a|none|null)\b"
 )
-_CENTURY = re.compile(r"\b\d{1,2}(?:st|nd|rd|th)\s*(?:-|–|to)?\s*(?:\d{1,2}(?:st|nd|rd|th)\s*)?c(?:entury|\.)")
+_CENTURY = re.compile(
+    r"\b\d{1,2}(?:st|nd|rd|th)\s*(?:-|–|to)?\s*(?:\d{1,2}(?:st|nd|rd|th)\s*)?c(?:entury|\.)"
+)
 # "French Painter", "Netherlandish School", "Italian sculptor": a nameless attribution.
 _GENERIC_MAKER = re.compile(
     r"^(?:[a-z]+\s+){1,2}(?:painter|artist|sculptor|carver|school|workshop|engraver|potter"
@@ -93,8 +95,18 @@ _GENERIC_MAKER = re.compile(
 
 # Generational suffixes -> canonical token.
 _SUFFIX_PHRASES = (
-    (re.compile(r"\bthe\s+younger\b|\bden\s+yngre\b|\bd\.?\s*y\.(?=\s|,|$)|\bder\s+j(?:u|ü)ngere\b"), "jr"),
-    (re.compile(r"\bthe\s+elder\b|\bden\s+aeldre\b|\bd\.?\s*ae\.(?=\s|,|$)|\bder\s+(?:a|ä)ltere\b"), "sr"),
+    (
+        re.compile(
+            r"\bthe\s+younger\b|\bden\s+yngre\b|\bd\.?\s*y\.(?=\s|,|$)|\bder\s+j(?:u|ü)ngere\b"
+        ),
+        "jr",
+    ),
+    (
+        re.compile(
+            r"\bthe\s+elder\b|\bden\s+aeldre\b|\bd\.?\s*ae\.(?=\s|,|$)|\bder\s+(?:a|ä)ltere\b"
+        ),
+        "sr",
+    ),
 )
 _SUFFIX_TOKENS = {
     "jr": "jr",

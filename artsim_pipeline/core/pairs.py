@@ -20,19 +20,24 @@
 
 Negative rules: ``easy_negative`` (different department and classification, no shared maker,
 dates at least ``easy_negative_min_year_gap`` years apart) and ``hard_negative`` (same
-department or classification, but no shared maker and a different culture), drawn for the
-anchors of the positives in ``negatives_per_positive`` : 1, ``hard_fraction`` of them hard.
+department or classification, no shared maker, not the same culture, and some evidence of a
+difference: both makers known, or both cultures known).  They are drawn for the anchors of
+the positives, ``negatives_per_positive`` per positive in every split, ``hard_fraction`` of
+them hard; a shortfall of hard negatives (small splits, makerless departments) is made up
+with easy ones so that the ratio holds.
 
 How it scales (no all-pairs join anywhere): every rule is a set of groups (a maker, a
 culture+classification, a tag, a department...).  Inside a group, members are put in a
-seeded pseudo-random order (a hash of ``artwork_id``) and each member is paired with the
-next ``K`` members on the circle, ``K = min(max_pairs_per_anchor // 2, max_pairs_per_group
-// size)``; when even ``K = 1`` would exceed the group cap, only the first
-``max_pairs_per_group`` members anchor a pair.  A group of ``s`` works thus yields at most
-``min(s * K, max_pairs_per_group)`` pairs, so the work is linear in the number of
-(work, group) memberships.  Partners are found by position arithmetic and ``gather``, not by
-joins on the group keys.  Negatives are drawn the same way (a seeded offset inside the
-anchor's department / classification group, or across the date-ordered split) and filtered.
+seeded pseudo-random order (a hash of ``artwork_id``; for culture+classification, date
+order, so that neighbours overlap) and each member is paired with the next ``K`` members,
+``K = min(max_pairs_per_anchor // 2, max_pairs_per_group // size)``; when even ``K = 1``
+would exceed the group cap, only ``max_pairs_per_group`` randomly chosen members anchor a
+pair.  A group of ``s`` works thus yields at most ``min(s * K, max_pairs_per_group)`` pairs,
+so the work is linear in the number of (work, group) memberships.  Partners are found by
+position arithmetic and ``gather``, not by joins on the group keys.  Negatives are drawn the
+same way: for each negative "slot" (an end of a positive pair), a seeded offset inside the
+anchor's department or classification group (hard), or into the far half of its split in
+date order (easy), retried up to ``negative_candidates`` times and filtered.
 
 Determinism: the table is sorted by ``artwork_id`` first and every random choice is a seeded
 hash of ``artwork_id`` (polars' hash, stable within a polars version), so the same input and
@@ -125,7 +130,8 @@ class PairRules:
     max_pairs_per_group: int = 50_000
     #: Date ranges may miss each other by this many years and still "overlap".
     date_overlap_tolerance_years: int = 0
-    #: Tags held by more than this fraction of the works are ignored (at least 2 works).
+    #: Tags held by more than this fraction of the works are ignored (the cap is never
+    #: below 2 works, so that tiny collections still pair).
     max_tag_df_fraction: float = 0.05
     #: Each work joins the groups of at most this many of its rarest eligible tags.
     max_tags_per_work: int = 3
@@ -177,7 +183,9 @@ class PairRules:
 
     @property
     def split_fractions(self) -> dict[str, float]:
-        return dict(zip(SPLITS, (self.train_fraction, self.val_fraction, self.test_fraction)))
+        return dict(
+            zip(SPLITS, (self.train_fraction, self.val_fraction, self.test_fraction), strict=True)
+        )
 
 
 def empty_pairs() -> pl.DataFrame:
@@ -277,14 +285,18 @@ def _prepare(artworks: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFr
         raise ValueError(f"duplicate artwork_id values, e.g. {dupes.head(3).to_list()}")
     b = pl.coalesce("_b", "_e")
     e = pl.coalesce("_e", "_b")
-    works = works.with_row_index("idx").with_columns(
-        _clean_text(pl.col("source"))
-        .fill_null(pl.col("artwork_id").str.split(":").list.first())
-        .alias("source"),
-        pl.min_horizontal(b, e).alias("begin"),
-        pl.max_horizontal(b, e).alias("end"),
-        pl.col("artwork_id").hash(_seed(seed, 1)).alias("h"),
-    ).drop("_b", "_e")
+    works = (
+        works.with_row_index("idx")
+        .with_columns(
+            _clean_text(pl.col("source"))
+            .fill_null(pl.col("artwork_id").str.split(":").list.first())
+            .alias("source"),
+            pl.min_horizontal(b, e).alias("begin"),
+            pl.max_horizontal(b, e).alias("end"),
+            pl.col("artwork_id").hash(_seed(seed, 1)).alias("h"),
+        )
+        .drop("_b", "_e")
+    )
 
     makers = _maker_long(works)
     per_work = makers.group_by("idx").agg(pl.col("mid").sort().alias("makers"))
@@ -334,15 +346,22 @@ def _assign_splits(works: pl.DataFrame, makers: pl.DataFrame, rules: PairRules) 
         .then(pl.concat_str(pl.lit("cc:"), "culture", pl.lit("|"), "classification"))
         .otherwise(pl.concat_str(pl.lit("id:"), "artwork_id"))
     )
-    works = works.join(comp_key, on="comp", how="left").sort("idx").with_columns(
-        pl.concat_str(pl.lit("maker:"), "comp_key").fill_null(fallback).alias("split_key")
-    ).drop("comp_key")
+    works = (
+        works.join(comp_key, on="comp", how="left")
+        .sort("idx")
+        .with_columns(
+            pl.concat_str(pl.lit("maker:"), "comp_key").fill_null(fallback).alias("split_key")
+        )
+        .drop("comp_key")
+    )
     u = _uniform(pl.col("split_key").hash(_seed(rules.split_seed, 2)))
     t, v = rules.train_fraction, rules.train_fraction + rules.val_fraction
     return works.with_columns(
         pl.when(u < t).then(0).when(u < v).then(1).otherwise(2).cast(pl.UInt8).alias("sc")
     ).with_columns(
-        pl.col("sc").replace_strict({0: "train", 1: "val", 2: "test"}, return_dtype=pl.String).alias("split")
+        pl.col("sc")
+        .replace_strict({0: "train", 1: "val", 2: "test"}, return_dtype=pl.String)
+        .alias("split")
     )
 
 
@@ -385,7 +404,9 @@ def _layout(members: pl.DataFrame, order: list[str]) -> pl.DataFrame:
     )
 
 
-def _circular_pairs(m: pl.DataFrame, rules: PairRules, *, wrap: bool = True, anchor_rank: str = "r") -> pl.DataFrame:
+def _circular_pairs(
+    m: pl.DataFrame, rules: PairRules, *, wrap: bool = True, anchor_rank: str = "r"
+) -> pl.DataFrame:
     """Capped pairs ``(a, b)`` inside the groups of a :func:`_layout`: the member of rank
     ``r`` is paired with ranks ``r+1 .. r+K`` (mod size if ``wrap``), ``K = min(anchor cap
     // 2, group cap // size)``; only members with ``anchor_rank < group cap // K`` anchor
@@ -396,11 +417,15 @@ def _circular_pairs(m: pl.DataFrame, rules: PairRules, *, wrap: bool = True, anc
     k_max = max(1, rules.max_pairs_per_anchor // 2)
     cap = pl.lit(rules.max_pairs_per_group, dtype=pl.Int64)
     reach = (pl.col("s") // 2) if wrap else (pl.col("s") - 1)
-    k = pl.min_horizontal(pl.lit(k_max, dtype=pl.Int64), reach, cap // pl.col("s")).clip(lower_bound=1)
+    k = pl.min_horizontal(pl.lit(k_max, dtype=pl.Int64), reach, cap // pl.col("s")).clip(
+        lower_bound=1
+    )
     anchors = (
         m.select(*dict.fromkeys(["idx", "r", "s", "start", anchor_rank]), k.alias("K"))
         .filter((pl.col("s") >= 2) & (pl.col(anchor_rank) < cap // pl.col("K")))
-        .select("idx", "r", "s", "start", pl.int_ranges(1, pl.col("K") + 1, dtype=pl.Int64).alias("k"))
+        .select(
+            "idx", "r", "s", "start", pl.int_ranges(1, pl.col("K") + 1, dtype=pl.Int64).alias("k")
+        )
         .explode("k")
     )
     partner = ((pl.col("r") + pl.col("k")) % pl.col("s")) if wrap else (pl.col("r") + pl.col("k"))
@@ -421,12 +446,16 @@ def _rule_frame(pairs: pl.DataFrame, rule: str, weight: float | pl.Expr) -> pl.D
 
 
 def _pair_key(a: str = "a", b: str = "b") -> pl.Expr:
-    return (pl.col(a).cast(pl.UInt64) * pl.lit(1 << 32, dtype=pl.UInt64) + pl.col(b).cast(pl.UInt64)).alias("k")
+    return (
+        pl.col(a).cast(pl.UInt64) * pl.lit(1 << 32, dtype=pl.UInt64) + pl.col(b).cast(pl.UInt64)
+    ).alias("k")
 
 
 def _strongest(pairs: pl.DataFrame) -> pl.DataFrame:
     """One row per (a, b), sorted by ``k``: the highest weight, ties by rule priority."""
-    ranked = pairs.with_columns(_pair_key()).sort(["k", "weight", "rule"], descending=[False, True, False])
+    ranked = pairs.with_columns(_pair_key()).sort(
+        ["k", "weight", "rule"], descending=[False, True, False]
+    )
     return ranked.filter(pl.col("k").ne_missing(pl.col("k").shift(1)))
 
 
@@ -439,7 +468,9 @@ def _empty_rule_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=_EMPTY_PAIRS_SCHEMA)
 
 
-def _same_artist(works: pl.DataFrame, makers: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFrame:
+def _same_artist(
+    works: pl.DataFrame, makers: pl.DataFrame, rules: PairRules, seed: int
+) -> pl.DataFrame:
     h = works.get_column("h").gather(makers.get_column("idx"))
     members = makers.select(pl.col("mid").cast(pl.UInt64).alias("g"), "idx").with_columns(
         h.hash(_seed(seed, 10)).alias("o")
@@ -448,7 +479,9 @@ def _same_artist(works: pl.DataFrame, makers: pl.DataFrame, rules: PairRules, se
     return _rule_frame(pairs, "same_artist", rules.same_artist_weight)
 
 
-def _cross_museum_artist(works: pl.DataFrame, makers: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFrame:
+def _cross_museum_artist(
+    works: pl.DataFrame, makers: pl.DataFrame, rules: PairRules, seed: int
+) -> pl.DataFrame:
     ids = makers.get_column("idx")
     members = (
         makers.select("mid", "idx")
@@ -463,9 +496,12 @@ def _cross_museum_artist(works: pl.DataFrame, makers: pl.DataFrame, rules: PairR
         return _empty_rule_frame()
     n_src = int(works.get_column("src").max() or 0) + 1
     m = _layout(
-        members.with_columns((pl.col("mid").cast(pl.UInt64) * n_src + pl.col("src")).alias("g")), ["o"]
+        members.with_columns((pl.col("mid").cast(pl.UInt64) * n_src + pl.col("src")).alias("g")),
+        ["o"],
     )
-    sides = m.group_by("mid", "src").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("start").first())
+    sides = m.group_by("mid", "src").agg(
+        pl.len().cast(pl.Int64).alias("n"), pl.col("start").first()
+    )
     sp = sides.join(sides, on="mid", suffix="_o").filter(pl.col("src") < pl.col("src_o"))
     x_first = pl.col("n") <= pl.col("n_o")
     sp = sp.select(
@@ -478,19 +514,29 @@ def _cross_museum_artist(works: pl.DataFrame, makers: pl.DataFrame, rules: PairR
     k_max = max(1, rules.max_pairs_per_anchor // 2)
     cap = pl.lit(rules.max_pairs_per_group, dtype=pl.Int64)
     sp = sp.with_columns(
-        pl.min_horizontal(pl.lit(k_max, dtype=pl.Int64), pl.col("n_other"), cap // pl.col("n_anchor"))
+        pl.min_horizontal(
+            pl.lit(k_max, dtype=pl.Int64), pl.col("n_other"), cap // pl.col("n_anchor")
+        )
         .clip(lower_bound=1)
         .alias("K")
     )
     anchors = (
         m.join(sp, on=["mid", "src"])
         .filter(pl.col("r") < cap // pl.col("K"))
-        .select("idx", "r", "K", "n_other", "start_other", pl.int_ranges(0, pl.col("K"), dtype=pl.Int64).alias("k"))
+        .select(
+            "idx",
+            "r",
+            "K",
+            "n_other",
+            "start_other",
+            pl.int_ranges(0, pl.col("K"), dtype=pl.Int64).alias("k"),
+        )
         .explode("k")
     )
     rows = (
         anchors.get_column("start_other")
-        + (anchors.get_column("r") * anchors.get_column("K") + anchors.get_column("k")) % anchors.get_column("n_other")
+        + (anchors.get_column("r") * anchors.get_column("K") + anchors.get_column("k"))
+        % anchors.get_column("n_other")
     ).cast(_IDX)
     pairs = pl.DataFrame({"a": anchors.get_column("idx"), "b": m.get_column("idx").gather(rows)})
     return _rule_frame(pairs, "cross_museum_artist", rules.cross_museum_artist_weight)
@@ -502,19 +548,29 @@ def _same_culture_classification(works: pl.DataFrame, rules: PairRules, seed: in
         pl.col("cul").is_not_null() & pl.col("cls").is_not_null() & pl.col("begin").is_not_null()
     ).select(
         ((pl.col("cul").cast(pl.UInt64) * n_cls + pl.col("cls")) * 3 + pl.col("sc")).alias("g"),
-        "idx", "begin", "end", pl.col("h").hash(_seed(seed, 12)).alias("o"),
+        "idx",
+        "begin",
+        "end",
+        pl.col("h").hash(_seed(seed, 12)).alias("o"),
     )
     # partners: the next works in date order (they overlap most often); anchors: random
     m = _layout(members, ["begin", "end", "o"])
-    m = m.with_row_index("row").sort("g", "o", "idx").with_columns(
-        (pl.int_range(pl.len(), dtype=pl.Int64) - pl.col("start")).alias("ar")
-    ).sort("row")
+    m = (
+        m.with_row_index("row")
+        .sort("g", "o", "idx")
+        .with_columns((pl.int_range(pl.len(), dtype=pl.Int64) - pl.col("start")).alias("ar"))
+        .sort("row")
+    )
     pairs = _circular_pairs(m, rules, wrap=False, anchor_rank="ar")
     tol = rules.date_overlap_tolerance_years
     b, e = works.get_column("begin"), works.get_column("end")
     ia, ib = pairs.get_column("a"), pairs.get_column("b")
     overlap = (b.gather(ib) <= e.gather(ia) + tol) & (b.gather(ia) <= e.gather(ib) + tol)
-    return _rule_frame(pairs.filter(overlap), "same_culture_classification", rules.same_culture_classification_weight)
+    return _rule_frame(
+        pairs.filter(overlap),
+        "same_culture_classification",
+        rules.same_culture_classification_weight,
+    )
 
 
 def _shared_tags(works: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFrame:
@@ -559,7 +615,12 @@ def _shared_tags(works: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFra
     if pairs.is_empty():
         return _empty_rule_frame()
     # weight: the rarity of every eligible tag the two works share
-    tags_of = works.select("idx").join(long.group_by("idx").agg(pl.col("t")), on="idx", how="left").sort("idx").get_column("t")
+    tags_of = (
+        works.select("idx")
+        .join(long.group_by("idx").agg(pl.col("t")), on="idx", how="left")
+        .sort("idx")
+        .get_column("t")
+    )
     shared = (
         pl.DataFrame(
             {
@@ -572,8 +633,14 @@ def _shared_tags(works: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFra
         .explode("t")
         .drop_nulls("t")
     )
-    shared = shared.with_columns(idf.gather(shared.get_column("t")).alias("idf")).group_by("p").agg(pl.col("idf").sum())
-    total = pl.Series(np.zeros(pairs.height)).scatter(shared.get_column("p"), shared.get_column("idf"))
+    shared = (
+        shared.with_columns(idf.gather(shared.get_column("t")).alias("idf"))
+        .group_by("p")
+        .agg(pl.col("idf").sum())
+    )
+    total = pl.Series(np.zeros(pairs.height)).scatter(
+        shared.get_column("p"), shared.get_column("idf")
+    )
     weight = (rules.shared_tags_weight * (total / math.log(n)).clip(0.0, 1.0)).cast(pl.Float32)
     return pairs.with_columns(weight.alias("weight")).filter(pl.col("weight") > 0).drop("k")
 
@@ -594,7 +661,11 @@ def _shares_maker(works: pl.DataFrame, a: pl.Series, b: pl.Series) -> pl.Series:
         makers = works.get_column("makers")
         ma = makers.gather(a.gather(rows))
         mb = makers.gather(b.gather(rows))
-        hit = pl.DataFrame({"ma": ma, "mb": mb}).select(pl.col("ma").list.set_intersection("mb").list.len() > 0).to_series()
+        hit = (
+            pl.DataFrame({"ma": ma, "mb": mb})
+            .select(pl.col("ma").list.set_intersection("mb").list.len() > 0)
+            .to_series()
+        )
         out = out.scatter(rows, hit)
     return out
 
@@ -620,7 +691,9 @@ def _group_positions(
     return pl.DataFrame(arrays), m.get_column("idx")
 
 
-def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFrame:
+def _negatives(
+    works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, seed: int
+) -> pl.DataFrame:
     ratio = rules.negatives_per_positive
     hard_w, easy_w = rules.hard_negative_weight, rules.easy_negative_weight
     if positives.is_empty() or ratio <= 0 or (hard_w <= 0 and easy_w <= 0):
@@ -635,7 +708,9 @@ def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, s
         pos.group_by("sc")
         .agg(pl.len().cast(pl.Int64).alias("P"))
         .with_columns((pl.col("P") * ratio).round().cast(pl.Int64).alias("T"))
-        .with_columns((pl.col("T").cast(pl.Float64) * hard_share).round().cast(pl.Int64).alias("T_hard"))
+        .with_columns(
+            (pl.col("T").cast(pl.Float64) * hard_share).round().cast(pl.Int64).alias("T_hard")
+        )
         .with_columns((pl.col("T") - pl.col("T_hard")).alias("T_easy"))
     )
     # Slots: each positive offers j anchors (its ends, alternately), each with a seeded
@@ -651,13 +726,19 @@ def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, s
         .with_columns((pl.col("pid").cast(pl.UInt64) * j + pl.col("j")).alias("slot"))
         .with_columns(pl.col("slot").hash(_seed(seed, 20)).alias("key"))
         .select(
-            "slot", "key", "sc", _uniform(pl.col("key")).alias("u"),
+            "slot",
+            "key",
+            "sc",
+            ((pl.col("key") // (1 << 11)).cast(pl.Float64) / float(1 << 53)).alias(
+                "u"
+            ),  # monotone in key
             pl.when(flip).then("b").otherwise("a").alias("x"),
             pl.when(flip).then("a").otherwise("b").alias("y"),
         )
-        .sort("u", "slot")  # rounds take u ranges: slices of this order
     )
-    slot_u = slots.get_column("u")
+    # rounds take u ranges: slices of the u order (a stable sort, so deterministic)
+    by_u = slots.select(pl.arg_sort_by("key", maintain_order=True)).to_series()
+    slot_u = slots.get_column("u").gather(by_u)
     per_split = {row["sc"]: row for row in targets.iter_rows(named=True)}
     capacity = {c: float(row["P"] * j) for c, row in per_split.items()}
     next_u = {c: 0.0 for c in per_split}
@@ -678,7 +759,9 @@ def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, s
         got = {c: 0 for c in target}
         used = {c: 0 for c in target}
         for _ in range(4):
-            short = {c: target[c] - got[c] for c in target if target[c] > got[c] and next_u[c] < 1.0}
+            short = {
+                c: target[c] - got[c] for c in target if target[c] > got[c] and next_u[c] < 1.0
+            }
             if not short:
                 break
             lo = dict(next_u)
@@ -687,25 +770,33 @@ def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, s
                 next_u[c] = min(1.0, next_u[c] + (missing / rate * 1.15 + 16) / capacity[c])
             first = int(slot_u.search_sorted(min(lo[c] for c in short), side="left"))
             last = int(slot_u.search_sorted(max(next_u[c] for c in short), side="left"))
-            chosen = slots.slice(first, last - first).filter(
-                pl.col("sc").is_in(list(short)) & (pl.col("u") >= per_sc(lo)) & (pl.col("u") < per_sc(next_u))
+            rows = by_u.slice(
+                first, last - first
+            )  # in u order: rounds list slots in a seeded order
+            chosen = slots.select(pl.all().gather(rows)).filter(
+                pl.col("sc").is_in(list(short))
+                & (pl.col("u") >= per_sc(lo))
+                & (pl.col("u") < per_sc(next_u))
             )
             if chosen.is_empty():
                 break
             for c, n in chosen.group_by("sc").len().iter_rows():
                 used[c] += n
             need = pl.DataFrame(
-                {"sc": list(short), "T": list(short.values())}, schema={"sc": pl.UInt8, "T": pl.Int64}
+                {"sc": list(short), "T": list(short.values())},
+                schema={"sc": pl.UInt8, "T": pl.Int64},
             )
             result = (
                 kind(works, chosen, need, rules, seed)
                 .select(
-                    pl.min_horizontal("a", "b").alias("a"), pl.max_horizontal("a", "b").alias("b"),
-                    "key", "sc", "rule",
+                    pl.min_horizontal("a", "b").alias("a"),
+                    pl.max_horizontal("a", "b").alias("b"),
+                    "key",
+                    "sc",
+                    "rule",
                 )
                 .with_columns(_pair_key())
-                .sort("key")
-                .filter(pl.col("k").is_first_distinct())
+                .filter(pl.col("k").is_first_distinct())  # rows come in a deterministic order
                 .filter(~pl.col("k").is_in(accepted.implode()))
             )
             accepted = pl.concat([accepted, result.get_column("k")])
@@ -717,20 +808,24 @@ def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, s
     found: list[pl.DataFrame] = []
     got_hard: dict[int, int] = {}
     if hard_share > 0:
-        hard_found, got_hard = run(_hard_negatives, {c: row["T_hard"] for c, row in per_split.items()})
+        hard_found, got_hard = run(
+            _hard_negatives, {c: row["T_hard"] for c, row in per_split.items()}
+        )
         found += hard_found
     if easy_w > 0:
-        easy_target = {c: row["T"] - min(got_hard.get(c, 0), row["T_hard"]) for c, row in per_split.items()}
+        easy_target = {
+            c: row["T"] - min(got_hard.get(c, 0), row["T_hard"]) for c, row in per_split.items()
+        }
         easy_found, _ = run(_easy_negatives, easy_target)
         found += easy_found
     found = [f for f in found if f.height]
     if not found:
         return _empty_rule_frame()
     hard_code = _RULE_CODE["hard_negative"]
-    cand = (
-        pl.concat(found)
-        .sort("key")
-        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("sc", "rule").alias("n"))
+    # candidates are listed round by round, each round in seeded (u) order: truncating by
+    # position keeps a random subset and drops the spare of the last rounds first
+    cand = pl.concat(found).with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over("sc", "rule").alias("n")
     )
     # per split: T_hard hard and T_easy easy negatives; a shortfall of one kind is made up
     # with the other where it has spare candidates, so the ratio holds
@@ -741,14 +836,24 @@ def _negatives(works: pl.DataFrame, positives: pl.DataFrame, rules: PairRules, s
     quota = (
         targets.join(avail, on="sc")
         .with_columns(pl.min_horizontal("avail_hard", "T_hard").alias("n_hard"))
-        .with_columns(pl.min_horizontal("avail_easy", pl.col("T") - pl.col("n_hard")).alias("n_easy"))
-        .with_columns(pl.min_horizontal("avail_hard", pl.col("T") - pl.col("n_easy")).alias("n_hard"))
+        .with_columns(
+            pl.min_horizontal("avail_easy", pl.col("T") - pl.col("n_hard")).alias("n_easy")
+        )
+        .with_columns(
+            pl.min_horizontal("avail_hard", pl.col("T") - pl.col("n_easy")).alias("n_hard")
+        )
         .select("sc", "n_hard", "n_easy")
     )
     cand = cand.join(quota, on="sc").filter(
-        pl.when(pl.col("rule") == hard_code).then(pl.col("n") < pl.col("n_hard")).otherwise(pl.col("n") < pl.col("n_easy"))
+        pl.when(pl.col("rule") == hard_code)
+        .then(pl.col("n") < pl.col("n_hard"))
+        .otherwise(pl.col("n") < pl.col("n_easy"))
     )
-    weight = pl.when(pl.col("rule") == _RULE_CODE["hard_negative"]).then(pl.lit(hard_w)).otherwise(pl.lit(easy_w))
+    weight = (
+        pl.when(pl.col("rule") == _RULE_CODE["hard_negative"])
+        .then(pl.lit(hard_w))
+        .otherwise(pl.lit(easy_w))
+    )
     return cand.select("a", "b", "rule", weight.cast(pl.Float32).alias("weight"))
 
 
@@ -763,7 +868,9 @@ def _retry(
     valid ones, retry the rest; stop early for a split once it has 5 % spare."""
     pending = slots.select("slot", "key", "sc", "a")
     found: list[pl.DataFrame] = []
-    need = targets.with_columns((pl.col("T").cast(pl.Float64) * 1.05 + 8).ceil().cast(pl.Int64).alias("need"))
+    need = targets.with_columns(
+        (pl.col("T").cast(pl.Float64) * 1.05 + 8).ceil().cast(pl.Int64).alias("need")
+    )
     have = pl.DataFrame({"sc": pl.Series([], dtype=pl.UInt8), "got": pl.Series([], dtype=pl.Int64)})
     for t in range(attempts):
         if pending.is_empty():
@@ -772,17 +879,25 @@ def _retry(
         if cand.height:
             ok = cand.filter(check(cand))
             found.append(ok)
-            pending = pending.join(ok.select("slot"), on="slot", how="anti")
+            pending = pending.join(ok.select("slot"), on="slot", how="anti", maintain_order="left")
             have = pl.concat(found).group_by("sc").agg(pl.len().cast(pl.Int64).alias("got"))
-        done = need.join(have, on="sc", how="left").filter(pl.col("got").fill_null(0) >= pl.col("need")).get_column("sc")
+        done = (
+            need.join(have, on="sc", how="left")
+            .filter(pl.col("got").fill_null(0) >= pl.col("need"))
+            .get_column("sc")
+        )
         if done.len():
             pending = pending.filter(~pl.col("sc").is_in(done.to_list()))
     if not found:
-        return pl.DataFrame(schema={"slot": pl.UInt64, "key": pl.UInt64, "sc": pl.UInt8, "a": _IDX, "b": _IDX})
+        return pl.DataFrame(
+            schema={"slot": pl.UInt64, "key": pl.UInt64, "sc": pl.UInt8, "a": _IDX, "b": _IDX}
+        )
     return pl.concat(found)
 
 
-def _propose(pending: pl.DataFrame, pos: pl.DataFrame, order: pl.Series, offset: pl.Expr) -> pl.DataFrame:
+def _propose(
+    pending: pl.DataFrame, pos: pl.DataFrame, order: pl.Series, offset: pl.Expr
+) -> pl.DataFrame:
     """Partner ``b`` = the member at ``(r + offset) mod s`` of the anchor's group."""
     a = pending.get_column("a")
     c = pending.with_columns(
@@ -790,18 +905,26 @@ def _propose(pending: pl.DataFrame, pos: pl.DataFrame, order: pl.Series, offset:
         pos.get_column("s").gather(a).alias("s"),
         pos.get_column("start").gather(a).alias("start"),
     ).filter(pl.col("s") >= 2)
-    c = c.with_columns(((pl.col("r") + offset) % pl.col("s") + pl.col("start")).cast(_IDX).alias("row"))
-    return c.with_columns(order.gather(c.get_column("row")).alias("b")).select("slot", "key", "sc", "a", "b")
+    c = c.with_columns(
+        ((pl.col("r") + offset) % pl.col("s") + pl.col("start")).cast(_IDX).alias("row")
+    )
+    return c.with_columns(order.gather(c.get_column("row")).alias("b")).select(
+        "slot", "key", "sc", "a", "b"
+    )
 
 
-def _hard_negatives(works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFrame:
+def _hard_negatives(
+    works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFrame, rules: PairRules, seed: int
+) -> pl.DataFrame:
     """Same department (even attempts) or classification (odd attempts) and split; no shared
     maker, not the same culture, and evidence of a difference: both makers known or both
     cultures known."""
     makers_n = works.get_column("makers").list.len()
     cul = works.get_column("cul")
     informative = (makers_n > 0) | cul.is_not_null()
-    slots = slots.with_columns(pl.when(informative.gather(slots.get_column("x"))).then("x").otherwise("y").alias("a"))
+    slots = slots.with_columns(
+        pl.when(informative.gather(slots.get_column("x"))).then("x").otherwise("y").alias("a")
+    )
     layouts = [
         _group_positions(works, pl.col(c).cast(pl.UInt64) * 3 + pl.col("sc"), 30 + i, seed)
         for i, c in enumerate(("dep", "cls"))
@@ -820,21 +943,34 @@ def _hard_negatives(works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFr
         both_makers = (makers_n.gather(a) > 0) & (makers_n.gather(b) > 0)
         both_cultures = ca.is_not_null() & cb.is_not_null()
         same_culture = (ca == cb).fill_null(False)
-        return (a != b) & ~same_culture & (both_makers | both_cultures) & ~_shares_maker(works, a, b)
+        return (
+            (a != b) & ~same_culture & (both_makers | both_cultures) & ~_shares_maker(works, a, b)
+        )
 
     return _retry(slots, targets, attempts, propose, check).with_columns(
         pl.lit(_RULE_CODE["hard_negative"], dtype=pl.UInt8).alias("rule")
     )
 
 
-def _easy_negatives(works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFrame, rules: PairRules, seed: int) -> pl.DataFrame:
+def _easy_negatives(
+    works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFrame, rules: PairRules, seed: int
+) -> pl.DataFrame:
     """Different department (and classification), no shared maker, dates far apart: the
     partner comes from the far half of the anchor's split in date order."""
     begin, end = works.get_column("begin"), works.get_column("end")
     dep, cls = works.get_column("dep"), works.get_column("cls")
-    slots = slots.with_columns(pl.when(begin.gather(slots.get_column("x")).is_not_null()).then("x").otherwise("y").alias("a"))
+    slots = slots.with_columns(
+        pl.when(begin.gather(slots.get_column("x")).is_not_null())
+        .then("x")
+        .otherwise("y")
+        .alias("a")
+    )
     pos, order = _group_positions(
-        works, pl.col("sc").cast(pl.UInt64), 40, seed, [((pl.col("begin") + pl.col("end")) / 2).alias("mid_year")]
+        works,
+        pl.col("sc").cast(pl.UInt64),
+        40,
+        seed,
+        [((pl.col("begin") + pl.col("end")) / 2).alias("mid_year")],
     )
     attempts = rules.negative_candidates
     gap = rules.easy_negative_min_year_gap
@@ -847,7 +983,9 @@ def _easy_negatives(works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFr
 
     def check(c: pl.DataFrame) -> pl.Series:
         a, b = c.get_column("a"), c.get_column("b")
-        far = ((begin.gather(a) - end.gather(b)) >= gap) | ((begin.gather(b) - end.gather(a)) >= gap)
+        far = ((begin.gather(a) - end.gather(b)) >= gap) | (
+            (begin.gather(b) - end.gather(a)) >= gap
+        )
         da, db = dep.gather(a), dep.gather(b)
         ok = far.fill_null(False) & (da != db).fill_null(False)
         if rules.easy_negative_requires_different_classification:
@@ -864,7 +1002,9 @@ def _easy_negatives(works: pl.DataFrame, slots: pl.DataFrame, targets: pl.DataFr
 # --------------------------------------------------------------------------------------
 
 
-def mine_pairs(artworks: pl.DataFrame, rules: PairRules = PairRules(), seed: int = 0) -> pl.DataFrame:
+def mine_pairs(
+    artworks: pl.DataFrame, rules: PairRules = PairRules(), seed: int = 0
+) -> pl.DataFrame:
     """Mine weak-label pairs from ``artworks`` (the unified schema).
 
     Returns :data:`PAIRS_SCHEMA`: one row per unordered pair, ``artwork_id_a < artwork_id_b``,
@@ -928,7 +1068,12 @@ def pair_stats(pairs: pl.DataFrame) -> dict:
 
     pos = pairs.filter(pl.col("label") == 1)
     per_anchor = (
-        pl.concat([pos.select(pl.col("artwork_id_a").alias("id")), pos.select(pl.col("artwork_id_b").alias("id"))])
+        pl.concat(
+            [
+                pos.select(pl.col("artwork_id_a").alias("id")),
+                pos.select(pl.col("artwork_id_b").alias("id")),
+            ]
+        )
         .group_by("id")
         .len()
         .get_column("len")
@@ -937,7 +1082,10 @@ def pair_stats(pairs: pl.DataFrame) -> dict:
     n_pos = int(pos.height)
     n_neg = n - n_pos
     split_ids = pl.concat(
-        [pairs.select(pl.col("artwork_id_a").alias("id"), "split"), pairs.select(pl.col("artwork_id_b").alias("id"), "split")]
+        [
+            pairs.select(pl.col("artwork_id_a").alias("id"), "split"),
+            pairs.select(pl.col("artwork_id_b").alias("id"), "split"),
+        ]
     ).unique()
     n_ids = split_ids.get_column("id").n_unique() if n else 0
     by_split = {}
@@ -949,7 +1097,9 @@ def pair_stats(pairs: pl.DataFrame) -> dict:
             "positives": sp_pos,
             "negatives": int(sp.height - sp_pos),
             "pair_fraction": float(sp.height / n) if n else 0.0,
-            "artwork_fraction": float(split_ids.filter(pl.col("split") == split).height / n_ids) if n_ids else 0.0,
+            "artwork_fraction": float(split_ids.filter(pl.col("split") == split).height / n_ids)
+            if n_ids
+            else 0.0,
             "negatives_per_positive": float((sp.height - sp_pos) / sp_pos) if sp_pos else 0.0,
         }
     return {
@@ -971,7 +1121,13 @@ def pair_stats(pairs: pl.DataFrame) -> dict:
             "max": int(per_anchor.max()) if per_anchor.len() else 0,
         },
         "mean_weight_by_rule": (
-            {str(k): round(float(v), 4) for k, v in pairs.group_by("rule").agg(pl.col("weight").mean()).sort("rule").iter_rows()}
+            {
+                str(k): round(float(v), 4)
+                for k, v in pairs.group_by("rule")
+                .agg(pl.col("weight").mean())
+                .sort("rule")
+                .iter_rows()
+            }
             if n
             else {}
         ),
@@ -982,9 +1138,16 @@ def preview_pairs(pairs: pl.DataFrame, artworks: pl.DataFrame, n: int = 10) -> p
     """Up to ``n`` example pairs, spread over the rules (round robin, deterministic), with the
     titles and makers of both works: for the Dagster UI."""
     schema = {
-        "rule": pl.String, "label": pl.Int8, "weight": pl.Float32, "split": pl.String,
-        "artwork_id_a": pl.String, "title_a": pl.String, "artists_a": pl.String,
-        "artwork_id_b": pl.String, "title_b": pl.String, "artists_b": pl.String,
+        "rule": pl.String,
+        "label": pl.Int8,
+        "weight": pl.Float32,
+        "split": pl.String,
+        "artwork_id_a": pl.String,
+        "title_a": pl.String,
+        "artists_a": pl.String,
+        "artwork_id_b": pl.String,
+        "title_b": pl.String,
+        "artists_b": pl.String,
     }
     if pairs.is_empty() or n <= 0:
         return pl.DataFrame(schema=schema)
@@ -992,7 +1155,9 @@ def preview_pairs(pairs: pl.DataFrame, artworks: pl.DataFrame, n: int = 10) -> p
     picked = (
         pairs.with_columns(
             pl.concat_str("artwork_id_a", pl.lit("|"), "artwork_id_b").hash(7).alias("_h"),
-            pl.col("rule").replace_strict(priority, default=len(RULES), return_dtype=pl.Int32).alias("_p"),
+            pl.col("rule")
+            .replace_strict(priority, default=len(RULES), return_dtype=pl.Int32)
+            .alias("_p"),
         )
         .with_columns(pl.col("_h").rank("ordinal").over("rule").alias("_r"))
         .filter(pl.col("_r") <= n)
@@ -1001,7 +1166,9 @@ def preview_pairs(pairs: pl.DataFrame, artworks: pl.DataFrame, n: int = 10) -> p
     )
     info = artworks.select(
         pl.col("artwork_id").cast(pl.String),
-        pl.col("title").cast(pl.String) if "title" in artworks.columns else pl.lit(None, dtype=pl.String).alias("title"),
+        pl.col("title").cast(pl.String)
+        if "title" in artworks.columns
+        else pl.lit(None, dtype=pl.String).alias("title"),
         (
             pl.col("artists").fill_null(pl.lit([], dtype=pl.List(pl.String))).list.join("; ")
             if "artists" in artworks.columns
@@ -1010,10 +1177,14 @@ def preview_pairs(pairs: pl.DataFrame, artworks: pl.DataFrame, n: int = 10) -> p
     )
     out = picked.join(
         info.rename({"artwork_id": "artwork_id_a", "title": "title_a", "artists": "artists_a"}),
-        on="artwork_id_a", how="left", maintain_order="left",
+        on="artwork_id_a",
+        how="left",
+        maintain_order="left",
     ).join(
         info.rename({"artwork_id": "artwork_id_b", "title": "title_b", "artists": "artists_b"}),
-        on="artwork_id_b", how="left", maintain_order="left",
+        on="artwork_id_b",
+        how="left",
+        maintain_order="left",
     )
     return out.select(list(schema)).cast(schema)
 
@@ -1023,91 +1194,146 @@ def validate_pairs(
 ) -> list[tuple[str, bool, str]]:
     """Checks on a pair table: ``[(name, passed, details), ...]``.
 
-    ``columns``, ``no_self_pairs``, ``canonical_order``, ``no_duplicate_pairs`` (unordered,
-    whatever the label), ``valid_values`` (label 0/1 matching the rule, split names, weights
-    in (0, 1]... finite and > 0), ``ends_exist``, ``split_disjoint_artworks``,
-    ``split_disjoint_makers`` and ``ratio_within_bounds`` (negatives per positive within
-    ``ratio_tolerance`` of ``negatives_per_positive``, overall and in every split that has
-    positives).
+    ``columns``; ``no_self_pairs``; ``canonical_order`` (``artwork_id_a < artwork_id_b``);
+    ``no_duplicate_pairs`` (one row per unordered pair, whatever the label, so never the same
+    pair as both positive and negative); ``valid_values`` (label 0/1 matching the rule, known
+    rule and split names, finite weights > 0); ``ends_exist`` (both ends are artworks);
+    ``split_disjoint_artworks`` and ``split_disjoint_makers`` (no artwork, and no normalised
+    maker, in two splits); ``ratio_within_bounds`` (negatives per positive within
+    ``ratio_tolerance`` of ``negatives_per_positive``, overall and in every split).
     """
     results: list[tuple[str, bool, str]] = []
+
+    def report(name: str, failures: int, failed: str, passed: str) -> None:
+        results.append((name, failures == 0, failed if failures else passed))
+
     missing = [c for c in PAIRS_SCHEMA if c not in pairs.columns]
-    results.append(("columns", not missing, f"missing columns: {missing}" if missing else "all contract columns present"))
+    report("columns", len(missing), f"missing columns: {missing}", "all contract columns present")
     if missing:
         return results
 
-    def examples(frame: pl.DataFrame, k: int = 3) -> str:
-        return str(frame.head(k).rows())
+    def sample(frame: pl.DataFrame, *columns: str) -> list:
+        return frame.select(columns).head(3).rows() if columns else frame.head(3).rows()
 
-    self_pairs = pairs.filter(pl.col("artwork_id_a") == pl.col("artwork_id_b"))
-    results.append(("no_self_pairs", self_pairs.is_empty(), f"{self_pairs.height} self-pairs {examples(self_pairs.select('artwork_id_a'))}" if self_pairs.height else "none"))
-
-    unordered = pairs.filter(pl.col("artwork_id_a") >= pl.col("artwork_id_b"))
-    unordered = unordered.filter(pl.col("artwork_id_a") != pl.col("artwork_id_b"))
-    results.append(("canonical_order", unordered.is_empty(), f"{unordered.height} pairs with artwork_id_a > artwork_id_b" if unordered.height else "artwork_id_a < artwork_id_b everywhere"))
-
-    keyed = pairs.select(
-        pl.min_horizontal("artwork_id_a", "artwork_id_b").alias("x"),
-        pl.max_horizontal("artwork_id_a", "artwork_id_b").alias("y"),
-        "label",
+    a, b = pl.col("artwork_id_a"), pl.col("artwork_id_b")
+    self_pairs = pairs.filter(a == b)
+    report(
+        "no_self_pairs",
+        self_pairs.height,
+        f"{self_pairs.height} self-pairs, e.g. {sample(self_pairs, 'artwork_id_a')}",
+        "none",
     )
-    dup = keyed.group_by("x", "y").agg(pl.len().alias("n"), pl.col("label").n_unique().alias("labels")).filter(pl.col("n") > 1)
-    conflicting = int((dup.get_column("labels") > 1).sum()) if dup.height else 0
-    results.append((
+    reversed_ = pairs.filter(a > b)
+    report(
+        "canonical_order",
+        reversed_.height,
+        f"{reversed_.height} pairs with artwork_id_a > artwork_id_b",
+        "artwork_id_a < artwork_id_b everywhere",
+    )
+    dup = (
+        pairs.select(
+            pl.min_horizontal(a, b).alias("x"), pl.max_horizontal(a, b).alias("y"), "label"
+        )
+        .group_by("x", "y")
+        .agg(pl.len().alias("n"), pl.col("label").n_unique().alias("labels"))
+        .filter(pl.col("n") > 1)
+    )
+    both = int((dup.get_column("labels") > 1).sum()) if dup.height else 0
+    report(
         "no_duplicate_pairs",
-        dup.is_empty(),
-        f"{dup.height} unordered pairs listed more than once ({conflicting} both positive and negative), e.g. {examples(dup.select('x', 'y'))}"
-        if dup.height else "one row per unordered pair",
-    ))
+        dup.height,
+        f"{dup.height} unordered pairs listed more than once ({both} both positive and "
+        f"negative), e.g. {sample(dup.sort('x', 'y'), 'x', 'y')}",
+        "one row per unordered pair",
+    )
 
-    rule_label = pl.col("rule").is_in(list(POSITIVE_RULES)).cast(pl.Int8)
-    bad_values = pairs.filter(
+    weight = pl.col("weight").cast(pl.Float64)
+    bad = pairs.filter(
         ~pl.col("label").is_in([0, 1]).fill_null(False)
         | ~pl.col("rule").is_in(list(RULES)).fill_null(False)
-        | (pl.col("label") != rule_label).fill_null(True)
+        | (pl.col("label") != pl.col("rule").is_in(list(POSITIVE_RULES)).cast(pl.Int8)).fill_null(
+            True
+        )
         | ~pl.col("split").is_in(list(SPLITS)).fill_null(False)
-        | ~(pl.col("weight").cast(pl.Float64) > 0).fill_null(False)
-        | ~pl.col("weight").cast(pl.Float64).is_finite().fill_null(False)
+        | ~((weight > 0) & weight.is_finite()).fill_null(False)
     )
-    results.append(("valid_values", bad_values.is_empty(), f"{bad_values.height} rows with a bad label/rule/split/weight, e.g. {examples(bad_values)}" if bad_values.height else "labels, rules, splits and weights valid"))
+    report(
+        "valid_values",
+        bad.height,
+        f"{bad.height} rows with a bad label, rule, split or weight, e.g. {sample(bad)}",
+        "labels, rules, splits and weights valid",
+    )
 
     ids = artworks.select(pl.col("artwork_id").cast(pl.String).alias("id")).unique()
-    ends = pl.concat([pairs.select(pl.col("artwork_id_a").alias("id")), pairs.select(pl.col("artwork_id_b").alias("id"))]).unique()
-    unknown = ends.join(ids, on="id", how="anti")
-    results.append(("ends_exist", unknown.is_empty(), f"{unknown.height} pair ends not in artworks, e.g. {unknown.head(3).get_column('id').to_list()}" if unknown.height else "every pair end is an artwork"))
+    ends = pl.concat([pairs.select(a.alias("id")), pairs.select(b.alias("id"))]).unique()
+    unknown = ends.join(ids, on="id", how="anti").sort("id")
+    report(
+        "ends_exist",
+        unknown.height,
+        f"{unknown.height} pair ends not in artworks, e.g. {unknown.head(3).to_series().to_list()}",
+        "every pair end is an artwork",
+    )
 
-    placed = pl.concat([
-        pairs.select(pl.col("artwork_id_a").alias("artwork_id"), "split"),
-        pairs.select(pl.col("artwork_id_b").alias("artwork_id"), "split"),
-    ]).unique()
-    multi = placed.group_by("artwork_id").agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1)
-    results.append(("split_disjoint_artworks", multi.is_empty(), f"{multi.height} artworks in more than one split, e.g. {multi.head(3).get_column('artwork_id').to_list()}" if multi.height else "no artwork in two splits"))
-
-    if {"artwork_id", "artists"} <= set(artworks.columns):
-        makers = artwork_makers(artworks)
-        by_maker = placed.join(makers, on="artwork_id").group_by("maker").agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1)
-        results.append(("split_disjoint_makers", by_maker.is_empty(), f"{by_maker.height} makers in more than one split, e.g. {by_maker.sort('maker').head(3).get_column('maker').to_list()}" if by_maker.height else "no maker in two splits"))
+    placed = pl.concat(
+        [
+            pairs.select(a.alias("artwork_id"), "split"),
+            pairs.select(b.alias("artwork_id"), "split"),
+        ]
+    ).unique()
+    multi = (
+        placed.group_by("artwork_id")
+        .agg(pl.col("split").n_unique().alias("n"))
+        .filter(pl.col("n") > 1)
+        .sort("artwork_id")
+    )
+    report(
+        "split_disjoint_artworks",
+        multi.height,
+        f"{multi.height} artworks in more than one split, "
+        f"e.g. {multi.head(3).get_column('artwork_id').to_list()}",
+        "no artwork in two splits",
+    )
+    if "artists" in artworks.columns:
+        leaking = (
+            placed.join(artwork_makers(artworks), on="artwork_id")
+            .group_by("maker")
+            .agg(pl.col("split").n_unique().alias("n"))
+            .filter(pl.col("n") > 1)
+            .sort("maker")
+        )
+        report(
+            "split_disjoint_makers",
+            leaking.height,
+            f"{leaking.height} makers in more than one split, "
+            f"e.g. {leaking.head(3).get_column('maker').to_list()}",
+            "no maker in two splits",
+        )
     else:
-        results.append(("split_disjoint_makers", False, "artworks has no artists column"))
+        report("split_disjoint_makers", 1, "artworks has no artists column", "")
 
     target, tol = rules.negatives_per_positive, rules.ratio_tolerance
     lo, hi = target * (1 - tol), target * (1 + tol)
-    counts = pairs.group_by("split").agg(
-        (pl.col("label") == 1).sum().alias("pos"), (pl.col("label") == 0).sum().alias("neg")
-    ).sort("split")
-    problems = []
-    total_pos = int(counts.get_column("pos").sum()) if counts.height else 0
-    total_neg = int(counts.get_column("neg").sum()) if counts.height else 0
-    scopes = [("all", total_pos, total_neg)] + [(s, int(p), int(q)) for s, p, q in counts.iter_rows()]
-    details = []
+    counts = (
+        pairs.group_by("split")
+        .agg((pl.col("label") == 1).sum().alias("pos"), (pl.col("label") == 0).sum().alias("neg"))
+        .sort("split")
+    )
+    scopes = [("all", int(counts.get_column("pos").sum()), int(counts.get_column("neg").sum()))]
+    scopes += [(s, int(p), int(q)) for s, p, q in counts.iter_rows()]
+    problems, seen = [], []
     for scope, p, q in scopes:
         if p == 0:
             if q > 0:
                 problems.append(f"{scope}: {q} negatives and no positives")
             continue
         ratio = q / p
-        details.append(f"{scope}={ratio:.3f}")
+        seen.append(f"{scope}={ratio:.3f}")
         if not lo - 1e-9 <= ratio <= hi + 1e-9:
-            problems.append(f"{scope}: {ratio:.3f} negatives per positive outside [{lo:.3f}, {hi:.3f}]")
-    results.append(("ratio_within_bounds", not problems, "; ".join(problems) if problems else f"negatives per positive {', '.join(details) or 'n/a'} within [{lo:.3f}, {hi:.3f}]"))
+            problems.append(f"{scope}: {ratio:.3f} negatives per positive")
+    report(
+        "ratio_within_bounds",
+        len(problems),
+        f"{'; '.join(problems)} (allowed [{lo:.3f}, {hi:.3f}])",
+        f"negatives per positive {', '.join(seen) or 'n/a'} within [{lo:.3f}, {hi:.3f}]",
+    )
     return results

@@ -1,0 +1,69 @@
+"""Model inputs per artwork, assembled from the embedding caches (no Dagster import)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+
+@dataclass
+class ArtworkFeatures:
+    """Rows aligned with `ids`; `image` / `text` are None when the fusion does not use them."""
+
+    ids: list[str]
+    image: np.ndarray | None
+    text: np.ndarray | None
+    fusion: str
+
+
+def _matrix(series: pl.Series) -> np.ndarray:
+    return np.asarray(series.cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
+
+
+def artwork_features(
+    artworks: pl.DataFrame,
+    image_embeddings: pl.DataFrame | None,
+    text_embeddings: pl.DataFrame | None,
+    *,
+    image_model_id: str | None,
+    text_model_id: str | None,
+    fusion: str,
+) -> ArtworkFeatures:
+    """Artworks with every modality `fusion` needs, in artwork_id order, with their vectors.
+
+    Image vectors are joined through `artworks.image_sha256` and filtered to `image_model_id`,
+    so vectors of another backbone are never mixed in.
+    """
+    frame = artworks.select("artwork_id", "image_sha256").unique("artwork_id").sort("artwork_id")
+    if fusion in ("image", "concat"):
+        if image_embeddings is None or image_model_id is None:
+            raise ValueError(f"fusion={fusion!r} needs image embeddings")
+        images = image_embeddings.filter(pl.col("model_id") == image_model_id).select(
+            pl.col("image_sha256"), pl.col("vector").alias("image_vector")
+        ).unique("image_sha256")
+        frame = frame.join(images, on="image_sha256", how="inner")
+    if fusion in ("text", "concat"):
+        if text_embeddings is None or text_model_id is None:
+            raise ValueError(f"fusion={fusion!r} needs text embeddings")
+        texts = text_embeddings.filter(pl.col("model_id") == text_model_id).select(
+            "artwork_id", pl.col("vector").alias("text_vector")
+        ).unique("artwork_id")
+        frame = frame.join(texts, on="artwork_id", how="inner")
+    frame = frame.sort("artwork_id")
+    return ArtworkFeatures(
+        ids=frame["artwork_id"].to_list(),
+        image=_matrix(frame["image_vector"]) if "image_vector" in frame.columns else None,
+        text=_matrix(frame["text_vector"]) if "text_vector" in frame.columns else None,
+        fusion=fusion,
+    )
+
+
+def frame_fingerprint(df: pl.DataFrame) -> str:
+    """A content fingerprint of a table, independent of row order (logged as a data version)."""
+    if df.height == 0:
+        return "empty"
+    row_hashes = df.hash_rows(seed=0).sort()
+    return hashlib.sha256(row_hashes.to_numpy().tobytes() + ",".join(df.columns).encode()).hexdigest()[:16]

@@ -1,0 +1,237 @@
+"""The similarity head on synthetic clustered data, and its MLflow logging."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from artsim_pipeline.core.ml.metrics import evaluate_retrieval, random_vectors_baseline
+from artsim_pipeline.core.ml.similarity import (
+    ProjectionHead,
+    TrainConfig,
+    apply_head,
+    fuse_features,
+    train_similarity,
+)
+
+PAIR_COLUMNS = ["artwork_id_a", "artwork_id_b", "label", "rule", "weight", "split"]
+
+
+def make_clustered(
+    n_clusters: int = 15,
+    per_cluster: int = 20,
+    dim: int = 64,
+    sub_dim: int = 8,
+    nuisance_dim: int = 8,
+    signal: float = 1.0,
+    nuisance: float = 3.0,
+    noise: float = 0.5,
+    negatives_per_item: int = 4,
+    seed: int = 0,
+):
+    """Weakly clustered unit vectors and cluster-membership pairs.
+
+    Each vector = cluster centre (in an 8-d subspace) + a large per-item "nuisance" component (in
+    another 8-d subspace, e.g. lighting/medium in real embeddings) + isotropic noise, so raw cosine
+    is dominated by the nuisance. Within each cluster items are split 60/20/20 into
+    train/val/test (no item in two splits); positives: every same-cluster pair inside a split;
+    negatives: `negatives_per_item` random other-cluster partners inside the split.
+    """
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((dim, sub_dim + nuisance_dim)))[0]
+    signal_basis, nuisance_basis = basis[:, :sub_dim], basis[:, sub_dim:]
+    centres = rng.standard_normal((n_clusters, sub_dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    cluster = np.repeat(np.arange(n_clusters), per_cluster)
+    n = len(cluster)
+    X = (
+        signal * centres[cluster] @ signal_basis.T
+        + nuisance * (rng.standard_normal((n, nuisance_dim)) / np.sqrt(nuisance_dim)) @ nuisance_basis.T
+        + noise * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    )
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"syn:{i}" for i in range(n)]
+    split = np.empty(n, dtype=object)
+    n_train, n_val = int(0.6 * per_cluster), int(0.2 * per_cluster)
+    for c in range(n_clusters):
+        members = rng.permutation(np.flatnonzero(cluster == c))
+        split[members[:n_train]] = "train"
+        split[members[n_train : n_train + n_val]] = "val"
+        split[members[n_train + n_val :]] = "test"
+    rows = []
+    for name in ("train", "val", "test"):
+        items = np.flatnonzero(split == name)
+        for position, i in enumerate(items):
+            for j in items[position + 1 :]:
+                if cluster[i] == cluster[j]:
+                    rows.append((ids[i], ids[j], 1, "same_cluster", float(rng.uniform(0.5, 1.0)), name))
+            others = items[cluster[items] != cluster[i]]
+            for j in rng.choice(others, size=negatives_per_item, replace=False):
+                rows.append((ids[i], ids[j], 0, "other_cluster", float(rng.uniform(0.5, 1.0)), name))
+    pairs = pl.DataFrame(rows, schema=PAIR_COLUMNS, orient="row")
+    return ids, X, pairs, cluster
+
+
+def small_config(**overrides) -> TrainConfig:
+    values = dict(
+        batch_size=64, neg_batch_size=64, hidden_dim=128, out_dim=64, max_epochs=15, patience=3,
+        num_threads=1, seed=7,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_clustered()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    ids, X, pairs, _ = data
+    return train_similarity(ids, X, pairs, small_config())
+
+
+def test_the_trained_head_beats_raw_and_random_vectors_on_test_recall(data, trained):
+    ids, X, pairs, _ = data
+    raw = evaluate_retrieval(ids, X, pairs, split="test")
+    random = random_vectors_baseline(ids, pairs, split="test", seed=1)
+    vectors = trained.embed(X)
+    model = evaluate_retrieval(ids, vectors, pairs, split="test")
+    assert model["n_queries"] == raw["n_queries"] == 60
+    # Raw vectors are only weakly clustered; the head learns to ignore the nuisance subspace.
+    assert raw["recall_at_10"] < 0.8
+    assert model["recall_at_10"] >= raw["recall_at_10"] + 0.15
+    assert model["recall_at_10"] > random["recall_at_10"] + 0.3
+    assert model["map_at_10"] > raw["map_at_10"] + 0.3
+    assert model["recall_at_1"] > raw["recall_at_1"] + 0.3
+
+
+def test_training_reports_history_best_epoch_and_timing(trained):
+    assert 1 <= trained.epochs_run <= 15
+    assert 0 <= trained.best_epoch < trained.epochs_run
+    assert [row["epoch"] for row in trained.history] == list(range(trained.epochs_run))
+    for row in trained.history:
+        for key in ("train_loss", "val_loss", "val_recall_at_10", "val_map_at_10", "epoch_seconds"):
+            assert np.isfinite(row[key]), key
+    assert trained.best_score == max(row["val_map_at_10"] for row in trained.history)
+    assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
+    assert trained.seconds_per_epoch > 0 and trained.counts["train_pos"] == 15 * 66
+    assert not trained.head.training
+
+
+def test_same_inputs_and_seed_give_the_same_model_and_metrics(data, trained):
+    ids, X, pairs, _ = data
+    again = train_similarity(ids, X, pairs, small_config())
+    strip = lambda h: [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in h]  # noqa: E731
+    assert strip(again.history) == strip(trained.history)
+    assert again.best_epoch == trained.best_epoch
+    np.testing.assert_array_equal(again.embed(X), trained.embed(X))
+    assert evaluate_retrieval(ids, again.embed(X), pairs) == evaluate_retrieval(ids, trained.embed(X), pairs)
+
+
+def test_apply_head_returns_unit_float32_rows_in_chunks(trained, data):
+    _, X, _, _ = data
+    whole = apply_head(trained.head, X, batch_size=4096)
+    chunked = apply_head(trained.head, X, batch_size=7)
+    assert whole.dtype == np.float32 and whole.shape == (len(X), 64)
+    np.testing.assert_allclose(np.linalg.norm(whole, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(whole, chunked, atol=1e-5)
+    with pytest.raises(ValueError):
+        apply_head(trained.head, np.full((2, X.shape[1]), np.nan, dtype=np.float32))
+
+
+def test_fusion_of_image_and_text_embeddings():
+    rng = np.random.default_rng(0)
+    image, text = rng.standard_normal((5, 12)), rng.standard_normal((5, 4))
+    fused = fuse_features(image, text, "concat")
+    assert fused.shape == (5, 16) and fused.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-6)
+    assert fuse_features(None, text, "text").shape == (5, 4)
+    with pytest.raises(ValueError):
+        fuse_features(image, None, "concat")
+    with pytest.raises(ValueError):
+        TrainConfig(fusion="sum")
+
+
+def test_pairs_without_vectors_are_dropped_and_a_missing_val_split_raises(data):
+    ids, X, pairs, _ = data
+    extra = pl.DataFrame(
+        [("syn:0", "unknown:1", 1, "x", 1.0, "train")], schema=PAIR_COLUMNS, orient="row"
+    )
+    result = train_similarity(ids, X, pl.concat([pairs, extra]), small_config(max_epochs=1))
+    assert result.counts["dropped_train"] == 1 and result.epochs_run == 1
+    with pytest.raises(ValueError, match="val"):
+        train_similarity(ids, X, pairs.filter(pl.col("split") != "val"), small_config(max_epochs=1))
+    with pytest.raises(ValueError, match="duplicates"):
+        train_similarity(ids + ids[:1], np.vstack([X, X[:1]]), pairs, small_config(max_epochs=1))
+
+
+def test_a_backbone_can_be_injected_in_front_of_the_head(data):
+    """GPU fine-tuning shape: inputs come from a callable, a backbone maps them to features."""
+    ids, X, pairs, _ = data
+    raw = torch.from_numpy(X)
+    backbone = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 32), torch.nn.ReLU())
+    result = train_similarity(
+        ids, None, pairs, small_config(max_epochs=2), backbone=backbone, inputs=lambda positions: raw[positions]
+    )
+    assert result.input_dim == 32 and result.epochs_run == 2
+    assert isinstance(result.head, ProjectionHead)
+
+
+def test_mlflow_run_has_params_history_figures_and_a_registered_model(tmp_path, monkeypatch, data, trained):
+    import mlflow
+
+    from artsim_pipeline.core.ml.metrics import plot_recall_curve
+    from artsim_pipeline.core.ml.tracking import (
+        log_figure_files,
+        log_history,
+        log_metrics_flat,
+        log_params_flat,
+        log_torch_model,
+        run_url,
+        start_run,
+    )
+
+    ids, X, pairs, _ = data
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    figure = plot_recall_curve({"trained": {1: 0.5, 10: 0.9}}, tmp_path / "recall_at_k.png")
+    with start_run("artsim-test", run_name="similarity", tags={"asset": "similarity_model"}, tracking_uri=uri) as run:
+        assert mlflow.get_tracking_uri() == uri
+        logged = log_params_flat({"train": trained.config.to_dict(), "data": {"n": len(ids)}})
+        assert logged["train.temperature"] == "0.07" and logged["data.n"] == "300"
+        assert log_history(trained.history) > 0
+        log_metrics_flat(evaluate_retrieval(ids, trained.embed(X), pairs), prefix="test_")
+        log_figure_files([figure])
+        info = log_torch_model(trained.head, X[:3], registered_model_name="artsim-test-head")
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
+    assert mlflow.get_tracking_uri() != uri  # restored
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    assert finished.data.params["train.fusion"] == "image"
+    assert finished.data.tags["asset"] == "similarity_model"
+    steps = [m.step for m in client.get_metric_history(run_id, "val_map_at_10")]
+    assert steps == list(range(trained.epochs_run))
+    assert "test_recall_at_10" in finished.data.metrics
+    assert [a.path for a in client.list_artifacts(run_id, "figures")] == ["figures/recall_at_k.png"]
+    assert str(tmp_path) in finished.info.artifact_uri  # artifacts beside the store, not in cwd
+    versions = client.search_model_versions("name='artsim-test-head'")
+    assert len(versions) == 1 and versions[0].run_id == run_id
+    assert info.registered_model_version == 1 or str(info.registered_model_version) == "1"
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, X.shape[1]]
+    assert not client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    loaded = mlflow.pytorch.load_model(info.model_uri)  # a torch.export graph: no artsim code needed
+    np.testing.assert_allclose(apply_head(loaded, X[:5]), trained.embed(X[:5]), atol=1e-6)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with start_run("artsim-test", run_name="fails", tracking_uri=uri):
+            raise RuntimeError("boom")
+    failed = client.search_runs([experiment_id], "attributes.run_name = 'fails'")
+    assert [r.info.status for r in failed] == ["FAILED"]
+    assert run_url(uri, experiment_id, run_id) == f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
