@@ -59,7 +59,8 @@ def met_frame(records: list[dict]) -> pl.DataFrame:
             {
                 "artwork_id": f"met:{r['objectID']}",
                 "title": r.get("title") or None,
-                "artists": names or ([r["artistDisplayName"]] if r.get("artistDisplayName") else []),
+                "artists": names
+                or ([r["artistDisplayName"]] if r.get("artistDisplayName") else []),
                 "date_begin": r.get("objectBeginDate"),
                 "date_end": r.get("objectEndDate"),
                 "department": r.get("department") or None,
@@ -77,7 +78,9 @@ def smk_frame(items: list[dict]) -> pl.DataFrame:
     for it in items:
         production = it.get("production") or []
         dates = (it.get("production_date") or [{}])[0]
-        nationality = next((p.get("creator_nationality") for p in production if p.get("creator_nationality")), None)
+        nationality = next(
+            (p.get("creator_nationality") for p in production if p.get("creator_nationality")), None
+        )
         rows.append(
             {
                 "artwork_id": f"smk:{it['object_number']}",
@@ -154,10 +157,24 @@ def test_different_people_different_keys(one, other):
 @pytest.mark.parametrize(
     "name",
     [
-        None, "", "   ", "?", "Unknown", "unknown artist", "Ubekendt", "Ukendt", "Anonymous",
-        "Anonym", "Unidentified artist", "Anonymous, French, 18th century",
-        "Anonymous, Netherlandish, 16th century", "Painting by Unknown", "Unknown Designer",
-        "Woven by Anonymous Flemish weavers", "Netherlandish Painter", "French, 18th century",
+        None,
+        "",
+        "   ",
+        "?",
+        "Unknown",
+        "unknown artist",
+        "Ubekendt",
+        "Ukendt",
+        "Anonymous",
+        "Anonym",
+        "Unidentified artist",
+        "Anonymous, French, 18th century",
+        "Anonymous, Netherlandish, 16th century",
+        "Painting by Unknown",
+        "Unknown Designer",
+        "Woven by Anonymous Flemish weavers",
+        "Netherlandish Painter",
+        "French, 18th century",
     ],
 )
 def test_anonymous_makers_have_no_key(name):
@@ -179,7 +196,10 @@ def test_output_contract(real_pairs, real_artworks):
     assert dict(real_pairs.schema) == PAIRS_SCHEMA
     assert real_pairs.height > 1000
     assert real_pairs.filter(pl.col("artwork_id_a") >= pl.col("artwork_id_b")).is_empty()
-    assert real_pairs.select(pl.struct("artwork_id_a", "artwork_id_b").is_duplicated().any()).item() is False
+    assert (
+        real_pairs.select(pl.struct("artwork_id_a", "artwork_id_b").is_duplicated().any()).item()
+        is False
+    )
     assert set(real_pairs.get_column("rule").unique()) == set(POSITIVE_RULES) | set(NEGATIVE_RULES)
     assert set(real_pairs.get_column("split").unique()) == {"train", "val", "test"}
     pos_rules = real_pairs.filter(pl.col("label") == 1).get_column("rule").unique().to_list()
@@ -189,8 +209,12 @@ def test_output_contract(real_pairs, real_artworks):
     checks = validate_pairs(real_pairs, real_artworks, PairRules())
     assert [c for c in checks if not c[1]] == []
     assert {c[0] for c in checks} >= {
-        "no_self_pairs", "no_duplicate_pairs", "ends_exist", "split_disjoint_artworks",
-        "split_disjoint_makers", "ratio_within_bounds",
+        "no_self_pairs",
+        "no_duplicate_pairs",
+        "ends_exist",
+        "split_disjoint_artworks",
+        "split_disjoint_makers",
+        "ratio_within_bounds",
     }
 
 
@@ -237,16 +261,22 @@ def test_same_artist_across_name_forms():
 
 
 def test_cross_museum_artist_from_real_records(shared_met_records, shared_smk_records):
-    kobke_met = [r for r in shared_met_records if any(
-        (c.get("name") or "") == "Christen Købke" for c in (r.get("constituents") or [])
-    )]
-    kobke_smk = [it for it in shared_smk_records if any(
-        p.get("creator") == "Købke, Christen" for p in (it.get("production") or [])
-    )]
+    kobke_met = [
+        r
+        for r in shared_met_records
+        if any((c.get("name") or "") == "Christen Købke" for c in (r.get("constituents") or []))
+    ]
+    kobke_smk = [
+        it
+        for it in shared_smk_records
+        if any(p.get("creator") == "Købke, Christen" for p in (it.get("production") or []))
+    ]
     assert kobke_met and kobke_smk
     frame = pl.concat([met_frame(kobke_met), smk_frame(kobke_smk)])
     pairs = mine_pairs(frame, PairRules(negatives_per_positive=0))
-    expected = tuple(sorted([f"met:{kobke_met[0]['objectID']}", f"smk:{kobke_smk[0]['object_number']}"]))
+    expected = tuple(
+        sorted([f"met:{kobke_met[0]['objectID']}", f"smk:{kobke_smk[0]['object_number']}"])
+    )
     assert pair_set(pairs, "cross_museum_artist") == {expected}
 
 
@@ -262,10 +292,20 @@ def test_cross_museum_pairs_reach_the_small_side():
 
 
 def test_anonymous_makers_never_pair():
-    anonymous = ["Unknown", "Ubekendt", "Anonymous", "Unidentified artist",
-                 "Anonymous, French, 18th century", "Painting by Unknown"]
+    anonymous = [
+        "Unknown",
+        "Ubekendt",
+        "Anonymous",
+        "Unidentified artist",
+        "Anonymous, French, 18th century",
+        "Painting by Unknown",
+    ]
     rows = [
-        {"artwork_id": f"met:{i}", "artists": [anonymous[i % len(anonymous)]], "department": f"d{i}"}
+        {
+            "artwork_id": f"met:{i}",
+            "artists": [anonymous[i % len(anonymous)]],
+            "department": f"d{i}",
+        }
         for i in range(60)
     ]
     pairs = mine_pairs(works(rows))
@@ -276,15 +316,41 @@ def test_anonymous_makers_never_pair():
 def test_same_culture_classification_needs_overlapping_dates():
     frame = works(
         [
-            {"artwork_id": "met:1", "culture": "Greek, Attic", "classification": "Vases", "date_begin": -530, "date_end": -520},
-            {"artwork_id": "met:2", "culture": "greek, attic ", "classification": "vases", "date_begin": -525, "date_end": -500},
-            {"artwork_id": "met:3", "culture": "Greek, Attic", "classification": "Vases", "date_begin": -300, "date_end": -280},
-            {"artwork_id": "met:4", "culture": "Roman", "classification": "Vases", "date_begin": -525, "date_end": -500},
+            {
+                "artwork_id": "met:1",
+                "culture": "Greek, Attic",
+                "classification": "Vases",
+                "date_begin": -530,
+                "date_end": -520,
+            },
+            {
+                "artwork_id": "met:2",
+                "culture": "greek, attic ",
+                "classification": "vases",
+                "date_begin": -525,
+                "date_end": -500,
+            },
+            {
+                "artwork_id": "met:3",
+                "culture": "Greek, Attic",
+                "classification": "Vases",
+                "date_begin": -300,
+                "date_end": -280,
+            },
+            {
+                "artwork_id": "met:4",
+                "culture": "Roman",
+                "classification": "Vases",
+                "date_begin": -525,
+                "date_end": -500,
+            },
         ]
     )
     pairs = mine_pairs(frame, PairRules(negatives_per_positive=0, **ONLY_SPLIT))
     assert pair_set(pairs, "same_culture_classification") == {("met:1", "met:2")}
-    tolerant = mine_pairs(frame, PairRules(negatives_per_positive=0, date_overlap_tolerance_years=250, **ONLY_SPLIT))
+    tolerant = mine_pairs(
+        frame, PairRules(negatives_per_positive=0, date_overlap_tolerance_years=250, **ONLY_SPLIT)
+    )
     assert ("met:1", "met:3") in pair_set(tolerant, "same_culture_classification")
     assert ("met:1", "met:4") not in pair_set(tolerant)
 
@@ -304,10 +370,14 @@ def test_shared_tags_weighted_by_rarity():
         rows.append({"artwork_id": f"met:{i:03d}", "tags": tags})
     rules = PairRules(negatives_per_positive=0, max_tag_df_fraction=0.5, **ONLY_SPLIT)
     pairs = mine_pairs(works(rows), rules).filter(pl.col("rule") == "shared_tags")
-    weight = {(a, b): w for a, b, w in pairs.select("artwork_id_a", "artwork_id_b", "weight").iter_rows()}
+    weight = {
+        (a, b): w for a, b, w in pairs.select("artwork_id_a", "artwork_id_b", "weight").iter_rows()
+    }
     lutes = weight[("met:050", "met:051")]
-    owls = weight[("met:060", "met:061")] if ("met:060", "met:061") in weight else max(
-        w for (a, b), w in weight.items() if a.startswith("met:06")
+    owls = (
+        weight[("met:060", "met:061")]
+        if ("met:060", "met:061") in weight
+        else max(w for (a, b), w in weight.items() if a.startswith("met:06"))
     )
     cats = max(w for (a, b), w in weight.items() if int(a[4:]) < 40 and int(b[4:]) < 40)
     assert lutes > owls > cats > 0
@@ -324,20 +394,40 @@ def test_shared_tags_sum_over_all_shared_tags():
         {"artwork_id": "met:2", "tags": ["Lutes", "Owls"]},
         {"artwork_id": "met:3", "tags": ["Lutes"]},
     ] + [{"artwork_id": f"met:{i}", "tags": ["Other"]} for i in range(10, 40)]
-    pairs = mine_pairs(works(rows), PairRules(negatives_per_positive=0, max_tag_df_fraction=1.0, **ONLY_SPLIT))
-    weight = {(a, b): w for a, b, w in pairs.select("artwork_id_a", "artwork_id_b", "weight").iter_rows()}
+    pairs = mine_pairs(
+        works(rows), PairRules(negatives_per_positive=0, max_tag_df_fraction=1.0, **ONLY_SPLIT)
+    )
+    weight = {
+        (a, b): w for a, b, w in pairs.select("artwork_id_a", "artwork_id_b", "weight").iter_rows()
+    }
     assert weight[("met:1", "met:2")] > weight[("met:1", "met:3")]
 
 
 def test_strongest_rule_wins_and_no_pair_is_both():
     frame = works(
         [
-            {"artwork_id": "met:1", "artists": ["Claude Monet"], "culture": "French", "classification": "Paintings", "date_begin": 1880, "date_end": 1881},
-            {"artwork_id": "met:2", "artists": ["Monet, Claude"], "culture": "French", "classification": "Paintings", "date_begin": 1880, "date_end": 1881},
+            {
+                "artwork_id": "met:1",
+                "artists": ["Claude Monet"],
+                "culture": "French",
+                "classification": "Paintings",
+                "date_begin": 1880,
+                "date_end": 1881,
+            },
+            {
+                "artwork_id": "met:2",
+                "artists": ["Monet, Claude"],
+                "culture": "French",
+                "classification": "Paintings",
+                "date_begin": 1880,
+                "date_end": 1881,
+            },
         ]
     )
     pairs = mine_pairs(frame, PairRules(**ONLY_SPLIT))
-    assert pairs.select("artwork_id_a", "artwork_id_b", "rule", "label").rows() == [("met:1", "met:2", "same_artist", 1)]
+    assert pairs.select("artwork_id_a", "artwork_id_b", "rule", "label").rows() == [
+        ("met:1", "met:2", "same_artist", 1)
+    ]
     weaker_artist = mine_pairs(frame, PairRules(same_artist_weight=0.3, **ONLY_SPLIT))
     assert weaker_artist.get_column("rule").to_list() == ["same_culture_classification"]
 
@@ -355,7 +445,11 @@ def test_negative_definitions(real_pairs, real_artworks):
     )
     assert neg.height > 0
     shared_maker = neg.select(
-        pl.col("maker").fill_null([]).list.set_intersection(pl.col("maker_b").fill_null([])).list.len() > 0
+        pl.col("maker")
+        .fill_null([])
+        .list.set_intersection(pl.col("maker_b").fill_null([]))
+        .list.len()
+        > 0
     ).to_series()
     assert not shared_maker.any()
     easy = neg.filter(pl.col("rule") == "easy_negative")
@@ -363,13 +457,17 @@ def test_negative_definitions(real_pairs, real_artworks):
     assert easy.height and hard.height
     assert (easy.get_column("department") != easy.get_column("department_b")).all()
     gap = PairRules().easy_negative_min_year_gap
-    far = (pl.col("date_begin") - pl.col("date_end_b") >= gap) | (pl.col("date_begin_b") - pl.col("date_end") >= gap)
+    far = (pl.col("date_begin") - pl.col("date_end_b") >= gap) | (
+        pl.col("date_begin_b") - pl.col("date_end") >= gap
+    )
     assert easy.select(far.all()).item()
     same_group = (pl.col("department") == pl.col("department_b")) | (
         pl.col("classification").str.to_lowercase() == pl.col("classification_b").str.to_lowercase()
     )
     assert hard.select(same_group.all()).item()
-    same_culture = (pl.col("culture").str.to_lowercase() == pl.col("culture_b").str.to_lowercase()).fill_null(False)
+    same_culture = (
+        pl.col("culture").str.to_lowercase() == pl.col("culture_b").str.to_lowercase()
+    ).fill_null(False)
     assert not hard.select(same_culture.any()).item()
 
 
@@ -380,16 +478,22 @@ def test_negative_definitions(real_pairs, real_artworks):
 
 def test_a_20000_work_group_is_capped():
     n = 20_000
-    frame = works([{"artwork_id": f"met:{i:05d}", "artists": ["Katsushika Hokusai"]} for i in range(n)])
+    frame = works(
+        [{"artwork_id": f"met:{i:05d}", "artists": ["Katsushika Hokusai"]} for i in range(n)]
+    )
     rules = PairRules(negatives_per_positive=0, max_pairs_per_group=5_000, max_pairs_per_anchor=6)
     pairs = mine_pairs(frame, rules)
     assert 0 < pairs.height <= 5_000
-    per_work = pl.concat([pairs.get_column("artwork_id_a"), pairs.get_column("artwork_id_b")]).value_counts()
+    per_work = pl.concat(
+        [pairs.get_column("artwork_id_a"), pairs.get_column("artwork_id_b")]
+    ).value_counts()
     assert per_work.get_column("count").max() <= rules.max_pairs_per_anchor
     # with room in the group cap, every work is paired, at most max_pairs_per_anchor times
     roomy = mine_pairs(frame, replace(rules, max_pairs_per_group=100_000))
     assert roomy.height <= 100_000
-    per_work = pl.concat([roomy.get_column("artwork_id_a"), roomy.get_column("artwork_id_b")]).value_counts()
+    per_work = pl.concat(
+        [roomy.get_column("artwork_id_a"), roomy.get_column("artwork_id_b")]
+    ).value_counts()
     assert per_work.height == n
     assert per_work.get_column("count").max() <= rules.max_pairs_per_anchor
 
@@ -415,10 +519,14 @@ def test_seed_changes_sampling_not_splits(real_artworks, real_pairs):
     other = mine_pairs(real_artworks, seed=7)
     assert not other.equals(real_pairs)
     split_of = lambda p: dict(  # noqa: E731
-        pl.concat([
-            p.select(pl.col("artwork_id_a").alias("id"), "split"),
-            p.select(pl.col("artwork_id_b").alias("id"), "split"),
-        ]).unique().iter_rows()
+        pl.concat(
+            [
+                p.select(pl.col("artwork_id_a").alias("id"), "split"),
+                p.select(pl.col("artwork_id_b").alias("id"), "split"),
+            ]
+        )
+        .unique()
+        .iter_rows()
     )
     first, second = split_of(real_pairs), split_of(other)
     common = first.keys() & second.keys()
@@ -435,12 +543,16 @@ def test_splits_are_disjoint_by_maker_and_near_the_fractions(real_pairs, real_ar
     stats = pair_stats(real_pairs)
     for split, target in PairRules().split_fractions.items():
         assert abs(stats["artwork_split_fractions"][split] - target) < 0.06
-    placed = pl.concat([
-        real_pairs.select(pl.col("artwork_id_a").alias("artwork_id"), "split"),
-        real_pairs.select(pl.col("artwork_id_b").alias("artwork_id"), "split"),
-    ]).unique()
-    by_maker = placed.join(artwork_makers(real_artworks), on="artwork_id").group_by("maker").agg(
-        pl.col("split").n_unique()
+    placed = pl.concat(
+        [
+            real_pairs.select(pl.col("artwork_id_a").alias("artwork_id"), "split"),
+            real_pairs.select(pl.col("artwork_id_b").alias("artwork_id"), "split"),
+        ]
+    ).unique()
+    by_maker = (
+        placed.join(artwork_makers(real_artworks), on="artwork_id")
+        .group_by("maker")
+        .agg(pl.col("split").n_unique())
     )
     assert by_maker.get_column("split").max() == 1
     # test pairs are never train pairs, and no test artwork appears in train
@@ -456,12 +568,16 @@ def test_co_makers_share_a_split():
         {"artwork_id": "met:2", "artists": ["Maker A", "Maker B"]},
         {"artwork_id": "met:3", "artists": ["Maker B", "Maker C"]},
         {"artwork_id": "met:4", "artists": ["Maker C"]},
-    ] + [{"artwork_id": f"met:{i}", "artists": [f"Maker {i}"], "tags": ["T"]} for i in range(10, 200)]
+    ] + [
+        {"artwork_id": f"met:{i}", "artists": [f"Maker {i}"], "tags": ["T"]} for i in range(10, 200)
+    ]
     for seed in range(5):
         pairs = mine_pairs(works(rows), PairRules(split_seed=seed, max_tag_df_fraction=1.0))
-        chain = pairs.filter(
-            pl.col("artwork_id_a").is_in(["met:1", "met:2", "met:3", "met:4"])
-        ).get_column("split").unique()
+        chain = (
+            pairs.filter(pl.col("artwork_id_a").is_in(["met:1", "met:2", "met:3", "met:4"]))
+            .get_column("split")
+            .unique()
+        )
         assert chain.len() == 1
 
 
@@ -475,7 +591,9 @@ def test_negative_ratio(real_artworks, ratio, hard):
         assert stats["splits"][split]["negatives_per_positive"] == pytest.approx(ratio, rel=0.05)
     hard_share = stats["by_rule"]["hard_negative"] / stats["negatives"]
     assert hard_share == pytest.approx(hard, abs=0.05)
-    assert dict((c[0], c[1]) for c in validate_pairs(pairs, real_artworks, rules))["ratio_within_bounds"]
+    assert dict((c[0], c[1]) for c in validate_pairs(pairs, real_artworks, rules))[
+        "ratio_within_bounds"
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -496,7 +614,9 @@ def test_pair_stats_and_preview(real_pairs, real_artworks):
     assert preview.height == 10
     assert set(preview.get_column("rule")) == set(POSITIVE_RULES) | set(NEGATIVE_RULES)
     assert preview.get_column("title_a").null_count() == 0
-    assert {"artwork_id_a", "title_a", "artists_a", "artwork_id_b", "title_b", "rule"} <= set(preview.columns)
+    assert {"artwork_id_a", "title_a", "artists_a", "artwork_id_b", "title_b", "rule"} <= set(
+        preview.columns
+    )
     assert preview.equals(preview_pairs(real_pairs, real_artworks, n=10))
 
 
@@ -513,9 +633,23 @@ def test_validation_catches_a_broken_pair_table(real_pairs, real_artworks):
             pl.DataFrame(
                 [
                     ("met:436535", "met:436535", 1, "same_artist", 1.0, "train"),  # self-pair
-                    (good.row(1)[1], good.row(1)[0], 0, "easy_negative", 1.0, "train"),  # duplicate, reversed
+                    (
+                        good.row(1)[1],
+                        good.row(1)[0],
+                        0,
+                        "easy_negative",
+                        1.0,
+                        "train",
+                    ),  # duplicate, reversed
                     ("met:999999999", train_id, 1, "same_artist", 1.0, "train"),  # unknown id
-                    (train_id, test_row["artwork_id_b"], 1, "shared_tags", 0.2, "test"),  # artwork in two splits
+                    (
+                        train_id,
+                        test_row["artwork_id_b"],
+                        1,
+                        "shared_tags",
+                        0.2,
+                        "test",
+                    ),  # artwork in two splits
                     ("met:1", "met:2", 3, "no_such_rule", -1.0, "holdout"),  # bad values
                     # one maker in two splits
                     (van_gogh[0], "met:999999990", 0, "easy_negative", 1.0, "val"),
@@ -526,9 +660,20 @@ def test_validation_catches_a_broken_pair_table(real_pairs, real_artworks):
             ),
         ]
     )
-    results = {name: (ok, details) for name, ok, details in validate_pairs(broken, real_artworks, PairRules())}
-    for name in ("no_self_pairs", "canonical_order", "no_duplicate_pairs", "valid_values", "ends_exist",
-                 "split_disjoint_artworks", "split_disjoint_makers", "ratio_within_bounds"):
+    results = {
+        name: (ok, details)
+        for name, ok, details in validate_pairs(broken, real_artworks, PairRules())
+    }
+    for name in (
+        "no_self_pairs",
+        "canonical_order",
+        "no_duplicate_pairs",
+        "valid_values",
+        "ends_exist",
+        "split_disjoint_artworks",
+        "split_disjoint_makers",
+        "ratio_within_bounds",
+    ):
         assert results[name][0] is False, name
     assert "both positive and negative" in results["no_duplicate_pairs"][1]
     # the mined table itself passes everything

@@ -130,7 +130,7 @@ def similarity_model(
                                   "n_artworks": len(features.ids), "input_dim": inputs.shape[1]})
         tracking.log_params_flat({f"data_version.{k}": v for k, v in data_versions.items()})
         context.log.info(f"training on {len(features.ids)} artworks x {inputs.shape[1]} dims, {weak_pairs.height} pairs")
-        result = train_similarity(features.ids, inputs, weak_pairs, train_config)
+        result = train_similarity(features.ids, features.image, weak_pairs, train_config, X_text=features.text)
         tracking.log_history(result.history)
         tracking.log_metrics_flat({"best_epoch": result.best_epoch, "best_" + result.monitor: result.best_score,
                                    "seconds_per_epoch": result.seconds_per_epoch, "fit_seconds": result.fit_seconds})

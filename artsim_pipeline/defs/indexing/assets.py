@@ -1,0 +1,137 @@
+"""Indexing: an hnswlib index over `artwork_vectors` that answers "which works are like this
+one?", kept current incrementally, and the cross-museum near-duplicates it finds."""
+
+import time
+
+import numpy as np
+import polars as pl
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+
+from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources.storage import ArtsimStorage
+
+RECALL_GATE = 0.98
+
+
+class AnnIndexConfig(Config):
+    """hnswlib parameters (cosine on L2-normalised float32)."""
+
+    M: int = 16
+    ef_construction: int = 200
+    ef: int = 100
+    recall_sample: int = 1000
+
+
+def index_dir(storage: ArtsimStorage):
+    """Where the live index lives: the asset owns this directory and replaces it atomically."""
+    return storage.root / "indexes" / "ann_index"
+
+
+def vectors_matrix(artwork_vectors: pl.DataFrame) -> tuple[list[str], np.ndarray]:
+    ids = artwork_vectors["artwork_id"].to_list()
+    return ids, np.asarray(artwork_vectors["vector"].cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
+
+
+@asset(
+    group_name="indexing",
+    kinds={"hnswlib", "parquet"},
+    code_version="1",
+    check_specs=[AssetCheckSpec("recall_at_10_vs_exact", asset="ann_index", blocking=True,
+                                description=f"recall@10 against exact search on sampled queries >= {RECALL_GATE}")],
+)
+def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_vectors: pl.DataFrame, storage: ArtsimStorage):
+    """hnswlib index over `artwork_vectors` (files under `$ARTSIM_HOME/indexes/ann_index/`:
+    index.bin, id_map.parquet, build_info.json); the table is the id map. New artworks are
+    added and gone ones marked deleted without a rebuild; a new model rebuilds it."""
+    from artsim_pipeline.core.ann import AnnConfig, AnnIndex, build_index, recall_at_k
+
+    ids, vectors = vectors_matrix(artwork_vectors)
+    run_ids = artwork_vectors["model_run_id"].unique().to_list()
+    model_run_id = f"{run_ids[0]}:{artwork_vectors['vector_source'][0]}" if run_ids else None
+    ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
+    directory = index_dir(storage)
+    started = time.monotonic()
+    action: dict
+    if (directory / "index.bin").exists():
+        index = AnnIndex.load(directory, ann_config)
+        update = index.update(ids, vectors, model_run_id)
+        action = update.as_dict()
+    else:
+        index = build_index(ids, vectors, ann_config, model_run_id=model_run_id)
+        action = {"added": len(ids), "deleted": 0, "updated": 0, "unchanged": 0, "rebuilt": True, "reason": "no index yet"}
+    index.save(directory)
+    seconds = time.monotonic() - started
+    recall = recall_at_k(index, ids, vectors, sample=config.recall_sample, k=10)
+    id_map = index.id_map()
+    yield Output(
+        id_map,
+        metadata={
+            "live_items": len(ids),
+            "dim": int(vectors.shape[1]) if vectors.size else 0,
+            "index_dir": str(directory),
+            "seconds": round(seconds, 2),
+            "rebuilt": bool(action.get("rebuilt")),
+            "update": MetadataValue.json({k: v for k, v in action.items() if k != "seconds"}),
+            "recall_at_10": round(recall, 4),
+            "model_run_id": str(model_run_id),
+            "build_info": MetadataValue.json(index.build_info),
+        },
+    )
+    yield AssetCheckResult(check_name="recall_at_10_vs_exact", passed=recall >= RECALL_GATE,
+                           metadata={"recall_at_10": recall, "gate": RECALL_GATE, "queries": min(config.recall_sample, len(ids))})
+
+
+class NearDuplicatesConfig(Config):
+    """The threshold is calibrated so that at most `max_false_positive_rate` of the known
+    dissimilar (label 0) weak pairs would pass, and never below `min_threshold`."""
+
+    min_threshold: float = 0.9
+    max_false_positive_rate: float = 0.001
+    k: int = 10
+
+
+@asset(group_name="indexing", kinds={"hnswlib", "parquet"}, code_version="1", deps=["ann_index"])
+def near_duplicates(
+    context: AssetExecutionContext,
+    config: NearDuplicatesConfig,
+    artwork_vectors: pl.DataFrame,
+    weak_pairs: pl.DataFrame,
+    artworks: pl.DataFrame,
+    storage: ArtsimStorage,
+) -> Output[pl.DataFrame]:
+    """Pairs of works held by different museums whose vectors are nearly identical (the same
+    print or cast in two collections), with both titles and links."""
+    from artsim_pipeline.core.ann import AnnIndex
+    from artsim_pipeline.core.search import calibrate_threshold, near_duplicates as find_near_duplicates
+
+    ids, vectors = vectors_matrix(artwork_vectors)
+    index = AnnIndex.load(index_dir(storage))
+    position = {artwork_id: i for i, artwork_id in enumerate(ids)}
+    known = weak_pairs.filter(pl.col("artwork_id_a").is_in(ids) & pl.col("artwork_id_b").is_in(ids))
+
+    def cosines(frame: pl.DataFrame) -> np.ndarray:
+        a = np.array([position[x] for x in frame["artwork_id_a"].to_list()], dtype=np.int64)
+        b = np.array([position[x] for x in frame["artwork_id_b"].to_list()], dtype=np.int64)
+        return (vectors[a] * vectors[b]).sum(axis=1) if len(a) else np.zeros(0)
+
+    positives, negatives = cosines(known.filter(pl.col("label") == 1)), cosines(known.filter(pl.col("label") == 0))
+    calibrated = calibrate_threshold(positives if positives.size else [1.0], negatives,
+                                     target_recall=0.5, max_false_positive_rate=config.max_false_positive_rate)
+    threshold = max(config.min_threshold, calibrated)
+    pairs = find_near_duplicates(index, ids, vectors, threshold, cross_source_only=True, k=config.k)
+    info = artworks.select("artwork_id", "title", "landing_url")
+    table = (
+        pairs.join(info.rename({"artwork_id": "artwork_id_a", "title": "title_a", "landing_url": "landing_url_a"}), on="artwork_id_a", how="left")
+        .join(info.rename({"artwork_id": "artwork_id_b", "title": "title_b", "landing_url": "landing_url_b"}), on="artwork_id_b", how="left")
+        .sort("score", descending=True)
+    )
+    return Output(
+        table,
+        metadata={
+            "pairs": table.height,
+            "threshold": round(threshold, 4),
+            "calibrated_threshold": round(float(calibrated), 4),
+            "negatives_used_for_calibration": int(negatives.size),
+            "preview": markdown_table(table, ["score", "title_a", "source_a", "title_b", "source_b"]),
+        },
+    )
