@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("materialize", help="materialise the whole asset graph for ARTSIM_ENV (default: the bundled sample)")
     run.add_argument("--source", action="append", choices=["met", "smk"], help="only these sources (repeatable)")
+    sim = sub.add_parser("similar", help="the works most similar to one artwork (or to a local image)")
+    sim.add_argument("artwork_id", nargs="?", help="e.g. met:436535 or smk:KMS1")
+    sim.add_argument("-k", type=int, default=10, help="how many works (default 10)")
+    sim.add_argument("--source", choices=["met", "smk"], help="only works held by this museum")
+    sim.add_argument("--image", metavar="FILE", help="search with a local image instead of an artwork id")
+    sim.add_argument("--json", action="store_true", help="print a JSON list")
     args = parser.parse_args(argv)
 
     _prepare_environment()
@@ -77,8 +83,47 @@ def main(argv: list[str] | None = None) -> int:
         timings = materialize_all(args.source)
         print_summary(timings)
         return 0
+    if args.command == "similar":
+        return run_similar(args, parser)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def run_similar(args, parser) -> int:
+    import json
+
+    from artsim_pipeline.core.search import UnknownArtworkError
+    from artsim_pipeline.service import ImageQueryError, NotBuiltError, SimilarityService
+
+    if bool(args.artwork_id) == bool(args.image):
+        parser.error("give either an ARTWORK_ID or --image FILE")
+    if args.k < 1:
+        parser.error("-k must be at least 1")
+    service = SimilarityService()
+    try:
+        if args.image:
+            print(f"embedding {args.image} ...", file=sys.stderr, flush=True)
+            results = service.similar_to_image(args.image, args.k, args.source)
+        else:
+            results = service.similar(args.artwork_id, args.k, args.source)
+    except UnknownArtworkError:
+        print(f"artsim: unknown artwork id {args.artwork_id!r} (ids look like met:436535 or smk:KMS1)", file=sys.stderr)
+        return 2
+    except ImageQueryError as exc:
+        print(f"artsim: {exc}", file=sys.stderr)
+        return 2
+    except NotBuiltError as exc:
+        print(f"artsim: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+        return 0
+    query = args.artwork_id or args.image
+    print(f"works most similar to {query}" + (f" held by {args.source}" if args.source else "") + ":")
+    for rank, r in enumerate(results, start=1):
+        makers = ", ".join(r.get("artists") or []) or "unknown maker"
+        print(f"{rank:>3}. {r['score']:.3f}  [{r['source']}] {r['title'] or '(untitled)'} — {makers}\n        {r['artwork_id']}  {r['landing_url']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""The similar-works search over what the pipeline stored: one entry point for the CLI, the UI
+and any HTTP API. Reads the live index and tables under `$ARTSIM_HOME`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from artsim_pipeline import settings
+from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.resources.tables import TableStore
+
+
+class NotBuiltError(RuntimeError):
+    """The index (or a table it needs) has not been materialised yet."""
+
+
+class ImageQueryError(ValueError):
+    """A query image that cannot be read or embedded."""
+
+
+class SimilarityService:
+    """Loads the index and tables lazily, once."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = Path(home) if home else settings.artsim_home()
+        self.tables = TableStore(base_dir=str(self.home / "storage"))
+
+    def _table(self, key: str, partition: str | None = None) -> pl.DataFrame:
+        df = self.tables.read_table(key, partition)
+        if df is None:
+            raise NotBuiltError(f"{key} is not materialised under {self.home} (run `make run` first)")
+        return df
+
+    @cached_property
+    def index(self):
+        from artsim_pipeline.core.ann import AnnIndex
+
+        directory = self.home / "indexes" / "ann_index"
+        if not (directory / "index.bin").exists():
+            raise NotBuiltError(f"no ann_index under {directory} (run `make run` first)")
+        return AnnIndex.load(directory)
+
+    @cached_property
+    def artworks(self) -> pl.DataFrame:
+        frames = [df for df in (self.tables.read_table("artworks", s) for s in SOURCES) if df is not None]
+        if not frames:
+            raise NotBuiltError("artworks is not materialised")
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    @cached_property
+    def vectors(self) -> pl.DataFrame:
+        return self._table("artwork_vectors")
+
+    def similar(self, artwork_id: str, k: int = 10, source: str | None = None) -> list[dict]:
+        """The k works most like `artwork_id` (never itself); raises UnknownArtworkError."""
+        from artsim_pipeline.core.search import similar
+
+        return similar(artwork_id, k, self.index, self.vectors, self.artworks, source=source)
+
+    def embed_image_file(self, path: str | Path, backbone_spec: str = "efficientnet_lite0") -> np.ndarray:
+        """A local image as a query vector in the index's space: same backbone, same model."""
+        from PIL import Image, UnidentifiedImageError
+
+        from artsim_pipeline.core.ml.backbones import load_backbone
+        from artsim_pipeline.core.ml.embed import embed_batch
+        from artsim_pipeline.defs.training.assets import load_head
+
+        model = self._table("similarity_model").row(0, named=True)
+        if model["fusion"] != "image":
+            raise ImageQueryError(f"the model uses fusion={model['fusion']!r}; an image alone cannot be searched with it")
+        try:
+            with Image.open(path) as image:
+                image.load()
+                rgb = image.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ImageQueryError(f"cannot read image {path}: {exc}") from exc
+        backbone = load_backbone(backbone_spec)
+        if backbone.model_id != model["image_model_id"]:
+            raise ImageQueryError(f"backbone {backbone.model_id} differs from the model's {model['image_model_id']}")
+        vector = embed_batch(backbone, backbone.preprocess(rgb).unsqueeze(0)).cpu().numpy()
+        if (self.vectors["vector_source"][0] if self.vectors.height else "trained") == "trained":
+            from artsim_pipeline.core.ml.similarity import apply_head
+
+            vector = apply_head(load_head(model["head_path"])[0], vector)
+        return vector[0]
+
+    def similar_to_image(self, path: str | Path, k: int = 10, source: str | None = None) -> list[dict]:
+        from artsim_pipeline.core.search import similar_to_vector
+
+        return similar_to_vector(self.embed_image_file(path), k, self.index, self.artworks, source=source)
