@@ -21,7 +21,7 @@ def _prepare_environment() -> None:
     os.makedirs(os.environ["ARTSIM_HOME"], exist_ok=True)
 
 
-def materialize_all(sources: list[str] | None = None, *, instance=None) -> dict:
+def materialize_all(sources: list[str] | None = None, *, instance=None, resources: dict | None = None, run_config: dict | None = None) -> dict:
     """Materialise the whole asset graph: partitioned assets per source, then the rest.
 
     Runs are recorded in the Dagster instance, so they appear in the UI of `make dev`.
@@ -35,7 +35,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None) -> dict:
     instance = instance or DagsterInstance.get()
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets or [])
-    resources = defs.resources or {}
+    resources = {**(defs.resources or {}), **(resources or {})}
     partitioned = {key for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned}
     unpartitioned = {key for key in graph.get_all_asset_keys() if key not in partitioned and graph.get(key).is_materializable}
     report: dict[str, float] = {}
@@ -47,7 +47,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None) -> dict:
         report[f"partition {source}"] = time.monotonic() - started
     if unpartitioned:
         started = time.monotonic()
-        result = materialize(assets, selection=AssetSelection.assets(*unpartitioned), resources=resources, instance=instance)
+        result = materialize(assets, selection=AssetSelection.assets(*unpartitioned), resources=resources, instance=instance, run_config=run_config)
         if not result.success:
             raise SystemExit(f"materialising the unpartitioned assets failed (see the Dagster run {result.run_id})")
         report["unpartitioned assets"] = time.monotonic() - started

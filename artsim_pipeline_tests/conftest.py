@@ -82,3 +82,20 @@ def sample_artworks():
         raw, _ = merge_results(None, client.fetch_objects(client.list_ids().ids))
         frames.append(normalise(source, raw)[0])
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory):
+    """A tiny BERT with the real MiniLM tokenizer, saved like a hub model (fast to run)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from artsim_pipeline.core.ml.text import text_model_path
+
+    path = tmp_path_factory.mktemp("tiny_text")
+    tokenizer = AutoTokenizer.from_pretrained(str(text_model_path()))
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=512)).save_pretrained(path)
+    return path

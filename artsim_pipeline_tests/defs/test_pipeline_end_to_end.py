@@ -1,0 +1,124 @@
+"""The whole graph on the bundled sample with tiny models: MLflow runs, the evaluation gate,
+the index and its incremental path, and `artsim similar`."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from artsim_pipeline.resources.encoders import EncoderResource
+
+TRAINING = {"ops": {"similarity_model": {"config": {"max_epochs": 3, "patience": 2, "hidden_dim": 64, "out_dim": 32, "num_threads": 1}},
+                    "department_classifier": {"config": {"epochs": 20}}, "period_classifier": {"config": {"epochs": 20}}}}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_vit, tiny_text_model):
+    """Materialise everything once for this module (about a minute on 2 cores)."""
+    import os
+
+    from artsim_pipeline.cli import materialize_all
+
+    home = tmp_path_factory.mktemp("e2e_home")
+    saved = {k: os.environ.get(k) for k in ("ARTSIM_HOME", "ARTSIM_ENV", "MLFLOW_TRACKING_URI")}
+    os.environ.update({"ARTSIM_HOME": str(home), "ARTSIM_ENV": "sample"})
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    encoder = EncoderResource(backbone=f"hf:{tiny_vit}", text_model_path=str(tiny_text_model), num_workers=0)
+    instance = DagsterInstance.ephemeral()
+    materialize_all(instance=instance, resources={"encoder": encoder}, run_config=TRAINING)
+    yield home, encoder, instance
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def latest_metadata(instance, key):
+    event = instance.get_latest_materialization_event(AssetKey(key))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline):
+    import mlflow
+
+    from artsim_pipeline import settings
+    from artsim_pipeline.definitions import build_defs
+
+    home, _, instance = pipeline
+    defs = build_defs("sample")
+    for key in ("weak_pairs", "image_embeddings", "text_embeddings", "similarity_model", "similarity_evaluation",
+                "artwork_vectors", "ann_index", "near_duplicates", "department_classifier", "period_classifier"):
+        assert isinstance(defs.load_asset_value(key), pl.DataFrame), key
+    model = defs.load_asset_value("similarity_model").row(0, named=True)
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri())
+    run = client.get_run(model["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert {"lr", "temperature", "fusion", "data_version.weak_pairs", "data_version.image_embeddings"} <= set(run.data.params)
+    assert len(client.get_metric_history(run.info.run_id, "val_map_at_10")) == model["epochs_run"]
+    assert {"test_trained_recall_at_10", "test_backbone_recall_at_10", "test_random_recall_at_10"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/recall_at_k.png", "evaluation/similarity_histograms.png"} <= artifacts
+    assert client.get_latest_versions("artsim-similarity-head")
+    meta = latest_metadata(instance, "similarity_model")
+    assert meta["mlflow_run"].endswith(model["mlflow_run_id"])
+    evaluation = defs.load_asset_value("similarity_evaluation")
+    assert set(evaluation["model"]) == {"trained", "backbone", "random"}
+    random = evaluation.filter(pl.col("model") == "random")["recall_at_10"].item()
+    backbone = evaluation.filter(pl.col("model") == "backbone")["recall_at_10"].item()
+    assert backbone > random  # even a tiny random ViT sees the stand-ins' palettes
+    vectors = defs.load_asset_value("artwork_vectors")
+    expected = "trained" if evaluation.filter(pl.col("model") == "trained")["recall_at_10"].item() > backbone else "backbone"
+    assert set(vectors["vector_source"]) == {expected}  # the gate decides what the index serves
+    dept = latest_metadata(instance, "department_classifier")
+    assert dept["accuracy"] > dept["baseline_accuracy"]
+    classifier_runs = mlflow.search_runs(experiment_names=["artsim-classifiers"], output_format="list")
+    assert any(r.data.tags.get("task") == "department" for r in classifier_runs)
+
+
+def test_the_index_passes_its_gate_and_artsim_similar_answers(pipeline, capsys):
+    from artsim_pipeline.cli import main
+
+    home, _, instance = pipeline
+    from dagster import AssetCheckKey
+
+    assert latest_metadata(instance, "ann_index")["recall_at_10"] >= 0.98
+    key = AssetCheckKey(AssetKey("ann_index"), "recall_at_10_vs_exact")
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    assert record.status.value == "SUCCEEDED"
+    assert main(["similar", "met:436535", "-k", "5", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 5 and all(r["artwork_id"] != "met:436535" for r in results)
+    assert set(results[0]) >= {"artwork_id", "score", "title", "artists", "source", "landing_url"}
+    assert results == sorted(results, key=lambda r: -r["score"])
+    assert main(["similar", "met:436535", "-k", "3", "--source", "smk", "--json"]) == 0
+    assert {r["source"] for r in json.loads(capsys.readouterr().out)} == {"smk"}
+    assert main(["similar", "met:0"]) == 2
+    assert "unknown artwork id" in capsys.readouterr().err
+
+
+def test_ann_index_adds_and_deletes_without_rebuild_and_rebuilds_for_a_new_model(pipeline):
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.resources.tables import TableStore
+
+    home, encoder, instance = pipeline
+    defs = build_defs("sample")
+    store = TableStore(base_dir=str(home / "storage"))
+    vectors = store.read_table("artwork_vectors")
+    assets = list(defs.assets)
+    resources = {**defs.resources, "encoder": encoder}
+    store.write_table(vectors.slice(5), "artwork_vectors")  # five works disappear
+    result = materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance)
+    meta = latest_metadata(instance, "ann_index")
+    assert result.success and meta["rebuilt"] is False and meta["update"]["deleted"] == 5
+    store.write_table(vectors, "artwork_vectors")  # they come back: added, no rebuild
+    materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance)
+    meta = latest_metadata(instance, "ann_index")
+    assert meta["rebuilt"] is False and meta["update"]["added"] == 5 and meta["live_items"] == vectors.height
+    store.write_table(vectors.with_columns(model_run_id=pl.lit("another-run")), "artwork_vectors")
+    materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance)
+    assert latest_metadata(instance, "ann_index")["rebuilt"] is True
+    store.write_table(vectors, "artwork_vectors")
