@@ -9,20 +9,62 @@ from artsim_pipeline.resources.museum_api import SOURCES
 from artsim_pipeline.resources.tables import TableStore
 
 
+def _counts(df: pl.DataFrame, column: str) -> dict:
+    return dict(df.group_by(column).len().sort(column).iter_rows())
+
+
 def collect_summary() -> list[str]:
     store = TableStore(base_dir=str(settings.artsim_home() / "storage"))
     lines = []
     for source in SOURCES:
         raw = store.read_table("raw_objects", source)
         if raw is not None:
-            statuses = dict(raw.group_by("status").len().iter_rows())
-            lines.append(f"raw_objects[{source}]: {raw.height} rows {statuses}")
+            lines.append(f"raw_objects[{source}]: {raw.height} rows {_counts(raw, 'status')}")
         images = store.read_table("raw_images", source)
         if images is not None:
-            statuses = dict(images.group_by("status").len().iter_rows())
-            lines.append(f"raw_images[{source}]: {images.height} rows {statuses}")
+            lines.append(f"raw_images[{source}]: {images.height} rows {_counts(images, 'status')}")
         artworks = store.read_table("artworks", source)
         if artworks is not None:
             quarantine = store.read_table("artworks_quarantine", source)
             lines.append(f"artworks[{source}]: {artworks.height} rows, quarantined {0 if quarantine is None else quarantine.height}")
+    pairs = store.read_table("weak_pairs")
+    if pairs is not None:
+        lines.append(f"weak_pairs: {pairs.height} pairs, by rule {_counts(pairs, 'rule')}, by split {_counts(pairs, 'split')}")
+    for key in ("image_embeddings", "text_embeddings"):
+        table = store.read_table(key)
+        if table is not None:
+            lines.append(f"{key}: {table.height} vectors {_counts(table, 'model_id')}")
+    model = store.read_table("similarity_model")
+    if model is not None:
+        row = model.row(0, named=True)
+        lines.append(f"similarity_model: MLflow run {row['mlflow_run_id']} (registered v{row['registered_version']}), "
+                     f"{row['epochs_run']} epochs, best val mAP@10 {row['best_val_map_at_10']:.3f}")
+    evaluation = store.read_table("similarity_evaluation")
+    if evaluation is not None:
+        scores = ", ".join(f"{r['model']} {r['recall_at_10']:.3f}" for r in evaluation.iter_rows(named=True))
+        lines.append(f"test recall@10: {scores}")
+    for key in ("department_classifier", "period_classifier"):
+        table = store.read_table(key)
+        if table is not None:
+            lines.append(f"{key}: {table.height} classes (accuracy and macro-F1 in the Dagster metadata and MLflow)")
+    vectors = store.read_table("artwork_vectors")
+    if vectors is not None and vectors.height:
+        lines.append(f"artwork_vectors: {vectors.height} works, vectors from the {vectors['vector_source'][0]} model")
+        lines.extend(_example_query(vectors))
+    return lines
+
+
+def _example_query(vectors: pl.DataFrame) -> list[str]:
+    from artsim_pipeline.service import NotBuiltError, SimilarityService
+
+    service = SimilarityService()
+    query = "met:436535" if vectors.filter(pl.col("artwork_id") == "met:436535").height else vectors["artwork_id"][0]
+    try:
+        results = service.similar(query, 5)
+    except NotBuiltError as exc:
+        return [f"(no example query: {exc})"]
+    title = service.artworks.filter(pl.col("artwork_id") == query)["title"].item()
+    lines = [f"example: artsim similar {query} -k 5   ({title})"]
+    for r in results:
+        lines.append(f"    {r['score']:.3f}  {r['artwork_id']:<16} {(r['title'] or '')[:60]} — {', '.join(r['artists'] or []) or 'unknown maker'}")
     return lines
