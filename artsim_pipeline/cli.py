@@ -22,29 +22,41 @@ def _prepare_environment() -> None:
 
 
 def materialize_all(sources: list[str] | None = None, *, instance=None, resources: dict | None = None, run_config: dict | None = None) -> dict:
-    """Materialise the whole asset graph: partitioned assets per source, then the rest.
+    """Materialise the whole asset graph: per source, then per embedding chunk, then the rest.
 
     Runs are recorded in the Dagster instance, so they appear in the UI of `make dev`.
     """
     from dagster import AssetSelection, DagsterInstance, materialize
 
     from artsim_pipeline.definitions import build_defs
-    from artsim_pipeline.resources.museum_api import SOURCES
 
     defs = build_defs()
     instance = instance or DagsterInstance.get()
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets or [])
     resources = {**(defs.resources or {}), **(resources or {})}
-    partitioned = {key for key in graph.get_all_asset_keys() if graph.get(key).is_partitioned}
-    unpartitioned = {key for key in graph.get_all_asset_keys() if key not in partitioned and graph.get(key).is_materializable}
+    by_partitions: dict = {}
+    unpartitioned = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        if node.is_partitioned:
+            by_partitions.setdefault(node.partitions_def, set()).add(key)
+        else:
+            unpartitioned.add(key)
     report: dict[str, float] = {}
-    for source in sources or list(SOURCES):
+    # partitions sets in graph order: ingest and validation by source first, then embedding chunks
+    for partitions_def, keys in sorted(by_partitions.items(), key=lambda item: "source" not in _label(item[0])):
+        partition_keys = partitions_def.get_partition_keys()
+        if sources and set(partition_keys) >= set(sources):
+            partition_keys = [p for p in partition_keys if p in sources]
         started = time.monotonic()
-        result = materialize(assets, selection=AssetSelection.assets(*partitioned), partition_key=source, resources=resources, instance=instance)
-        if not result.success:
-            raise SystemExit(f"materialising the {source} partition failed (see the Dagster run {result.run_id})")
-        report[f"partition {source}"] = time.monotonic() - started
+        for partition in partition_keys:
+            result = materialize(assets, selection=AssetSelection.assets(*keys), partition_key=partition, resources=resources, instance=instance)
+            if not result.success:
+                raise SystemExit(f"materialising partition {partition} failed (see the Dagster run {result.run_id})")
+        report[f"partitions {_label(partitions_def)}"] = time.monotonic() - started
     if unpartitioned:
         started = time.monotonic()
         result = materialize(assets, selection=AssetSelection.assets(*unpartitioned), resources=resources, instance=instance, run_config=run_config)
@@ -52,6 +64,11 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
             raise SystemExit(f"materialising the unpartitioned assets failed (see the Dagster run {result.run_id})")
         report["unpartitioned assets"] = time.monotonic() - started
     return report
+
+
+def _label(partitions_def) -> str:
+    keys = partitions_def.get_partition_keys()
+    return ("source " if "met" in keys else "") + f"[{keys[0]} .. {keys[-1]}]"
 
 
 def print_summary(timings: dict) -> None:

@@ -61,8 +61,9 @@ class SimilarityService:
 
         return similar(artwork_id, k, self.index, self.vectors, self.artworks, source=source)
 
-    def embed_image_file(self, path: str | Path, backbone_spec: str = "efficientnet_lite0") -> np.ndarray:
-        """A local image as a query vector in the index's space: same backbone, same model."""
+    def embed_image_file(self, path: str | Path) -> np.ndarray:
+        """A local image as a query vector in the index's space: the backbone the model was
+        trained on (recorded in its row), then the head when the index serves trained vectors."""
         from PIL import Image, UnidentifiedImageError
 
         from artsim_pipeline.core.ml.backbones import load_backbone
@@ -78,7 +79,7 @@ class SimilarityService:
                 rgb = image.convert("RGB")
         except (OSError, UnidentifiedImageError) as exc:
             raise ImageQueryError(f"cannot read image {path}: {exc}") from exc
-        backbone = load_backbone(backbone_spec)
+        backbone = load_backbone(model["backbone_spec"])
         if backbone.model_id != model["image_model_id"]:
             raise ImageQueryError(f"backbone {backbone.model_id} differs from the model's {model['image_model_id']}")
         vector = embed_batch(backbone, backbone.preprocess(rgb).unsqueeze(0)).cpu().numpy()

@@ -10,18 +10,17 @@ from artsim_pipeline.core.images import check_image, image_relpath, store_image
 from artsim_pipeline.defs.embeddings.assets import vectors_of
 from artsim_pipeline.defs.ingest.assets import RAW_IMAGES_SCHEMA
 from artsim_pipeline.resources.encoders import EncoderResource
-from artsim_pipeline.resources.museum_api import MuseumApiResource
-from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
-from artsim_pipeline.resources.storage import ArtsimStorage
-from artsim_pipeline.resources.tables import TableStore
 from artsim_pipeline.sample import sample_image_bytes
 from artsim_pipeline_tests.conftest import save_tiny_vit
 
 
 def resources(home, **encoder):
-    store = TableStore(base_dir=str(home / "storage"))
-    return store, {"io_manager": PolarsParquetIOManager(store=store), "tables": store, "storage": ArtsimStorage(home=str(home)),
-                   "encoder": EncoderResource(**encoder), "museum_api": MuseumApiResource()}
+    """The sample environment's resources (ARTSIM_HOME is `home`) with a chosen encoder."""
+    from artsim_pipeline.definitions import build_defs
+
+    assert str(home) in build_defs("sample").resources["tables"].base_dir
+    res = {**build_defs("sample").resources, "encoder": EncoderResource(**encoder)}
+    return res["tables"], res
 
 
 def graph_assets():
@@ -79,24 +78,48 @@ def write_images(home, store, n=12, corrupt=1):
     return len({r["sha256"] for r in rows}) - corrupt
 
 
+def embed_all_chunks(assets, res) -> dict:
+    """Materialise every image_embeddings chunk; returns the summed counts."""
+    from artsim_pipeline.defs.partitions import embedding_buckets
+
+    totals = {"embedded_this_run": 0, "failures": 0, "reused": 0}
+    for bucket in embedding_buckets.get_partition_keys():
+        meta = metadata(materialize(assets, selection=[AssetKey("image_embeddings")], resources=res, partition_key=bucket), "image_embeddings")
+        for key in totals:
+            totals[key] += meta[key]
+        totals["dim"] = meta["dim"]
+    return totals
+
+
+def all_chunks(store) -> pl.DataFrame:
+    from artsim_pipeline.defs.partitions import embedding_buckets
+
+    return pl.concat([store.read_table("image_embeddings", b) for b in embedding_buckets.get_partition_keys()], how="diagonal_relaxed")
+
+
 def test_image_embeddings_are_incremental_per_backbone_and_skip_broken_files(artsim_home, tiny_vit, tmp_path):
+    from artsim_pipeline.defs.partitions import sha_bucket
+
     store, res = resources(artsim_home, backbone=f"hf:{tiny_vit}", batch_size=4, num_workers=0)
     good = write_images(artsim_home, store)
     assets = graph_assets()
-    first = materialize(assets, selection=[AssetKey("image_embeddings")], resources=res)
-    meta = metadata(first, "image_embeddings")
-    assert (meta["embedded_this_run"], meta["failures"], meta["reused"]) == (good, 1, 0)
-    table = store.read_table("image_embeddings")
+    first = embed_all_chunks(assets, res)
+    assert (first["embedded_this_run"], first["failures"], first["reused"]) == (good, 1, 0)
+    table = all_chunks(store)
     vectors = vectors_of(table)
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    second = metadata(materialize(assets, selection=[AssetKey("image_embeddings")], resources=res), "image_embeddings")
+    assert table["image_sha256"].n_unique() == good
+    for bucket_table_row in table.iter_rows(named=True):  # every vector sits in its sha's chunk
+        assert store.read_table("image_embeddings", sha_bucket(bucket_table_row["image_sha256"])).filter(
+            pl.col("image_sha256") == bucket_table_row["image_sha256"]).height == 1
+    second = embed_all_chunks(assets, res)
     assert (second["embedded_this_run"], second["reused"]) == (0, good)
     # another backbone: embedded again, kept apart by model_id
     other = save_tiny_vit(tmp_path / "other_vit", hidden_size=48, seed=1)
     _, res2 = resources(artsim_home, backbone=f"hf:{other}", batch_size=4, num_workers=0)
-    third = metadata(materialize(assets, selection=[AssetKey("image_embeddings")], resources=res2), "image_embeddings")
+    third = embed_all_chunks(assets, res2)
     assert third["embedded_this_run"] == good and third["dim"] == 48
-    table = store.read_table("image_embeddings")
+    table = all_chunks(store)
     assert table.height == 2 * good and table["model_id"].n_unique() == 2
     widths = table.group_by("model_id").agg(pl.col("vector").list.len().first().alias("w"))
     assert sorted(widths["w"].to_list()) == [32, 48]

@@ -50,7 +50,8 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
 
     home, _, instance = pipeline
     defs = build_defs("sample")
-    for key in ("weak_pairs", "image_embeddings", "text_embeddings", "similarity_model", "similarity_evaluation",
+    assert isinstance(defs.load_asset_value("image_embeddings", partition_key="bucket0"), pl.DataFrame)
+    for key in ("weak_pairs", "text_embeddings", "similarity_model", "similarity_evaluation",
                 "artwork_vectors", "ann_index", "near_duplicates", "department_classifier", "period_classifier"):
         assert isinstance(defs.load_asset_value(key), pl.DataFrame), key
     model = defs.load_asset_value("similarity_model").row(0, named=True)
@@ -98,6 +99,18 @@ def test_the_index_passes_its_gate_and_artsim_similar_answers(pipeline, capsys):
     assert {r["source"] for r in json.loads(capsys.readouterr().out)} == {"smk"}
     assert main(["similar", "met:0"]) == 2
     assert "unknown artwork id" in capsys.readouterr().err
+    # a local image file, embedded with the model's backbone: its own work comes first
+    images = __import__("polars").read_parquet(home / "storage" / "raw_images" / "met.parquet").filter(pl.col("status") == "ok")
+    row = images.row(0, named=True)
+    assert main(["similar", "--image", str(home / "images" / row["path"]), "-k", "3", "--json"]) == 0
+    by_image = json.loads(capsys.readouterr().out)
+    assert len(by_image) == 3 and by_image[0]["score"] > 0.99
+    owners = set(images.filter(pl.col("sha256") == row["sha256"])["source_id"].to_list())
+    assert by_image[0]["artwork_id"].split(":", 1)[1] in owners
+    broken = home / "not_an_image.jpg"
+    broken.write_bytes(b"garbage")
+    assert main(["similar", "--image", str(broken)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
 
 
 def test_ann_index_adds_and_deletes_without_rebuild_and_rebuilds_for_a_new_model(pipeline):

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AllPartitionMapping, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.defs.partitions import embedding_buckets, sha_bucket
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
@@ -40,7 +41,15 @@ def vectors_of(df: pl.DataFrame) -> np.ndarray:
     return np.asarray(df["vector"].cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
 
 
-@asset(group_name="embeddings", kinds={"pytorch", "parquet"}, code_version="1")
+@asset(
+    group_name="embeddings",
+    kinds={"pytorch", "parquet"},
+    code_version="1",
+    partitions_def=embedding_buckets,
+    ins={"raw_images": AssetIn(partition_mapping=AllPartitionMapping())},
+    # one GPU (or the CPU) is shared by every chunk: `dagster instance concurrency set gpu 1`
+    pool="gpu",
+)
 def image_embeddings(
     context: AssetExecutionContext,
     raw_images: pl.DataFrame,
@@ -48,21 +57,28 @@ def image_embeddings(
     storage: ArtsimStorage,
     tables: TableStore,
 ) -> Output[pl.DataFrame]:
-    """Backbone vectors (L2-normalised float32) keyed by image sha256 and model id; only images
-    not yet embedded with the current backbone and preprocessing are embedded."""
+    """Backbone vectors (L2-normalised float32) keyed by image sha256 and model id, in chunks by
+    sha256 bucket; only images not yet embedded with the current backbone and preprocessing
+    are embedded."""
     from artsim_pipeline.core.ml.embed import embed_images
 
-    previous = tables.read_table("image_embeddings")
+    bucket = context.partition_key
+    previous = tables.read_table("image_embeddings", bucket)
     backbone = encoder.load_backbone()
     model_id = backbone.model_id
-    images = raw_images.filter((pl.col("status") == "ok") & pl.col("path").is_not_null()).unique("sha256", keep="first").sort("sha256")
+    images = (
+        raw_images.filter((pl.col("status") == "ok") & pl.col("path").is_not_null())
+        .unique("sha256", keep="first")
+        .filter(pl.col("sha256").map_elements(sha_bucket, return_dtype=pl.String) == bucket)
+        .sort("sha256")
+    )
     done: set[str] = set()
     if previous is not None and previous.height:
         done = set(previous.filter(pl.col("model_id") == model_id)["image_sha256"].to_list())
     todo = images.filter(~pl.col("sha256").is_in(list(done)))
     root = storage.images_dir()
     items = [(sha, str(root / path)) for sha, path in todo.select("sha256", "path").iter_rows()]
-    context.log.info(f"{model_id}: {images.height} images, {len(done)} already embedded, {len(items)} to embed")
+    context.log.info(f"{model_id} [{bucket}]: {images.height} images, {len(done)} already embedded, {len(items)} to embed")
 
     last_report = [time.monotonic()]
 

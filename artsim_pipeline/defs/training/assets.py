@@ -151,6 +151,7 @@ def similarity_model(
         "head_path": str(model_dir),
         "fusion": config.fusion,
         "image_model_id": image_model,
+        "backbone_spec": encoder.backbone,
         "text_model_id": encoder.text_model_id(),
         "input_dim": result.input_dim,
         "out_dim": train_config.out_dim,

@@ -1,0 +1,248 @@
+"""Clusters of artworks in the learned similarity space, and what each cluster holds (no Dagster).
+
+- :func:`cluster_vectors` - k-means (scikit-learn) over L2-normalised artwork vectors;
+- :func:`summarise_clusters` - one row per cluster for curators: size, top makers,
+  departments, cultures, museums, date span and the works nearest the centroid.
+
+Cluster numbers are stable for the same input and seed and ordered by size: cluster 0 is the
+largest (ties broken by the smallest member id).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from artsim_pipeline.core.names import normalise_artist
+
+MAX_CLUSTERS = 50
+MINIBATCH_ABOVE = 50_000  # rows; MiniBatchKMeans beyond this
+
+LABELS_SCHEMA: dict[str, pl.DataType] = {
+    "artwork_id": pl.String(),
+    "cluster": pl.Int32(),
+    "distance": pl.Float32(),
+}
+
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "cluster": pl.Int32(),
+    "size": pl.Int64(),
+    "top_makers": pl.List(pl.String()),
+    "top_departments": pl.List(pl.String()),
+    "top_cultures": pl.List(pl.String()),
+    "top_classifications": pl.List(pl.String()),
+    "museums": pl.List(pl.String()),
+    "date_begin": pl.Int32(),
+    "date_end": pl.Int32(),
+    "date_span": pl.String(),
+    "representative_ids": pl.List(pl.String()),
+    "representative_titles": pl.List(pl.String()),
+}
+
+
+def default_n_clusters(n: int, max_clusters: int = MAX_CLUSTERS) -> int:
+    """``round(sqrt(n / 2))``, at least 2 (when n >= 2), at most ``max_clusters`` and n."""
+    if n <= 1:
+        return max(n, 0)
+    return int(min(max_clusters, n, max(2, round(math.sqrt(n / 2)))))
+
+
+def as_matrix(vectors: Any) -> np.ndarray:
+    """Vectors (2-D array, list of arrays, or a polars List/Array series) as float32 rows."""
+    if isinstance(vectors, pl.Series):
+        if vectors.dtype == pl.Array or vectors.dtype == pl.List:
+            rows = vectors.to_list()
+            return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, 0), np.float32)
+        vectors = vectors.to_numpy()
+    if isinstance(vectors, np.ndarray) and vectors.dtype != object:
+        x = vectors.astype(np.float32, copy=False)
+    else:
+        rows = [np.asarray(v, dtype=np.float32) for v in vectors]
+        x = np.vstack(rows) if rows else np.zeros((0, 0), np.float32)
+    if x.ndim != 2:
+        raise ValueError("vectors must be 2-D (one row per artwork)")
+    return x
+
+
+def _normalised(vectors: Any) -> np.ndarray:
+    x = as_matrix(vectors)
+    if not np.isfinite(x).all():
+        raise ValueError("vectors hold NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def cluster_vectors(
+    ids: Sequence[str],
+    vectors: Any,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """k-means cluster labels: a frame ``artwork_id``, ``cluster`` (Int32), ``distance``.
+
+    Vectors are L2-normalised first (so Euclidean k-means follows cosine similarity);
+    ``distance`` is the Euclidean distance to the cluster centroid (smaller = more typical).
+    ``n_clusters`` defaults to :func:`default_n_clusters` and is capped by the number of
+    distinct vectors. ``KMeans(n_init=4, random_state=seed)`` (``MiniBatchKMeans`` above
+    ``MINIBATCH_ABOVE`` rows): the same input and seed give the same labels.
+    """
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    ids = [str(i) for i in ids]
+    if len(ids) == 0:
+        return pl.DataFrame(schema=LABELS_SCHEMA)
+    x = _normalised(vectors)
+    if x.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} ids but {x.shape[0]} vectors")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids must be unique")
+    k = default_n_clusters(len(ids)) if n_clusters is None else int(n_clusters)
+    if k < 1:
+        raise ValueError("n_clusters must be >= 1")
+    n_distinct = np.unique(x, axis=0).shape[0] if x.shape[0] <= MINIBATCH_ABOVE else x.shape[0]
+    k = min(k, n_distinct)
+    if k == 1:
+        centroid = x.mean(axis=0)
+        labels = np.zeros(len(ids), dtype=np.int64)
+        dist = np.linalg.norm(x - centroid, axis=1)
+    else:
+        if x.shape[0] > MINIBATCH_ABOVE:
+            model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
+        else:
+            model = KMeans(n_clusters=k, random_state=seed, n_init=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # BLAS noise on some platforms
+            labels = model.fit_predict(x)
+        dist = np.linalg.norm(x - model.cluster_centers_[labels], axis=1)
+    # renumber by size (largest first), ties by the smallest member id
+    order_key: dict[int, tuple[int, str]] = {}
+    for lab, aid in zip(labels.tolist(), ids, strict=True):
+        size, first = order_key.get(lab, (0, aid))
+        order_key[lab] = (size + 1, min(first, aid))
+    ranked = sorted(order_key, key=lambda lab: (-order_key[lab][0], order_key[lab][1]))
+    remap = {old: new for new, old in enumerate(ranked)}
+    return pl.DataFrame(
+        {
+            "artwork_id": ids,
+            "cluster": [remap[lab] for lab in labels.tolist()],
+            "distance": dist.astype(np.float32),
+        },
+        schema=LABELS_SCHEMA,
+    )
+
+
+def _top(values: list[Any], top: int) -> list[str]:
+    """Most common non-empty values, ties broken alphabetically."""
+    counts = Counter(v.strip() for v in values if isinstance(v, str) and v.strip())
+    return [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+
+
+def _top_makers(artist_lists: list[Any], top: int) -> list[str]:
+    """Most frequent identifiable makers (by :func:`normalise_artist` key, counted once per
+    work), each shown under its most frequent spelling."""
+    works_per_key: Counter[str] = Counter()
+    spellings: dict[str, Counter[str]] = {}
+    for names in artist_lists:
+        seen = set()
+        for name in names or []:
+            key = normalise_artist(name)
+            if key is None:
+                continue
+            spellings.setdefault(key, Counter())[name.strip()] += 1
+            if key not in seen:
+                seen.add(key)
+                works_per_key[key] += 1
+    ranked = sorted(works_per_key.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [sorted(spellings[k].items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, _ in ranked]
+
+
+def _span_text(begin: int | None, end: int | None) -> str | None:
+    def year(y: int) -> str:
+        return f"{-y} BC" if y < 0 else str(y)
+
+    if begin is None and end is None:
+        return None
+    if begin is None or end is None or begin == end:
+        return year(begin if begin is not None else end)
+    return f"{year(begin)}–{year(end)}"
+
+
+def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
+    return pl.col(name) if name in frame.columns else pl.lit(None, dtype).alias(name)
+
+
+def summarise_clusters(
+    labels_df: pl.DataFrame,
+    artworks: pl.DataFrame,
+    top: int = 3,
+    n_representatives: int = 3,
+) -> pl.DataFrame:
+    """One row per cluster (columns :data:`SUMMARY_SCHEMA`), sorted by cluster.
+
+    ``labels_df`` is :func:`cluster_vectors`' output (``artwork_id``, ``cluster`` and
+    ``distance``; without ``distance`` the representatives are the smallest ids);
+    ``artworks`` the unified ``artworks`` table (missing columns count as empty).
+
+    - ``size``: works in the cluster;
+    - ``top_makers``, ``top_departments``, ``top_cultures``, ``top_classifications``,
+      ``museums``: the ``top`` most common values, most common first (makers compared by
+      their normalised name, anonymous ones ignored, counted once per work);
+    - ``date_begin`` / ``date_end`` / ``date_span``: the 10th percentile of ``date_begin``
+      and the 90th of ``date_end`` over the cluster (so one outlier does not stretch it),
+      as years (negative = BC) and as text;
+    - ``representative_ids`` / ``representative_titles``: the ``n_representatives`` works
+      nearest the centroid (smallest ``distance``), nearest first.
+    """
+    if labels_df.height == 0:
+        return pl.DataFrame(schema=SUMMARY_SCHEMA)
+    meta = artworks.select(
+        pl.col("artwork_id"),
+        _column(artworks, "title", pl.String()),
+        _column(artworks, "artists", pl.List(pl.String())),
+        _column(artworks, "department", pl.String()),
+        _column(artworks, "culture", pl.String()),
+        _column(artworks, "classification", pl.String()),
+        _column(artworks, "source", pl.String()),
+        _column(artworks, "date_begin", pl.Int32()).cast(pl.Int32),
+        _column(artworks, "date_end", pl.Int32()).cast(pl.Int32),
+    ).unique("artwork_id", keep="first")
+    labels = labels_df.select(
+        "artwork_id",
+        pl.col("cluster").cast(pl.Int32),
+        (pl.col("distance") if "distance" in labels_df.columns else pl.lit(0.0)).cast(pl.Float64).alias("distance"),
+    )
+    joined = labels.join(meta, on="artwork_id", how="left").with_columns(
+        pl.col("source").fill_null(pl.col("artwork_id").str.split(":").list.first())
+    )
+    rows = []
+    for (cluster,), part in joined.sort(["cluster", "distance", "artwork_id"]).group_by(
+        "cluster", maintain_order=True
+    ):
+        begins = part["date_begin"].drop_nulls()
+        ends = part["date_end"].drop_nulls()
+        begin = int(math.floor(begins.quantile(0.1, "lower"))) if begins.len() else None
+        end = int(math.ceil(ends.quantile(0.9, "higher"))) if ends.len() else None
+        reps = part.head(n_representatives)
+        rows.append(
+            {
+                "cluster": cluster,
+                "size": part.height,
+                "top_makers": _top_makers(part["artists"].to_list(), top),
+                "top_departments": _top(part["department"].to_list(), top),
+                "top_cultures": _top(part["culture"].to_list(), top),
+                "top_classifications": _top(part["classification"].to_list(), top),
+                "museums": _top(part["source"].to_list(), top),
+                "date_begin": begin,
+                "date_end": end,
+                "date_span": _span_text(begin, end),
+                "representative_ids": reps["artwork_id"].to_list(),
+                "representative_titles": [t or "" for t in reps["title"].to_list()],
+            }
+        )
+    return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).sort("cluster")
