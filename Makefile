@@ -37,7 +37,7 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	mkdir -p "$(ARTSIM_HOME)"
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+	scripts/dev.sh
 
 clean:
 	rm -rf "$(ARTSIM_HOME)"
