@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--source", choices=["met", "smk"], help="only works held by this museum")
     sim.add_argument("--image", metavar="FILE", help="search with a local image instead of an artwork id")
     sim.add_argument("--json", action="store_true", help="print a JSON list")
+    serve = sub.add_parser("serve", help="the similar-works browser and curator feedback web app")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
     _prepare_environment()
@@ -102,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "similar":
         return run_similar(args, parser)
+    if args.command == "serve":
+        from artsim_pipeline.web import serve as serve_app
+
+        print(f"artsim: serving http://{args.host}:{args.port}/ over {os.environ['ARTSIM_HOME']}", flush=True)
+        serve_app(os.environ["ARTSIM_HOME"], host=args.host, port=args.port)
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 

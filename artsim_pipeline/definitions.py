@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, load_assets_from_modules
 
 from artsim_pipeline import settings
+from artsim_pipeline.defs.curation import assets as curation_assets
 from artsim_pipeline.defs.embeddings import assets as embedding_assets
 from artsim_pipeline.defs.indexing import assets as indexing_assets
 from artsim_pipeline.defs.ingest import assets as ingest_assets
@@ -48,7 +49,7 @@ def build_defs(env: str | None = None) -> Definitions:
     """Definitions wired for `env` (default: `ARTSIM_ENV`, else `sample`)."""
     env = env or settings.artsim_env()
     return Definitions(
-        assets=load_assets_from_modules([ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets]),
+        assets=load_assets_from_modules([ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets]),
         resources=build_resources(env),
     )
 

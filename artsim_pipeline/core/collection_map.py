@@ -144,6 +144,23 @@ def safe_thumbnail(url: str | None) -> str | None:
     return url
 
 
+def thumbnail_data_uri(path: str | Any, max_side: int = 64, quality: int = 70) -> str:
+    """A small JPEG ``data:`` URI of the image at ``path`` (longest side ``max_side`` pixels),
+    for ``render_map_html(thumbnails=...)``: about 1.5-3 KB per work at 64 px."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        rgb = image.convert("RGB")
+    rgb.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def _text_column(points: pl.DataFrame, name: str) -> list[str | None]:
     if name not in points.columns:
         return [None] * points.height

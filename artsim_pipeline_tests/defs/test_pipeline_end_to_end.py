@@ -52,8 +52,11 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     defs = build_defs("sample")
     assert isinstance(defs.load_asset_value("image_embeddings", partition_key="bucket0"), pl.DataFrame)
     for key in ("weak_pairs", "text_embeddings", "similarity_model", "similarity_evaluation",
-                "artwork_vectors", "ann_index", "near_duplicates", "department_classifier", "period_classifier"):
+                "artwork_vectors", "ann_index", "near_duplicates", "department_classifier", "period_classifier",
+                "clusters", "collection_map"):
         assert isinstance(defs.load_asset_value(key), pl.DataFrame), key
+    page = (home / "maps" / "collection_map.html").read_text()
+    assert "met:436535" in page and "<script src" not in page
     model = defs.load_asset_value("similarity_model").row(0, named=True)
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri())
     run = client.get_run(model["mlflow_run_id"])

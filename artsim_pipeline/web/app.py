@@ -1,0 +1,504 @@
+"""`artsim serve`: a small web app for curators over what the pipeline stored under `$ARTSIM_HOME`.
+
+Pages (HTML, Jinja2 with autoescaping, no JavaScript):
+
+- ``GET /?q=`` - search works by title or maker (case-insensitive substring);
+- ``GET /work/{artwork_id}`` - one work, its nearest works in each museum with scores and the
+  metadata they share with it (makers, culture, classification, department, tags, dates);
+- ``GET /feedback?anchor=&curator=`` - an anchor work and 8 candidates (its nearest works and
+  random ones, shuffled deterministically per anchor); the curator picks the most similar.
+
+JSON:
+
+- ``GET /api/similar/{artwork_id}?k=10&source=`` - the list ``artsim similar --json`` prints;
+  404 ``{"error": ..., "artwork_id": ...}`` for an id that is not in the index;
+- ``GET /api/search?q=&limit=`` - matching works (id, title, artists, source, ...);
+- ``GET /api/feedback/task?anchor=`` - an anchor and its candidates (what ``/feedback`` shows);
+- ``POST /api/feedback`` - record a judgment: JSON ``{"anchor_id", "candidate_ids",
+  "chosen_id", "curator"}`` answers 201 with the record; an HTML form post answers 303 to
+  the next task;
+- ``GET /api/feedback`` - how many judgments exist, and the latest ones.
+
+Images: ``GET /images/{sha256}`` serves ``$ARTSIM_HOME/images/<sha[:2]>/<sha>.<ext>``; only a
+64-digit hex sha (optionally with an image extension) is accepted, so no path can escape.
+
+The app binds to 127.0.0.1 by default (:func:`serve`). It re-reads the stored index and tables
+when the index on disk changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import polars as pl
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from artsim_pipeline.core import feedback as fb
+from artsim_pipeline.core.names import normalise_artist
+from artsim_pipeline.resources.museum_api import SOURCES
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}:[^\x00-\x1f\x7f<>\"'`\\]{1,200}$")
+SHA_RE = re.compile(r"^([0-9a-f]{64})(?:\.(?:jpg|jpeg|png|webp|gif))?$")
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif"}
+MAX_K = 100
+SEARCH_LIMIT = 60
+PER_MUSEUM = 8
+MAX_BODY = 64 * 1024
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'none'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def valid_id(artwork_id: Any) -> bool:
+    """An artwork id the app accepts: ``<source>:<source id>``, printable, no markup characters."""
+    return isinstance(artwork_id, str) and bool(ID_RE.match(artwork_id))
+
+
+def _safe_http(url: Any) -> str | None:
+    return url if isinstance(url, str) and re.match(r"^https?://[^\s]+$", url) else None
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def shared_metadata(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """What two artworks rows have in common, to explain a similarity to a curator.
+
+    ``makers`` (names on both, compared by :func:`normalise_artist`, shown as spelled on
+    ``a``), ``culture``, ``classification``, ``department`` (when equal, case-insensitively),
+    ``tags`` (shared, case-insensitive), ``dates`` (the overlap of the two date ranges, as
+    text). Missing or empty entries are left out.
+    """
+    out: dict[str, Any] = {}
+    keys_b = {normalise_artist(n) for n in (b.get("artists") or [])} - {None}
+    makers = []
+    for name in a.get("artists") or []:
+        key = normalise_artist(name)
+        if key is not None and key in keys_b and name not in makers:
+            makers.append(name)
+    if makers:
+        out["makers"] = makers
+    for field in ("culture", "classification", "department"):
+        va, vb = _text(a.get(field)), _text(b.get(field))
+        if va and vb and va.casefold() == vb.casefold():
+            out[field] = va
+    tags_b = {t.strip().casefold() for t in (b.get("tags") or []) if isinstance(t, str) and t.strip()}
+    tags = []
+    for t in a.get("tags") or []:
+        if isinstance(t, str) and t.strip() and t.strip().casefold() in tags_b and t.strip() not in tags:
+            tags.append(t.strip())
+    if tags:
+        out["tags"] = tags
+    span = _overlap(a, b)
+    if span:
+        out["dates"] = span
+    return out
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    def bounds(row):
+        lo, hi = row.get("date_begin"), row.get("date_end")
+        lo = hi if lo is None else lo
+        hi = lo if hi is None else hi
+        return (None, None) if lo is None else (min(lo, hi), max(lo, hi))
+
+    (a0, a1), (b0, b1) = bounds(a), bounds(b)
+    if a0 is None or b0 is None:
+        return None
+    lo, hi = max(a0, b0), min(a1, b1)
+    if lo > hi:
+        return None
+
+    def year(y: int) -> str:
+        return f"{-y} BC" if y < 0 else str(y)
+
+    return year(lo) if lo == hi else f"{year(lo)}–{year(hi)}"
+
+
+class _State:
+    """The stored data the app reads, reloaded when the index on disk changes."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._service = None
+        self._works: dict[str, dict[str, Any]] | None = None
+        self._search: pl.DataFrame | None = None
+        self._pool: list[str] | None = None
+
+    def _disk_stamp(self) -> tuple:
+        stamps = []
+        for p in [self.home / "indexes" / "ann_index" / "build_info.json"] + [
+            self.home / "storage" / "artworks" / f"{s}.parquet" for s in SOURCES
+        ]:
+            try:
+                st = p.stat()
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def _fresh(self) -> None:
+        stamp = self._disk_stamp()
+        if stamp != self._stamp:
+            from artsim_pipeline.service import SimilarityService
+
+            self._service = SimilarityService(self.home)
+            self._works = self._search = self._pool = None
+            self._stamp = stamp
+
+    @property
+    def service(self):
+        with self._lock:
+            self._fresh()
+            return self._service
+
+    def works(self) -> dict[str, dict[str, Any]]:
+        """``artwork_id -> artworks row`` (raises NotBuiltError without artworks)."""
+        service = self.service
+        with self._lock:
+            if self._works is None:
+                frame = service.artworks.unique("artwork_id", keep="first", maintain_order=True)
+                self._works = {row["artwork_id"]: row for row in frame.iter_rows(named=True)}
+            return self._works
+
+    def search_frame(self) -> pl.DataFrame:
+        service = self.service
+        with self._lock:
+            if self._search is None:
+                frame = service.artworks.unique("artwork_id", keep="first", maintain_order=True)
+                artists = (
+                    pl.col("artists").list.join(" ; ")
+                    if "artists" in frame.columns
+                    else pl.lit("")
+                )
+                self._search = frame.select(
+                    "artwork_id",
+                    pl.concat_str(
+                        [pl.col("title").fill_null(""), artists.fill_null("")], separator=" | "
+                    )
+                    .str.to_lowercase()
+                    .alias("haystack"),
+                    pl.col("title").fill_null("").str.to_lowercase().alias("title_lc"),
+                )
+            return self._search
+
+    def in_index(self, artwork_id: str) -> bool:
+        """Whether the id is a live item of the index (False while no index is built)."""
+        from artsim_pipeline.service import NotBuiltError
+
+        try:
+            return artwork_id in self.service.index
+        except NotBuiltError:
+            return False
+
+    def pool(self) -> list[str]:
+        """Indexed ids that have an artworks row: where random candidates come from."""
+        index = self.service.index
+        works = self.works()
+        with self._lock:
+            if self._pool is None:
+                self._pool = sorted(a for a in index.ids if a in works)
+            return self._pool
+
+
+def create_app(home: str | Path | None = None) -> FastAPI:
+    """The FastAPI app over ``home`` (default: ``$ARTSIM_HOME``)."""
+    from artsim_pipeline import settings
+    from artsim_pipeline.core.search import UnknownArtworkError
+    from artsim_pipeline.service import NotBuiltError
+
+    home = Path(home) if home is not None else settings.artsim_home()
+    state = _State(home)
+    images_root = (home / "images").resolve()
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    app = FastAPI(title="artsim", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.artsim = state
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+    @app.exception_handler(NotBuiltError)
+    async def not_built(request: Request, exc: NotBuiltError):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return page("error.html", status_code=503, status=503, heading="Not built yet", message=str(exc))
+
+    def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status_code)
+
+    def not_found(message: str) -> HTMLResponse:
+        return page("error.html", status_code=404, status=404, heading="Not found", message=message)
+
+    def api_error(status: int, message: str, **extra: Any) -> JSONResponse:
+        return JSONResponse({"error": message, "detail": message, **extra}, status_code=status)
+
+    def image_src(row: dict[str, Any]) -> str | None:
+        sha = row.get("image_sha256")
+        return f"/images/{sha}" if isinstance(sha, str) and SHA_RE.match(sha) else None
+
+    def work_href(artwork_id: str) -> str:
+        return "/work/" + quote(artwork_id, safe=":")
+
+    def view(artwork_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        row = dict(state.works().get(artwork_id) or {"artwork_id": artwork_id})
+        row.setdefault("source", artwork_id.split(":", 1)[0])
+        row["artists"] = [a for a in (row.get("artists") or []) if a]
+        row["tags"] = [t for t in (row.get("tags") or []) if t]
+        row["image_src"] = image_src(row)
+        row["href"] = work_href(artwork_id)
+        row["landing_href"] = _safe_http(row.get("landing_url"))
+        if extra:
+            row.update(extra)
+        return row
+
+    def check_source(source: str | None) -> str | None:
+        source = (source or "").strip() or None
+        if source is not None and source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+        return source
+
+    # -- search ----------------------------------------------------------------------------------
+
+    def search(q: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        q = q.strip().lower()
+        if not q:
+            return [], False
+        frame = state.search_frame()
+        hits = (
+            frame.filter(pl.col("haystack").str.contains(q, literal=True))
+            .with_columns(
+                pl.col("title_lc").str.starts_with(q).alias("prefix"),
+                pl.col("title_lc").str.contains(q, literal=True).alias("in_title"),
+            )
+            .sort(["prefix", "in_title", "title_lc", "artwork_id"], descending=[True, True, False, False])
+        )
+        truncated = hits.height > limit
+        return [view(a) for a in hits["artwork_id"].head(limit).to_list()], truncated
+
+    @app.get("/", response_class=HTMLResponse)
+    def index_page(q: str = Query("", max_length=200)):
+        results, truncated = search(q, SEARCH_LIMIT)
+        for r in results:
+            r["in_index"] = state.in_index(r["artwork_id"])
+        return page(
+            "index.html",
+            q=q,
+            results=results,
+            truncated=truncated,
+            n_works=f"{len(state.works()):,}",
+            museums=list(SOURCES),
+        )
+
+    @app.get("/api/search")
+    def api_search(q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=200)):
+        results, _ = search(q, limit)
+        keys = ("artwork_id", "title", "artists", "source", "date_text", "department",
+                "classification", "culture", "landing_url", "image_sha256")
+        return [{k: r.get(k) for k in keys} | {"in_index": state.in_index(r["artwork_id"])} for r in results]
+
+    # -- similar works ---------------------------------------------------------------------------
+
+    @app.get("/api/similar/{artwork_id:path}")
+    def api_similar(artwork_id: str, k: int = Query(10, ge=1, le=MAX_K), source: str | None = None):
+        try:
+            source = check_source(source)
+        except ValueError as exc:
+            return api_error(422, str(exc))
+        if not valid_id(artwork_id):
+            return api_error(404, f"unknown artwork id {artwork_id!r}", artwork_id=artwork_id)
+        try:
+            return state.service.similar(artwork_id, k, source=source)
+        except UnknownArtworkError as exc:
+            return api_error(404, str(exc), artwork_id=artwork_id)
+
+    @app.get("/work/{artwork_id:path}", response_class=HTMLResponse)
+    def work_page(artwork_id: str):
+        if not valid_id(artwork_id):
+            return not_found("That is not a valid artwork id.")
+        works = state.works()
+        in_index = state.in_index(artwork_id)
+        if artwork_id not in works and not in_index:
+            return not_found(f"No artwork {artwork_id} in this collection.")
+        work = view(artwork_id, {
+            "feedback_href": "/feedback?" + urlencode({"anchor": artwork_id}),
+            "api_href": "/api/similar/" + quote(artwork_id, safe=":"),
+        })
+        sections = []
+        for source in SOURCES:
+            results = []
+            if in_index:
+                for r in state.service.similar(artwork_id, PER_MUSEUM, source=source):
+                    other = works.get(r["artwork_id"], {})
+                    results.append(view(r["artwork_id"], {"score": r["score"], "shared": shared_metadata(work, other)}))
+            sections.append({"source": source, "results": results})
+        return page("work.html", work=work, sections=sections, in_index=in_index)
+
+    # -- images ----------------------------------------------------------------------------------
+
+    @app.get("/images/{name:path}")
+    def image(name: str):
+        m = SHA_RE.match(name.lower())
+        if not m:
+            return api_error(400, "an image is addressed by its sha256 (64 hex digits)")
+        sha = m.group(1)
+        folder = images_root / sha[:2]
+        for path in sorted(folder.glob(f"{sha}*")) if folder.is_dir() else []:
+            if path.stem != sha and path.name != sha:
+                continue
+            resolved = path.resolve()
+            if not resolved.is_file() or not resolved.is_relative_to(images_root):
+                continue
+            return FileResponse(
+                resolved,
+                media_type=IMAGE_TYPES.get(resolved.suffix.lower(), "application/octet-stream"),
+                headers={"Cache-Control": "public, max-age=31536000, immutable"},
+            )
+        return api_error(404, "no such image")
+
+    # -- curator feedback ------------------------------------------------------------------------
+
+    def task(anchor_id: str) -> list[str]:
+        nearest = [r["artwork_id"] for r in state.service.similar(anchor_id, fb.N_NEAREST)]
+        return fb.choose_candidates(anchor_id, nearest, state.pool())
+
+    def pick_anchor(exclude: str | None = None) -> str | None:
+        pool = state.pool()
+        choices = [a for a in pool if a != exclude] or pool
+        return random.choice(choices) if choices else None
+
+    @app.get("/feedback", response_class=HTMLResponse)
+    def feedback_page(
+        anchor: str | None = Query(None, max_length=220),
+        curator: str = Query("", max_length=fb.MAX_CURATOR_LEN),
+        saved: str | None = None,
+        skip: str | None = Query(None, max_length=220),
+    ):
+        if anchor is None:
+            anchor = pick_anchor(exclude=skip)
+            if anchor is None:
+                return not_found("The similarity index is empty: nothing to judge yet.")
+        if not valid_id(anchor) or not state.in_index(anchor):
+            return not_found(f"No indexed artwork {anchor}.")
+        candidates = [view(c) for c in task(anchor)]
+        return page(
+            "feedback.html",
+            anchor=view(anchor),
+            candidates=candidates,
+            curator=curator,
+            saved=bool(saved),
+            error=None,
+            judged=len(fb.read_judgment_records(home)),
+            skip_href="/feedback?" + urlencode({"curator": curator, "skip": anchor}),
+        )
+
+    @app.get("/api/feedback/task")
+    def api_feedback_task(anchor: str | None = Query(None, max_length=220)):
+        if anchor is None:
+            anchor = pick_anchor()
+            if anchor is None:
+                return api_error(404, "the similarity index is empty")
+        if not valid_id(anchor) or not state.in_index(anchor):
+            return api_error(404, f"unknown artwork id {anchor!r}", artwork_id=anchor)
+        return {"anchor_id": anchor, "candidate_ids": task(anchor)}
+
+    @app.get("/api/feedback")
+    def api_feedback_list(limit: int = Query(50, ge=0, le=1000)):
+        records = fb.read_judgment_records(home)
+        return {"count": len(records), "judgments": records[-limit:] if limit else []}
+
+    @app.post("/api/feedback")
+    async def api_feedback(request: Request):
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+            return api_error(403, "cross-origin feedback is not accepted")
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return api_error(413, "request body too large")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        is_form = ctype == "application/x-www-form-urlencoded"
+        try:
+            if is_form:
+                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=50)
+                cands = [c for v in form.get("candidate_ids", []) for c in v.split(",") if c]
+                data = {
+                    "anchor_id": (form.get("anchor_id") or [None])[0],
+                    "candidate_ids": cands,
+                    "chosen_id": (form.get("chosen_id") or [None])[0],
+                    "curator": (form.get("curator") or [""])[0],
+                }
+            else:
+                data = json.loads(body.decode("utf-8") or "null")
+                if not isinstance(data, dict):
+                    raise ValueError("the body must be a JSON object")
+        except (UnicodeDecodeError, ValueError) as exc:
+            return api_error(400, f"unreadable feedback: {exc}")
+        anchor, chosen = data.get("anchor_id"), data.get("chosen_id")
+        cands = data.get("candidate_ids")
+        curator = data.get("curator")
+        problem = None
+        if not isinstance(cands, list) or not all(valid_id(c) for c in cands):
+            problem = "candidate_ids must be a list of artwork ids"
+        elif not valid_id(anchor) or not valid_id(chosen):
+            problem = "anchor_id and chosen_id must be artwork ids"
+        elif curator is not None and not isinstance(curator, str):
+            problem = "curator must be a string"
+        elif not 2 <= len(cands) <= fb.N_CANDIDATES:
+            problem = f"between 2 and {fb.N_CANDIDATES} candidates are expected"
+        else:
+            unknown = [a for a in [anchor, *cands] if not state.in_index(a)]
+            if unknown:
+                problem = f"not in the index: {', '.join(unknown[:3])}"
+        record = None
+        if problem is None:
+            try:
+                record = fb.record_judgment(home, anchor, cands, chosen, curator)
+            except fb.InvalidJudgmentError as exc:
+                problem = str(exc)
+        if problem is not None:
+            return api_error(422, problem)
+        if is_form:
+            query = urlencode({"curator": record["curator"], "saved": "1", "skip": anchor})
+            return RedirectResponse("/feedback?" + query, status_code=303)
+        return JSONResponse(record, status_code=201)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
+    return app
+
+
+def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the app with uvicorn (loopback only unless ``host`` says otherwise)."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("artsim serve is listening on %s: anyone who can reach it can record feedback", host)
+    uvicorn.run(create_app(home), host=host, port=port, log_level="info")

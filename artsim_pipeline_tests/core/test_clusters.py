@@ -1,0 +1,105 @@
+"""Clusters of artwork vectors and their curator-facing summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from artsim_pipeline.core.clusters import cluster_vectors, default_n_clusters, summarise_clusters
+
+
+def _blobs(seed: int = 0):
+    """Three well separated groups of works: Hammershøi interiors (SMK, Danish), Hokusai prints
+    (Met, Japanese), Greek vases (Met, Greek); plus their metadata."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(16, dtype=np.float32)[:3] * 5
+    sizes = (14, 12, 11)
+    vectors, rows = [], []
+    for g, size in enumerate(sizes):
+        for i in range(size):
+            vectors.append(centres[g] + rng.normal(scale=0.3, size=16).astype(np.float32))
+            if g == 0:
+                rows.append(dict(artwork_id=f"smk:KMS{100 + i}", source="smk", title=f"Interior {i}",
+                                 artists=["Vilhelm Hammershøi"] if i % 4 else ["Hammershøi, Vilhelm", "Ida Ilsted"],
+                                 department="Danish art", culture="Danish", classification="painting",
+                                 date_begin=1890 + i, date_end=1895 + i))
+            elif g == 1:
+                rows.append(dict(artwork_id=f"met:{5000 + i}", source="met", title=f"Wave <{i}>",
+                                 artists=["Katsushika Hokusai"] if i < 6 else ["Anonymous"],
+                                 department="Asian Art", culture="Japan", classification="Prints",
+                                 date_begin=1830, date_end=1832))
+            else:
+                rows.append(dict(artwork_id=f"met:{9000 + i}", source="met", title=f"Amphora {i}",
+                                 artists=[], department="Greek and Roman Art", culture="Greek, Attic",
+                                 classification="Vases", date_begin=-530, date_end=-500 + (300 if i == 5 else 0)))
+    artworks = pl.DataFrame(rows, schema_overrides={"date_begin": pl.Int32, "date_end": pl.Int32})
+    return [r["artwork_id"] for r in rows], np.stack(vectors), artworks, sizes
+
+
+def test_default_rule():
+    assert default_n_clusters(0) == 0
+    assert default_n_clusters(1) == 1
+    assert default_n_clusters(3) == 2
+    assert default_n_clusters(200) == 10
+    assert default_n_clusters(1_000_000) == 50
+
+
+def test_clusters_recover_groups_deterministically():
+    ids, vectors, _, sizes = _blobs()
+    labels = cluster_vectors(ids, vectors, n_clusters=3, seed=0)
+    assert labels.columns == ["artwork_id", "cluster", "distance"]
+    assert labels["artwork_id"].to_list() == ids
+    # ordered by size: the 12 Hammershøi works are cluster 0, Hokusai 1, vases 2
+    expected = [0] * sizes[0] + [1] * sizes[1] + [2] * sizes[2]
+    assert labels["cluster"].to_list() == expected
+    again = cluster_vectors(ids, vectors, n_clusters=3, seed=0)
+    assert again.equals(labels)
+    # a list-typed polars column works too, and n_clusters is capped by n
+    as_series = pl.Series([v.tolist() for v in vectors[:2]])
+    assert cluster_vectors(ids[:2], as_series, n_clusters=10)["cluster"].n_unique() == 2
+
+
+def test_cluster_vectors_rejects_bad_input():
+    with pytest.raises(ValueError):
+        cluster_vectors(["a", "b"], np.ones((3, 4)))
+    with pytest.raises(ValueError):
+        cluster_vectors(["a", "a"], np.ones((2, 4)))
+    assert cluster_vectors([], np.zeros((0, 4))).height == 0
+
+
+def test_summary_content():
+    ids, vectors, artworks, sizes = _blobs()
+    labels = cluster_vectors(ids, vectors, n_clusters=3, seed=0)
+    summary = summarise_clusters(labels, artworks, top=3)
+    assert summary["cluster"].to_list() == [0, 1, 2]
+    assert summary["size"].to_list() == list(sizes)
+    danish, japanese, greek = summary.iter_rows(named=True)
+    # maker spellings are merged; the more frequent spelling is shown; anonymous ignored
+    assert danish["top_makers"] == ["Vilhelm Hammershøi", "Ida Ilsted"]
+    assert danish["top_departments"] == ["Danish art"]
+    assert danish["top_cultures"] == ["Danish"]
+    assert danish["museums"] == ["smk"]
+    assert (danish["date_begin"], danish["date_end"]) == (1891, 1907)
+    assert japanese["top_makers"] == ["Katsushika Hokusai"]
+    assert japanese["date_span"] == "1830–1832"
+    assert greek["top_makers"] == []
+    assert greek["top_classifications"] == ["Vases"]
+    # the 90th percentile keeps one late outlier from stretching the span
+    assert greek["date_span"] == "530 BC–500 BC"
+    # representatives: the three works nearest the centroid, with their titles
+    for row in summary.iter_rows(named=True):
+        members = labels.filter(pl.col("cluster") == row["cluster"]).sort("distance")
+        assert row["representative_ids"] == members["artwork_id"].head(3).to_list()
+        titles = dict(zip(artworks["artwork_id"], artworks["title"], strict=True))
+        assert row["representative_titles"] == [titles[a] for a in row["representative_ids"]]
+
+
+def test_summary_tolerates_missing_columns_and_unknown_works():
+    labels = pl.DataFrame({"artwork_id": ["met:1", "met:2"], "cluster": [0, 0]})
+    artworks = pl.DataFrame({"artwork_id": ["met:1"], "title": ["Only one"]})
+    summary = summarise_clusters(labels, artworks)
+    row = summary.row(0, named=True)
+    assert row["size"] == 2 and row["museums"] == ["met"]
+    assert row["representative_titles"] == ["Only one", ""]
+    assert row["date_span"] is None

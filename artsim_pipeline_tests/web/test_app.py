@@ -1,0 +1,209 @@
+"""The `artsim serve` web app, through FastAPI's TestClient over a tiny home built here."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import urlencode
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from artsim_pipeline.core import feedback as fb
+from artsim_pipeline.core.ann import build_index
+from artsim_pipeline.web.app import create_app, shared_metadata
+
+EVIL = "<script>alert(1)</script>"
+SHA = "ab" + "0" * 62
+JPEG = b"\xff\xd8\xff\xe0fake-jpeg"
+
+
+def _works() -> list[dict]:
+    rows = [
+        dict(artwork_id="met:1", title="Wheat Field with Cypresses", artists=["Vincent van Gogh"], culture=None,
+             classification="Paintings", tags=["Landscapes", "Cypresses"], date_begin=1889, date_end=1889,
+             image_sha256=SHA),
+        dict(artwork_id="met:2", title="Irises", artists=["Vincent van Gogh"], culture=None,
+             classification="Paintings", tags=["Flowers"], date_begin=1890, date_end=1890),
+        dict(artwork_id="met:3", title=EVIL, artists=["<b>Evil</b> & Co"], culture="Attic",
+             classification="Vases", tags=[], date_begin=-530, date_end=-520),
+        dict(artwork_id="smk:KMS1", title="Interiør, Strandgade 30", artists=["Vilhelm Hammershøi"], culture="Danish",
+             classification="maleri", tags=["landscapes"], date_begin=1885, date_end=1900),
+        dict(artwork_id="smk:KKSgb6775/3", title="Landskab med cypresser", artists=["van Gogh, Vincent"],
+             culture="Danish", classification="tegning", tags=["Cypresses"], date_begin=1880, date_end=1889),
+    ]
+    rows += [
+        dict(artwork_id=f"smk:KMS{i}", title=f"Study {i}", artists=[f"Painter {i}"], culture="Danish",
+             classification="maleri", tags=[], date_begin=1800 + i, date_end=1810 + i)
+        for i in range(10, 18)
+    ]
+    for r in rows:
+        src, sid = r["artwork_id"].split(":", 1)
+        r.update(source=src, source_id=sid, department=None, date_text=str(r["date_begin"]),
+                 landing_url=f"https://example.org/{sid}", image_sha256=r.get("image_sha256"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    rows = _works()
+    frame = pl.DataFrame(rows, schema_overrides={"date_begin": pl.Int32, "date_end": pl.Int32})
+    (home / "storage" / "artworks").mkdir(parents=True)
+    for src in ("met", "smk"):
+        frame.filter(pl.col("source") == src).write_parquet(home / "storage" / "artworks" / f"{src}.parquet")
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(len(rows), 8)).astype(np.float32)
+    vecs[1] = vecs[0] + 0.05  # Irises right next to the wheat field
+    vecs[4] = vecs[0] + 0.10  # and the SMK cypress drawing close too
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = [r["artwork_id"] for r in rows]
+    pl.DataFrame({"artwork_id": ids, "vector": vecs.tolist()}).write_parquet(home / "storage" / "artwork_vectors.parquet")
+    build_index(ids, vecs).save(home / "indexes" / "ann_index")
+    (home / "images" / SHA[:2]).mkdir(parents=True)
+    (home / "images" / SHA[:2] / f"{SHA}.jpg").write_bytes(JPEG)
+    (home / "storage" / "secret.txt").write_text("do not serve")
+    return home
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    with TestClient(create_app(home)) as c:
+        yield c
+
+
+def test_search(client):
+    r = client.get("/api/search", params={"q": "GOGH"})
+    assert r.status_code == 200
+    assert {w["artwork_id"] for w in r.json()} == {"met:1", "met:2", "smk:KKSgb6775/3"}
+    assert client.get("/api/search", params={"q": "strandgade"}).json()[0]["artwork_id"] == "smk:KMS1"
+    assert client.get("/api/search", params={"q": ""}).json() == []
+    page = client.get("/", params={"q": "cypress"})
+    assert page.status_code == 200 and "Wheat Field with Cypresses" in page.text
+    assert 'href="/work/smk:KKSgb6775%2F3"' in page.text
+
+
+def test_similar_json(client):
+    r = client.get("/api/similar/met:1", params={"k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body) == 3 and body[0]["artwork_id"] == "met:2"
+    assert set(body[0]) == {"artwork_id", "score", "title", "artists", "source", "landing_url"}
+    assert all("met:1" != w["artwork_id"] for w in body)
+    assert body[0]["score"] >= body[1]["score"] >= body[2]["score"]
+    smk = client.get("/api/similar/met:1", params={"k": 2, "source": "smk"}).json()
+    assert [w["source"] for w in smk] == ["smk", "smk"] and smk[0]["artwork_id"] == "smk:KKSgb6775/3"
+    # ids holding a slash work in the path
+    assert client.get("/api/similar/smk:KKSgb6775/3", params={"k": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["met:999", "nope", "met:%3Cscript%3E"])
+def test_unknown_id_is_a_json_404(client, bad):
+    r = client.get(f"/api/similar/{bad}")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
+    assert "unknown artwork id" in r.json()["error"]
+    assert client.get(f"/work/{bad}").status_code == 404
+
+
+def test_bad_parameters(client):
+    assert client.get("/api/similar/met:1", params={"k": 0}).status_code == 422
+    assert client.get("/api/similar/met:1", params={"k": 10_000}).status_code == 422
+    assert client.get("/api/similar/met:1", params={"source": "louvre"}).status_code == 422
+
+
+def test_work_page_explains_links_and_escapes(client):
+    r = client.get("/work/met:1")
+    assert r.status_code == 200
+    assert "Most similar at met" in r.text and "Most similar at smk" in r.text
+    assert "same maker: Vincent van Gogh" in r.text  # "van Gogh, Vincent" at SMK matches too
+    assert "tags: Cypresses" in r.text and "dates overlap: 1889" in r.text
+    assert re.search(r'class="score"[^>]*>0\.\d{3}<', r.text)
+    assert f'src="/images/{SHA}"' in r.text
+    evil = client.get("/work/met:3")
+    assert evil.status_code == 200 and EVIL not in evil.text and "<b>Evil</b>" not in evil.text
+    assert html.escape(EVIL) in evil.text
+    assert "script-src 'none'" in evil.headers["content-security-policy"]
+    for page in (client.get("/", params={"q": "alert"}), client.get("/", params={"q": EVIL})):
+        assert page.status_code == 200 and EVIL not in page.text
+
+
+def test_shared_metadata():
+    a = dict(artists=["Vincent van Gogh"], culture="Danish", classification="Paintings", department=None,
+             tags=["Cypresses", "Sky"], date_begin=1880, date_end=1890)
+    b = dict(artists=["van Gogh, Vincent", "Anonymous"], culture="danish", classification="Drawings",
+             tags=["cypresses"], date_begin=1889, date_end=1895)
+    assert shared_metadata(a, b) == {"makers": ["Vincent van Gogh"], "culture": "Danish",
+                                     "tags": ["Cypresses"], "dates": "1889–1890"}
+    assert shared_metadata(a, {"date_begin": -500, "date_end": -400}) == {}
+
+
+def test_images_by_sha_only(client):
+    r = client.get(f"/images/{SHA}")
+    assert r.status_code == 200 and r.content == JPEG and r.headers["content-type"] == "image/jpeg"
+    assert client.get(f"/images/{SHA}.jpg").status_code == 200
+    assert client.get("/images/" + "c" * 64).status_code == 404
+    for bad in ("../storage/secret.txt", "..%2fstorage%2fsecret.txt", "%2e%2e%2fstorage%2fsecret.txt",
+                "ab/" + SHA, SHA + "/../../storage/secret.txt", "%2Fetc%2Fpasswd", "x" * 64):
+        r = client.get(f"/images/{bad}")
+        assert r.status_code in (400, 404), bad
+        assert b"do not serve" not in r.content and b"root:" not in r.content
+
+
+def test_feedback_round_trip(client, home):
+    task = client.get("/api/feedback/task", params={"anchor": "met:1"}).json()
+    cands = task["candidate_ids"]
+    assert len(cands) == 8 and "met:1" not in cands and "met:2" in cands
+    assert client.get("/api/feedback/task", params={"anchor": "met:1"}).json() == task  # deterministic
+    page = client.get("/feedback", params={"anchor": "met:1"})
+    assert page.status_code == 200 and page.text.count('type="radio"') == 8
+    assert [html.unescape(v) for v in re.findall(r'name="candidate_ids" value="([^"]+)"', page.text)] == cands
+    assert client.get("/feedback").status_code == 200  # a random anchor
+    assert client.get("/feedback", params={"anchor": "met:999"}).status_code == 404
+
+    r = client.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands,
+                                           "chosen_id": "met:2", "curator": "Ída <i>"})
+    assert r.status_code == 201, r.text
+    saved = fb.load_judgments(home)
+    assert saved.filter(pl.col("judgment_id") == r.json()["judgment_id"]).row(0, named=True)["curator"] == "Ída <i>"
+    # the HTML form posts urlencoded fields and is sent on to the next task
+    form = [("anchor_id", "met:1"), *[("candidate_ids", c) for c in cands], ("chosen_id", cands[-1]), ("curator", "bo")]
+    r = client.post("/api/feedback", content=urlencode(form).encode(), follow_redirects=False,
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/feedback?")
+    listed = client.get("/api/feedback").json()
+    assert listed["count"] == fb.load_judgments(home).height >= 2
+    assert listed["judgments"][-1]["chosen_id"] == cands[-1]
+    page = client.get("/feedback", params={"anchor": "met:3", "curator": "Ída <i>"})
+    assert "Ída <i>" not in page.text and "Ída &lt;i&gt;" in page.text
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"anchor_id": "met:1", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:1"},  # pick not a candidate
+        {"anchor_id": "met:1", "candidate_ids": ["met:2", "met:999"], "chosen_id": "met:2"},  # unknown work
+        {"anchor_id": "met:1", "candidate_ids": "met:2", "chosen_id": "met:2"},
+        {"anchor_id": "<x>", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:2"},
+        {"anchor_id": "met:1", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:2", "curator": 5},
+    ],
+)
+def test_feedback_validation(client, home, payload):
+    before = fb.load_judgments(home).height
+    assert client.post("/api/feedback", json=payload).status_code == 422
+    assert fb.load_judgments(home).height == before
+
+
+def test_feedback_rejects_garbage_and_cross_origin(client):
+    assert client.post("/api/feedback", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    r = client.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:2"},
+                    headers={"origin": "https://evil.example"})
+    assert r.status_code == 403
+
+
+def test_not_built_home_answers_503(tmp_path):
+    with TestClient(create_app(tmp_path)) as c:
+        r = c.get("/api/similar/met:1")
+        assert r.status_code == 503 and "make run" in r.json()["error"]
+        assert c.get("/", params={"q": "x"}).status_code == 503
