@@ -90,12 +90,12 @@ def test_a_broken_table_fails_the_blocking_checks(artsim_home, shared_met_record
 
 
 def test_load_asset_value_returns_the_polars_frame_for_each_source(artsim_home):
-    from artsim_pipeline.cli import materialize_all
     from artsim_pipeline.definitions import build_defs
-    from dagster import DagsterInstance
 
-    materialize_all(instance=DagsterInstance.ephemeral())
     defs = build_defs("sample")
+    for source in ("met", "smk"):
+        keys = [AssetKey(k) for k in ("raw_objects", "raw_images", "artworks", "artworks_quarantine")]
+        assert materialize(list(defs.assets), selection=keys, partition_key=source, resources=defs.resources).success
     for source, minimum in (("met", 1500), ("smk", 20)):
         df = defs.load_asset_value("artworks", partition_key=source)
         assert isinstance(df, pl.DataFrame) and df.height >= minimum
