@@ -10,6 +10,7 @@ from artsim_pipeline.defs.embeddings import assets as embedding_assets
 from artsim_pipeline.defs.indexing import assets as indexing_assets
 from artsim_pipeline.defs.ingest import assets as ingest_assets
 from artsim_pipeline.defs.labels import assets as label_assets
+from artsim_pipeline.defs.operations import automation
 from artsim_pipeline.defs.training import assets as training_assets
 from artsim_pipeline.defs.validation import assets as validation_assets
 from artsim_pipeline.resources.encoders import EncoderResource
@@ -51,6 +52,9 @@ def build_defs(env: str | None = None) -> Definitions:
     return Definitions(
         assets=load_assets_from_modules([ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets]),
         resources=build_resources(env),
+        jobs=automation.JOBS,
+        schedules=automation.SCHEDULES,
+        sensors=automation.SENSORS,
     )
 
 

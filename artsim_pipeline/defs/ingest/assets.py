@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, Output, RetryPolicy, asset
 
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath, store_image
 from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
@@ -18,6 +18,8 @@ from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
 
 PROGRESS_EVERY = 500
+# A run that dies on the network is retried whole; the fetch journal makes the retry cheap.
+NETWORK_RETRY = RetryPolicy(max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 RAW_IMAGES_SCHEMA: dict[str, pl.DataType] = {
     "source_id": pl.String(),
@@ -37,6 +39,8 @@ RAW_IMAGES_SCHEMA: dict[str, pl.DataType] = {
     group_name="ingest",
     kinds={"polars", "parquet"},
     code_version="1",
+    retry_policy=NETWORK_RETRY,
+    pool="museum_api",
 )
 def raw_objects(
     context: AssetExecutionContext,
@@ -108,6 +112,8 @@ def raw_objects(
     group_name="ingest",
     kinds={"polars", "parquet"},
     code_version="1",
+    retry_policy=NETWORK_RETRY,
+    pool="museum_api",
 )
 def raw_images(
     context: AssetExecutionContext,

@@ -5,6 +5,7 @@ from dataclasses import fields
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 
+from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.pairs import PairRules, mine_pairs, pair_stats, preview_pairs, validate_pairs
 from artsim_pipeline.defs.metadata import markdown_table
 
@@ -66,6 +67,7 @@ def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks
         pairs,
         metadata={
             "rows": pairs.height,
+            "fingerprint": frame_fingerprint(pairs),
             "positives": stats["positives"],
             "negatives": stats["negatives"],
             "negatives_per_positive": round(stats["negatives_per_positive"], 3),

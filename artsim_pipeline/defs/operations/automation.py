@@ -1,0 +1,88 @@
+"""Unattended operation: nightly re-ingestion, weekly retraining, retraining when the labels
+change, and an alert when a run fails."""
+
+import logging
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    run_failure_sensor,
+    schedule,
+    sensor,
+)
+
+from artsim_pipeline.defs.partitions import source_partitions
+from artsim_pipeline.resources.museum_api import SOURCES
+
+alert_log = logging.getLogger("artsim.alerts")
+
+ingest_job = define_asset_job(
+    "ingest_sources",
+    selection=AssetSelection.assets("raw_objects", "raw_images", "artworks", "artworks_quarantine"),
+    partitions_def=source_partitions,
+    description="Re-ingest one museum incrementally and validate it.",
+)
+
+retrain_job = define_asset_job(
+    "retrain_similarity",
+    selection=AssetSelection.assets("similarity_model").downstream(),
+    description="Train the similarity model again and rebuild what follows it (evaluation, vectors, index, maps).",
+)
+
+
+@schedule(job=ingest_job, cron_schedule="0 3 * * *", execution_timezone="UTC", default_status=DefaultScheduleStatus.STOPPED)
+def nightly_ingest(context: ScheduleEvaluationContext):
+    """Every night, one run per museum; incremental, so an unchanged collection costs one listing."""
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    for source in SOURCES:
+        yield RunRequest(run_key=f"{source}-{day}", partition_key=source, tags={"artsim/trigger": "nightly"})
+
+
+@schedule(job=retrain_job, cron_schedule="0 5 * * 0", execution_timezone="UTC", default_status=DefaultScheduleStatus.STOPPED)
+def weekly_retrain(context: ScheduleEvaluationContext):
+    """Every Sunday: retrain on the current pairs (new images and records accumulate all week)."""
+    return RunRequest(run_key=context.scheduled_execution_time.strftime("%G-W%V"), tags={"artsim/trigger": "weekly"})
+
+
+@sensor(job=retrain_job, minimum_interval_seconds=300, default_status=DefaultSensorStatus.STOPPED)
+def retrain_on_new_labels(context: SensorEvaluationContext):
+    """Requests retraining when `weak_pairs` holds different pairs than at the last request
+    (its content fingerprint changed); the cursor makes it fire once per change."""
+    event = context.instance.get_latest_materialization_event(AssetKey("weak_pairs"))
+    if event is None or event.asset_materialization is None:
+        return SkipReason("weak_pairs has never been materialised")
+    fingerprint = event.asset_materialization.metadata.get("fingerprint")
+    fingerprint = fingerprint.value if fingerprint is not None else None
+    if not fingerprint:
+        return SkipReason("the latest weak_pairs materialisation carries no fingerprint")
+    if fingerprint == context.cursor:
+        return SkipReason(f"weak_pairs unchanged ({fingerprint})")
+    context.update_cursor(fingerprint)
+    return RunRequest(run_key=f"weak_pairs-{fingerprint}", tags={"artsim/trigger": "labels-changed", "artsim/weak_pairs": fingerprint})
+
+
+@run_failure_sensor(default_status=DefaultSensorStatus.RUNNING)
+def alert_on_run_failure(context: RunFailureSensorContext):
+    """Writes an alert for every failed run (a log line; point the `artsim.alerts` logger at
+    any handler: mail, chat, pager)."""
+    run = context.dagster_run
+    message = (
+        f"artsim run {run.run_id} ({run.job_name}) failed at {datetime.now(timezone.utc).isoformat()}: "
+        f"{context.failure_event.message}"
+    )
+    alert_log.error(message)
+    context.log.error(message)
+
+
+SCHEDULES = [nightly_ingest, weekly_retrain]
+SENSORS = [retrain_on_new_labels, alert_on_run_failure]
+JOBS = [ingest_job, retrain_job]

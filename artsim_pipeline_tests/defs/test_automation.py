@@ -1,0 +1,56 @@
+"""Schedules, the retrain sensor's cursor and the failure alert."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    RunRequest,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+)
+
+from artsim_pipeline.defs.operations.automation import nightly_ingest, retrain_on_new_labels, weekly_retrain
+
+
+def test_nightly_ingest_requests_one_run_per_museum_keyed_by_day():
+    when = datetime(2026, 11, 22, 3, tzinfo=timezone.utc)
+    requests = list(nightly_ingest(build_schedule_context(scheduled_execution_time=when)))
+    assert [r.partition_key for r in requests] == ["met", "smk"]
+    assert {r.run_key for r in requests} == {"met-2026-11-22", "smk-2026-11-22"}
+
+
+def test_weekly_retrain_is_keyed_by_iso_week():
+    request = weekly_retrain(build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 5, tzinfo=timezone.utc)))
+    assert isinstance(request, RunRequest) and request.run_key == "2026-W47"
+
+
+def test_retrain_sensor_fires_once_per_weak_pairs_change():
+    with DagsterInstance.ephemeral() as instance:
+        assert isinstance(retrain_on_new_labels(build_sensor_context(instance=instance)), SkipReason)
+        instance.report_runless_asset_event(AssetMaterialization("weak_pairs", metadata={"fingerprint": "aaa"}))
+        first = retrain_on_new_labels(context := build_sensor_context(instance=instance))
+        assert isinstance(first, RunRequest) and first.run_key == "weak_pairs-aaa"
+        again = retrain_on_new_labels(build_sensor_context(instance=instance, cursor=context.cursor))
+        assert isinstance(again, SkipReason)  # same pairs: no second request
+        instance.report_runless_asset_event(AssetMaterialization("weak_pairs", metadata={"fingerprint": "bbb"}))
+        changed = retrain_on_new_labels(build_sensor_context(instance=instance, cursor=context.cursor))
+        assert isinstance(changed, RunRequest) and changed.run_key == "weak_pairs-bbb"
+
+
+def test_definitions_carry_the_jobs_schedules_and_sensors(artsim_home):
+    from artsim_pipeline.definitions import build_defs
+
+    defs = build_defs("sample")
+    assert defs.resolve_job_def("ingest_sources") and defs.resolve_job_def("retrain_similarity")
+    assert {s.name for s in defs.schedules} == {"nightly_ingest", "weekly_retrain"}
+    assert {s.name for s in defs.sensors} == {"retrain_on_new_labels", "alert_on_run_failure"}
+    graph = defs.resolve_asset_graph()
+    from dagster import AssetKey
+
+    assert graph.get(AssetKey("raw_objects")).pools == {"museum_api"}
+    assert graph.get(AssetKey("image_embeddings")).pools == {"gpu"}
