@@ -15,41 +15,29 @@ from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 
 
-def _instance_dir(home: str, *parts: str) -> str:
-    return os.path.join(home, "dagster", *parts)
+class _UnderHome:
+    """Configured with `home: {env: ARTSIM_HOME}`; stores under `<home>/dagster/<subdir>`."""
+
+    subdir: tuple[str, ...] = ()
+
+    @classmethod
+    def config_type(cls):
+        return {"home": Field(StringSource)}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(base_dir=os.path.join(config_value["home"], "dagster", *cls.subdir), inst_data=inst_data)
 
 
-class HomeArtifactStorage(LocalArtifactStorage):
+class HomeArtifactStorage(_UnderHome, LocalArtifactStorage):
     """Local artefact storage at `<home>/dagster/`."""
 
-    @classmethod
-    def config_type(cls):
-        return {"home": Field(StringSource)}
 
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(base_dir=_instance_dir(config_value["home"]), inst_data=inst_data)
-
-
-class HomeComputeLogManager(LocalComputeLogManager):
+class HomeComputeLogManager(_UnderHome, LocalComputeLogManager):
     """Compute logs at `<home>/dagster/compute_logs/`."""
 
-    @classmethod
-    def config_type(cls):
-        return {"home": Field(StringSource)}
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(base_dir=_instance_dir(config_value["home"], "compute_logs"), inst_data=inst_data)
+    subdir = ("compute_logs",)
 
 
-class HomeSqliteStorage(DagsterSqliteStorage):
+class HomeSqliteStorage(_UnderHome, DagsterSqliteStorage):
     """Run, event-log and schedule storage (SQLite) at `<home>/dagster/`."""
-
-    @classmethod
-    def config_type(cls):
-        return {"home": Field(StringSource)}
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(base_dir=_instance_dir(config_value["home"]), inst_data=inst_data)

@@ -42,6 +42,8 @@ from artsim_pipeline.core.ml.metrics import RetrievalTask, retrieval_task, task_
 
 FUSIONS = ("image", "text", "concat")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainConfig:
@@ -74,6 +76,13 @@ class TrainConfig:
     eval_batch_size: int = 2048
     backbone_lr_scale: float = 0.1  # lr multiplier for an injected backbone
     grad_clip: float | None = 1.0
+    # Head initialisation (see `ProjectionHead.fit_init`): "pca" starts from the centred backbone
+    # features (train-split mean and principal directions), "random" from a random projection.
+    init: str = "pca"
+    whiten: float = 0.0  # 0: PCA rotation (keeps cosines); 1: shrunk whitening
+    residual_scale: float = 1.0  # weight of the MLP branch next to the linear path
+    # Multipliers of pair weights by `rule` (e.g. {"shared_tags": 2.0}); rules not named keep 1.
+    rule_weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -82,6 +91,12 @@ class TrainConfig:
             raise ValueError("temperature must be > 0")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (in-batch negatives)")
+        if self.init not in ("pca", "random"):
+            raise ValueError(f"init must be 'pca' or 'random', got {self.init!r}")
+        if not 0.0 <= self.whiten <= 1.0:
+            raise ValueError("whiten must be in [0, 1]")
+        if self.rule_weights and any(not (math.isfinite(w) and w >= 0) for w in self.rule_weights.values()):
+            raise ValueError("rule_weights must be finite and >= 0")
 
     @property
     def monitor_mode(self) -> str:
@@ -96,22 +111,69 @@ class TrainConfig:
 
 
 class ProjectionHead(nn.Module):
-    """``normalize(LayerNorm(W_skip x + MLP(x)))`` with MLP = Linear-GELU-Dropout-Linear."""
+    """``normalize(P (x - shift) + residual_scale * MLP(x - shift))``, MLP = Linear-GELU-Dropout-Linear.
+
+    Built to start from the backbone's own geometry rather than from a random projection:
+    `fit_init` (called by `train_similarity` on the train split's features) sets ``shift`` to the
+    feature mean and ``skip`` (P) to the top principal directions of the centred features, and
+    the MLP's last layer starts at zero, so the untrained head ranks like *centred* raw features
+    (exactly so when ``out_dim >= in_dim`` and no whitening; the top-``out_dim`` PCA subspace
+    otherwise). Training then learns a correction of that metric instead of a metric from scratch.
+    ``shift`` and ``residual_scale`` are persistent buffers: a state dict restores the whole head.
+    Without `fit_init` (e.g. ``ProjectionHead(...)`` before `load_state_dict`) ``skip`` is a random
+    semi-orthogonal matrix and ``shift`` is zero.
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 256, dropout: float = 0.1):
         super().__init__()
         self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim
+        self.register_buffer("shift", torch.zeros(in_dim))
+        self.register_buffer("residual_scale", torch.tensor(1.0))
+        self.skip = nn.Linear(in_dim, out_dim, bias=False)
+        nn.init.orthogonal_(self.skip.weight)
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.GELU(),
             nn.Dropout(dropout),
             nn.Linear(hidden_dim, out_dim),
         )
-        self.skip = nn.Linear(in_dim, out_dim, bias=False)
-        self.norm = nn.LayerNorm(out_dim)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    @torch.no_grad()
+    def fit_init(self, X: np.ndarray | torch.Tensor, whiten: float = 0.0, residual_scale: float = 1.0) -> "ProjectionHead":
+        """Data-dependent init from feature rows `X` [n, in_dim] (train items only).
+
+        ``shift`` = mean of `X`; ``skip`` rows = the top ``out_dim`` principal directions of the
+        centred rows, scaled by ``(s_i^2 + s_mean^2)^(-whiten/2)`` (0: a plain rotation that keeps
+        cosines; 1: shrunk whitening); rows beyond the rank of `X` stay zero.
+        """
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32)).double()
+        if X.ndim != 2 or X.shape[1] != self.in_dim or X.shape[0] < 2:
+            raise ValueError(f"fit_init needs [n >= 2, {self.in_dim}] features, got {tuple(X.shape)}")
+        mean = X.mean(0)
+        centred = X - mean
+        _, S, Vh = torch.linalg.svd(centred, full_matrices=False)
+        # Deterministic signs: the largest-magnitude coordinate of each direction is positive.
+        signs = torch.sign(Vh.gather(1, Vh.abs().argmax(1, keepdim=True))).clamp_min(0) * 2 - 1
+        Vh = Vh * signs
+        k = min(self.out_dim, Vh.shape[0])
+        scale = S / math.sqrt(X.shape[0] - 1)
+        rows = Vh[:k]
+        if whiten:
+            var = scale[:k] ** 2
+            factor = (var + var.mean()).pow(-whiten / 2)
+            rows = rows * (factor / factor[0])[:, None]
+        weight = torch.zeros(self.out_dim, self.in_dim, dtype=torch.float64)
+        weight[:k] = rows
+        self.skip.weight.copy_(weight.float())
+        self.shift.copy_(mean.float())
+        self.residual_scale.fill_(float(residual_scale))
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.norm(self.skip(x) + self.mlp(x)), dim=-1)
+        h = x - self.shift
+        return F.normalize(self.skip(h) + self.residual_scale * self.mlp(h), dim=-1)
 
 
 Inputs = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
@@ -138,6 +200,7 @@ class SimilarityModule(L.LightningModule):
         n_items: int | None = None,
         val_task: RetrievalTask | None = None,
         val_negatives: np.ndarray | None = None,
+        val_positives: np.ndarray | None = None,
     ):
         super().__init__()
         self.head = head
@@ -159,6 +222,7 @@ class SimilarityModule(L.LightningModule):
         self.register_buffer("pos_keys", torch.as_tensor(np.sort(keys), dtype=torch.long), persistent=False)
         self.val_task = val_task
         self._val_neg = val_negatives if val_negatives is not None else np.zeros((0, 3))
+        self._val_pos = val_positives if val_positives is not None else np.zeros((0, 3))
         self.history: list[dict[str, float]] = []
         self._generator: torch.Generator | None = None
         self._epoch: dict[str, float] = {}
@@ -262,22 +326,46 @@ class SimilarityModule(L.LightningModule):
             out.append(self.encode(chunk))
         return torch.cat(out) if out else torch.zeros((0, 1))
 
+    def retrieval_metrics(self) -> dict[str, float]:
+        """val_* retrieval metrics (and the val hinge term) of the current weights."""
+        metrics: dict[str, float] = {}
+        if self.val_task is None:
+            return metrics
+        z = self._encode_all(self.val_task.index)
+        if len(self._val_neg) and self.config.neg_weight:
+            local = {int(p): i for i, p in enumerate(self.val_task.index)}
+            ia = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 0]], device=z.device)
+            ib = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 1]], device=z.device)
+            nw = torch.as_tensor(self._val_neg[:, 2], dtype=torch.float32, device=z.device)
+            metrics["_val_neg_loss"] = float(self.negative_loss(z[ia], z[ib], nw))
+        scores = task_metrics(self.val_task, z.float().cpu().numpy())
+        metrics.update({f"val_{k}": float(v) for k, v in scores.items()})
+        return metrics
+
+    @torch.no_grad()
+    def validation_metrics(self) -> dict[str, float]:
+        """Everything a validation epoch logs, computed directly (used on the untrained head)."""
+        self._val_sum, self._val_weight = 0.0, 0.0
+        rows = self._val_pos
+        for start in range(0, len(rows), self.config.batch_size):
+            chunk = rows[start : start + self.config.batch_size]
+            a = torch.as_tensor(chunk[:, 0], dtype=torch.long)
+            b = torch.as_tensor(chunk[:, 1], dtype=torch.long)
+            w = torch.as_tensor(chunk[:, 2], dtype=torch.float32, device=self.device)
+            self.validation_step((a, b, w), 0)
+        return self._finish_validation()
+
+    def _finish_validation(self) -> dict[str, float]:
+        val_loss = self._val_sum / max(self._val_weight, 1e-12)
+        metrics = self.retrieval_metrics()
+        val_loss += self.config.neg_weight * metrics.pop("_val_neg_loss", 0.0)
+        metrics["val_loss"] = float(val_loss)
+        return metrics
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        val_loss = self._val_sum / max(self._val_weight, 1e-12)
-        metrics: dict[str, float] = {}
-        if self.val_task is not None:
-            z = self._encode_all(self.val_task.index)
-            if len(self._val_neg) and self.config.neg_weight:
-                local = {int(p): i for i, p in enumerate(self.val_task.index)}
-                ia = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 0]], device=z.device)
-                ib = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 1]], device=z.device)
-                nw = torch.as_tensor(self._val_neg[:, 2], dtype=torch.float32, device=z.device)
-                val_loss += self.config.neg_weight * float(self.negative_loss(z[ia], z[ib], nw))
-            scores = task_metrics(self.val_task, z.float().cpu().numpy())
-            metrics = {f"val_{k}": float(v) for k, v in scores.items()}
-        metrics["val_loss"] = float(val_loss)
+        metrics = self._finish_validation()
         for key, value in metrics.items():
             self.log(key, value, prog_bar=key == self.config.monitor)
         self._val_metrics = metrics
@@ -312,7 +400,7 @@ class TrainResult:
     head: nn.Module  # fitted, on CPU, in eval mode, best epoch's weights
     config: TrainConfig
     history: list[dict[str, float]]  # one row per epoch (epoch, train_*, val_*, epoch_seconds)
-    best_epoch: int
+    best_epoch: int  # -1: the untrained (initial) head scored best on val
     best_score: float
     monitor: str
     seconds_per_epoch: float
@@ -320,6 +408,7 @@ class TrainResult:
     epochs_run: int
     input_dim: int
     counts: dict[str, int] = field(default_factory=dict)  # pairs used / dropped per split & label
+    initial_metrics: dict[str, float] = field(default_factory=dict)  # val_* of the untrained head
 
     def embed(self, X: np.ndarray | None, X_text: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
         """Fuse like training did, then apply the head."""
@@ -360,8 +449,37 @@ def fuse_features(image: np.ndarray | None, text: np.ndarray | None, fusion: str
     return np.concatenate([img, txt], axis=1) / np.float32(math.sqrt(2.0))
 
 
-def _pair_arrays(ids: Sequence[str], pairs, split: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(positives [p, 3], negatives [q, 3]) rows (pos_a, pos_b, weight) for `split`, and #dropped."""
+@torch.no_grad()
+def _input_features(inputs: Inputs, backbone: nn.Module | None, positions: np.ndarray, batch_size: int) -> torch.Tensor:
+    """Head inputs (backbone outputs when there is one) of `positions`, on CPU."""
+    if isinstance(inputs, torch.Tensor) and backbone is None:
+        return inputs[torch.as_tensor(positions, dtype=torch.long)].float()
+    was_training = backbone.training if backbone is not None else False
+    if backbone is not None:
+        backbone.eval()
+    out = []
+    try:
+        for start in range(0, len(positions), batch_size):
+            chunk = torch.as_tensor(positions[start : start + batch_size], dtype=torch.long)
+            x = inputs[chunk] if isinstance(inputs, torch.Tensor) else inputs(chunk)
+            if backbone is not None:
+                device = next(iter(backbone.parameters()), torch.empty(0)).device
+                x = backbone(x.to(device))
+            out.append(x.float().cpu())
+    finally:
+        if backbone is not None:
+            backbone.train(was_training)
+    return torch.cat(out)
+
+
+def _pair_arrays(
+    ids: Sequence[str], pairs, split: str, rule_weights: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(positives [p, 3], negatives [q, 3]) rows (pos_a, pos_b, weight) for `split`, and #dropped.
+
+    `rule_weights` multiplies the weights of the named rules afterwards (rows weighted 0 by it
+    are kept, so that they still count as known positives, and are not counted as dropped).
+    """
     import polars as pl
 
     position = {x: i for i, x in enumerate(ids)}
@@ -373,6 +491,9 @@ def _pair_arrays(ids: Sequence[str], pairs, split: str) -> tuple[np.ndarray, np.
     if np.any(weight < 0) or not np.isfinite(weight).all():
         raise ValueError(f"pair weights must be finite and >= 0 (split {split})")
     keep = (a >= 0) & (b >= 0) & (a != b) & (weight > 0)
+    if rule_weights and "rule" in sub.columns:
+        rules = sub["rule"].cast(pl.String).fill_null("").to_list()
+        weight = weight * np.array([rule_weights.get(r, 1.0) for r in rules], dtype=np.float64)
     rows = np.stack([a, b, weight], axis=1)[keep]
     label = label[keep]
     return rows[label == 1], rows[label == 0], int((~keep).sum())
@@ -430,7 +551,7 @@ def train_similarity(
                 probe = inputs(torch.zeros(1, dtype=torch.long))
                 in_dim = int((backbone(probe) if backbone is not None else probe).shape[-1])
 
-        train_pos, train_neg, drop_train = _pair_arrays(ids, pairs, "train")
+        train_pos, train_neg, drop_train = _pair_arrays(ids, pairs, "train", config.rule_weights)
         val_pos, val_neg, drop_val = _pair_arrays(ids, pairs, "val")
         if len(train_pos) < 2:
             raise ValueError(f"need >= 2 positive train pairs with vectors, got {len(train_pos)}")
@@ -439,9 +560,21 @@ def train_similarity(
         val_task = retrieval_task(ids, pairs, "val")
         n = len(ids)
         a, b = train_pos[:, 0].astype(np.int64), train_pos[:, 1].astype(np.int64)
-        pos_keys = np.unique(np.concatenate([a * n + b, b * n + a]))
+        pos_keys = np.unique(np.concatenate([a * n + b, b * n + a]))  # incl. rule-weighted to 0
+        train_items = np.unique(np.concatenate([train_pos[:, :2], train_neg[:, :2]]).astype(np.int64))
+        train_pos, train_neg = train_pos[train_pos[:, 2] > 0], train_neg[train_neg[:, 2] > 0]
+        if len(train_pos) < 2:
+            raise ValueError(f"need >= 2 positive train pairs with weight > 0, got {len(train_pos)}")
 
         head = ProjectionHead(in_dim, config.hidden_dim, config.out_dim, config.dropout)
+        if config.init == "pca":
+            # Train items only: val/test features never shape the head.
+            head.fit_init(
+                _input_features(module_inputs, backbone, train_items, config.eval_batch_size),
+                whiten=config.whiten, residual_scale=config.residual_scale,
+            )
+        else:
+            head.residual_scale.fill_(float(config.residual_scale))
         module = SimilarityModule(
             head,
             config,
@@ -452,6 +585,7 @@ def train_similarity(
             n_items=n,
             val_task=val_task,
             val_negatives=val_neg,
+            val_positives=val_pos,
         )
 
         def loader(rows: np.ndarray, shuffle: bool):
@@ -468,7 +602,13 @@ def train_similarity(
                 num_workers=0, drop_last=drop_last,
             )
 
+        # The untrained head (= centred backbone features with init="pca") is a candidate too:
+        # when no epoch beats it on val, it is what comes back (best_epoch -1).
+        module.eval()
+        initial = module.validation_metrics()
+        module.train()
         best = _BestWeights(config.monitor, config.monitor_mode)
+        best.offer(initial.get(config.monitor), -1, head)
         early = L.pytorch.callbacks.EarlyStopping(
             monitor=config.monitor, mode=config.monitor_mode, patience=config.patience,
             min_delta=config.min_delta, strict=True,
@@ -495,6 +635,8 @@ def train_similarity(
             fit_seconds = time.perf_counter() - started
         if best.state is None:
             raise RuntimeError(f"training produced no {config.monitor!r} value")
+        if best.epoch < 0:
+            log.info("no training epoch beat the initial head on %s (%.4f): keeping it", config.monitor, best.score)
         head.load_state_dict(best.state)
         head.cpu().eval()
         history = module.history
@@ -516,6 +658,7 @@ def train_similarity(
             epochs_run=len(history),
             input_dim=in_dim,
             counts=counts,
+            initial_metrics=initial,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -531,19 +674,21 @@ class _BestWeights(L.Callback):
         self.epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        value = trainer.callback_metrics.get(self.monitor)
+    def offer(self, value: Any, epoch: int, head: nn.Module) -> None:
         if value is None:
             raise RuntimeError(f"monitored metric {self.monitor!r} was not logged")
         value = float(value)
         if not math.isfinite(value):
-            raise FloatingPointError(f"{self.monitor} is {value} at epoch {trainer.current_epoch}")
+            raise FloatingPointError(f"{self.monitor} is {value} at epoch {epoch}")
         better = value > self.score if self.mode == "max" else value < self.score
         if better or self.state is None:
-            self.score, self.epoch = value, int(trainer.current_epoch)
-            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.head.state_dict().items()}
+            self.score, self.epoch = value, int(epoch)
+            self.state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        self.offer(trainer.callback_metrics.get(self.monitor), trainer.current_epoch, pl_module.head)
 
 
 class _quiet:

@@ -85,6 +85,29 @@ class MuseumClient(ABC):
         pass
 
 
+class LiveMuseumClient(MuseumClient):
+    """A client over HTTP: `self.http` is a shared `PoliteSession`; objects are fetched one per
+    request on a bounded thread pool by `fetch_object`."""
+
+    http: "PoliteSession"  # noqa: F821 - set by subclasses
+
+    @abstractmethod
+    def fetch_object(self, source_id: str) -> FetchResult:
+        """Fetch one record."""
+
+    def fetch_objects(self, ids: Iterable[str]) -> Iterator[FetchResult]:
+        return bounded_parallel_map(self.fetch_object, ids, self.http.policy.max_workers)
+
+    def fetch_image(self, url: str) -> ImageFetch:
+        outcome = self.http.get(url)
+        if outcome.ok:
+            return ImageFetch(url, outcome.content)
+        return ImageFetch(url, None, error=outcome.error, gone=outcome.terminal)
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def bounded_parallel_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> Iterator[R]:
     """`fn` over `items` on a thread pool, yielding results as they finish, with bounded memory.
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
-from artsim_pipeline.resources.clients.base import FetchResult, ImageFetch, Listing, MuseumClient, bounded_parallel_map
+from artsim_pipeline.resources.clients.base import FetchResult, Listing, LiveMuseumClient
 from artsim_pipeline.resources.clients.http import PoliteSession
 
 # The Met answers 404 with these bodies for ids it will never serve; both are terminal.
@@ -19,7 +19,7 @@ def met_image_url(record: dict) -> str | None:
     return record.get("primaryImageSmall") or record.get("primaryImage") or None
 
 
-class MetClient(MuseumClient):
+class MetClient(LiveMuseumClient):
     """`/objects` listing (metadataDate, departmentIds) and concurrent `/objects/{id}` fetches."""
 
     source = "met"
@@ -67,17 +67,5 @@ class MetClient(MuseumClient):
             return FetchResult(object_id, "gone", error=outcome.error)
         return FetchResult(object_id, "error", error=outcome.error)
 
-    def fetch_objects(self, ids: Iterable[str]) -> Iterator[FetchResult]:
-        return bounded_parallel_map(self.fetch_object, ids, self.http.policy.max_workers)
-
-    def fetch_image(self, url: str) -> ImageFetch:
-        outcome = self.http.get(url)
-        if outcome.ok:
-            return ImageFetch(url, outcome.content)
-        return ImageFetch(url, None, error=outcome.error, gone=outcome.terminal)
-
     def image_url(self, record: dict) -> str | None:
         return met_image_url(record)
-
-    def close(self) -> None:
-        self.http.close()

@@ -9,10 +9,9 @@ reliable "modified since" filter, so every listing is full and change detection 
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from artsim_pipeline.resources.clients.base import FetchResult, ImageFetch, Listing, MuseumClient, bounded_parallel_map, utc_now
+from artsim_pipeline.resources.clients.base import FetchResult, Listing, LiveMuseumClient, utc_now
 from artsim_pipeline.resources.clients.http import PoliteSession
 
 MAX_ROWS = 2000
@@ -33,7 +32,7 @@ def smk_image_url(item: dict, iiif_size: str = "!1024,") -> str | None:
     return item.get("image_thumbnail") or item.get("image_native") or None
 
 
-class SmkClient(MuseumClient):
+class SmkClient(LiveMuseumClient):
     source = "smk"
 
     def __init__(
@@ -106,15 +105,6 @@ class SmkClient(MuseumClient):
         item = items[0]
         return FetchResult(object_number, "ok", raw_json=item_json(item), modified=item.get("modified"))
 
-    def fetch_objects(self, ids: Iterable[str]) -> Iterator[FetchResult]:
-        return bounded_parallel_map(self.fetch_object, ids, self.http.policy.max_workers)
-
-    def fetch_image(self, url: str) -> ImageFetch:
-        outcome = self.http.get(url)
-        if outcome.ok:
-            return ImageFetch(url, outcome.content)
-        return ImageFetch(url, None, error=outcome.error, gone=outcome.terminal)
-
     def image_url(self, record: dict) -> str | None:
         return smk_image_url(record, self.iiif_size)
 
@@ -122,6 +112,3 @@ class SmkClient(MuseumClient):
     def object_path_segment(object_number: str) -> str:
         """Object numbers hold '/' and non-ASCII ("KKSgb6775/3", "KMSst28Ø"): escape for URL paths."""
         return quote(object_number, safe="")
-
-    def close(self) -> None:
-        self.http.close()
