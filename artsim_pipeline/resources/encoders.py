@@ -22,6 +22,14 @@ class EncoderResource(ConfigurableResource):
 
         return load_backbone(self.backbone)
 
+    def image_model_id(self) -> str:
+        """The id image vectors are keyed by; EfficientNet's is known without loading weights."""
+        from artsim_pipeline.core.ml.backbones import DEFAULT_BACKBONE, EFFICIENTNET_LITE0_ID, EfficientNetLite0Backbone
+
+        if self.backbone in (DEFAULT_BACKBONE, EFFICIENTNET_LITE0_ID):
+            return f"{EFFICIENTNET_LITE0_ID}+pp{EfficientNetLite0Backbone.preprocess_version}"
+        return self.load_backbone().model_id
+
     def text_model_id(self) -> str:
         from artsim_pipeline.core.ml.text import TEXT_MODEL_ID
 

@@ -223,3 +223,9 @@ def test_no_torchvision_or_timm(tmp_path):
     load_backbone(f"hf:{_save_tiny_vit(tmp_path / 'v')}")
     assert "torchvision" not in sys.modules and "timm" not in sys.modules
     assert importlib.util.find_spec("timm") is None
+
+
+def test_encoder_resource_knows_the_default_model_id_without_loading(lite0):
+    from artsim_pipeline.resources.encoders import EncoderResource
+
+    assert EncoderResource().image_model_id() == lite0.model_id

@@ -56,7 +56,7 @@ class SimilarityTrainingConfig(Config):
 
 def image_model_id(image_embeddings: pl.DataFrame, encoder: EncoderResource) -> str:
     """The configured backbone's model id, which must be in the embedding table."""
-    model_id = encoder.load_backbone().model_id
+    model_id = encoder.image_model_id()
     if image_embeddings.filter(pl.col("model_id") == model_id).height == 0:
         raise ValueError(f"image_embeddings holds no vectors of {model_id}; materialise image_embeddings first")
     return model_id
