@@ -48,7 +48,7 @@ def test_definitions_carry_the_jobs_schedules_and_sensors(artsim_home):
     defs = build_defs("sample")
     assert defs.resolve_job_def("ingest_sources") and defs.resolve_job_def("retrain_similarity")
     assert {s.name for s in defs.schedules} == {"nightly_ingest", "weekly_retrain"}
-    assert {s.name for s in defs.sensors} == {"retrain_on_new_labels", "alert_on_run_failure"}
+    assert {s.name for s in defs.sensors} == {"retrain_on_new_labels", "pairs_from_new_judgments", "alert_on_run_failure"}
     graph = defs.resolve_asset_graph()
     from dagster import AssetKey
 

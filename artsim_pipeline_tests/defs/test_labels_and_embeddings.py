@@ -138,3 +138,38 @@ def test_text_embeddings_embed_only_changed_texts(artsim_home, sample_artworks):
     store.write_table(changed, "artworks", "met")
     second = metadata(materialize(assets, selection=[AssetKey("text_embeddings")], resources=res), "text_embeddings")
     assert (second["embedded_this_run"], second["reused"], second["rows"]) == (1, 15, 16)
+
+
+def test_curator_picks_become_high_weight_pairs_in_the_anchor_split(artsim_home, sample_artworks):
+    from artsim_pipeline.core.feedback import record_judgment
+    from artsim_pipeline.defs.operations.automation import pairs_from_new_judgments
+    from dagster import RunRequest, SkipReason, build_sensor_context
+
+    store, res = resources(artsim_home)
+    for source in ("met", "smk"):
+        store.write_table(sample_artworks.filter(pl.col("source") == source), "artworks", source)
+    assert materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res).success
+    mined = store.read_table("weak_pairs")
+    same = mined.filter(pl.col("label") == 0).head(2)  # two works the miner calls dissimilar, same split
+    cross = (mined.filter(pl.col("split") == "train").row(0, named=True), mined.filter(pl.col("split") == "test").row(0, named=True))
+    others = [i for i in sample_artworks["artwork_id"].to_list()[:40]]
+    row = same.row(0, named=True)
+    record_judgment(artsim_home, row["artwork_id_a"], [row["artwork_id_b"], *[o for o in others if o not in row.values()][:7]], row["artwork_id_b"], "curator-1")
+    # a pick across splits would leak a maker into two splits: it is counted, not used
+    anchor, pick = cross[0]["artwork_id_a"], cross[1]["artwork_id_a"]
+    record_judgment(artsim_home, anchor, [pick, *[o for o in others if o not in (anchor, pick)][:7]], pick, "curator-1")
+
+    sensor = pairs_from_new_judgments(context := build_sensor_context(instance=None, cursor="0"))
+    assert isinstance(sensor, RunRequest) and context.cursor == "2"
+    assert isinstance(pairs_from_new_judgments(build_sensor_context(cursor="2")), SkipReason)
+
+    result = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res)
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    meta = metadata(result, "weak_pairs")
+    assert (meta["curator_pairs"], meta["curator_picks_not_usable"]) == (1, 1)
+    pairs = store.read_table("weak_pairs")
+    picked = pairs.filter(pl.col("rule") == "curator_pick").row(0, named=True)
+    assert (picked["artwork_id_a"], picked["artwork_id_b"], picked["label"], picked["split"]) == (row["artwork_id_a"], row["artwork_id_b"], 1, row["split"])
+    assert picked["weight"] == 2.0
+    # the curator's judgment replaces the miner's negative for that pair
+    assert pairs.filter((pl.col("artwork_id_a") == row["artwork_id_a"]) & (pl.col("artwork_id_b") == row["artwork_id_b"])).height == 1

@@ -8,6 +8,7 @@ from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Con
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.pairs import PairRules, mine_pairs, pair_stats, preview_pairs, validate_pairs
 from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources.storage import ArtsimStorage
 
 _DEFAULTS = PairRules()
 
@@ -33,6 +34,7 @@ class WeakPairsConfig(Config):
     val_fraction: float = _DEFAULTS.val_fraction
     test_fraction: float = _DEFAULTS.test_fraction
     split_seed: int = _DEFAULTS.split_seed
+    curator_pick_weight: float = 2.0
 
     def rules(self) -> PairRules:
         names = {f.name for f in fields(PairRules)}
@@ -55,12 +57,15 @@ PAIR_CHECKS = {
     code_version="1",
     check_specs=[AssetCheckSpec(name, asset="weak_pairs", blocking=True) for name in PAIR_CHECKS],
 )
-def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks: pl.DataFrame):
+def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks: pl.DataFrame, storage: ArtsimStorage):
     """Labelled pairs (artwork_id_a, artwork_id_b, label, rule, weight) mined from shared makers,
     culture + classification + period, rare subject tags and cross-museum makers, with easy and
-    hard negatives, split train/val/test by maker group so that no maker crosses splits."""
+    hard negatives, split train/val/test by maker group so that no maker crosses splits; plus
+    curators' picks from `artsim serve` as high-weight `curator_pick` pairs."""
     rules = config.rules()
-    pairs = mine_pairs(artworks, rules, seed=config.seed)
+    mined = mine_pairs(artworks, rules, seed=config.seed)
+    curator, curator_dropped = curator_pairs(storage, mined, set(artworks["artwork_id"].to_list()), config.curator_pick_weight)
+    pairs = pl.concat([mined.join(curator.select("artwork_id_a", "artwork_id_b"), on=["artwork_id_a", "artwork_id_b"], how="anti"), curator])
     stats = pair_stats(pairs)
     preview = preview_pairs(pairs, artworks, n=12)
     yield Output(
@@ -76,10 +81,13 @@ def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks
             "split_fractions": MetadataValue.json(stats["split_fractions"]),
             "positives_per_artwork": MetadataValue.json(stats["positives_per_artwork"]),
             "artworks_in_pairs": stats["artworks"],
+            "curator_pairs": curator.height,
+            "curator_picks_not_usable": curator_dropped,
             "preview": markdown_table(preview, list(preview.columns)),
         },
     )
-    results = {name: (passed, details) for name, passed, details in validate_pairs(pairs, artworks, rules)}
+    # the miner's own rules are checked on what it mined; curator pairs were checked on the way in
+    results = {name: (passed, details) for name, passed, details in validate_pairs(mined, artworks, rules)}
     for check, members in PAIR_CHECKS.items():
         found = {m: results[m] for m in members if m in results}
         yield AssetCheckResult(
@@ -87,3 +95,31 @@ def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks
             passed=all(passed for passed, _ in found.values()) and bool(found),
             metadata={m: MetadataValue.text(f"{'ok' if passed else 'FAILED'}: {details}") for m, (passed, details) in found.items()},
         )
+
+
+def curator_pairs(storage: ArtsimStorage, mined: pl.DataFrame, known_ids: set[str], weight: float) -> tuple[pl.DataFrame, int]:
+    """Curators' picks as positive pairs, in the split both works already belong to.
+
+    A pick whose two works are in different splits (or in none) is left out and counted, so the
+    splits stay group-disjoint and no test pair is trained on.
+    """
+    from artsim_pipeline.core.feedback import judgments_to_pairs, load_judgments
+
+    picks = judgments_to_pairs(load_judgments(storage.root), weight=weight)
+    if picks.height == 0:
+        return picks.select(mined.columns).cast(mined.schema), 0
+    split_of = pl.concat([
+        mined.select(pl.col("artwork_id_a").alias("artwork_id"), "split"),
+        mined.select(pl.col("artwork_id_b").alias("artwork_id"), "split"),
+    ]).unique("artwork_id")
+    usable = (
+        picks.filter(pl.col("artwork_id_a").is_in(list(known_ids)) & pl.col("artwork_id_b").is_in(list(known_ids)))
+        .drop("split")
+        .join(split_of.rename({"artwork_id": "artwork_id_a", "split": "split_a"}), on="artwork_id_a", how="inner")
+        .join(split_of.rename({"artwork_id": "artwork_id_b", "split": "split_b"}), on="artwork_id_b", how="inner")
+        .filter(pl.col("split_a") == pl.col("split_b"))
+        .with_columns(split=pl.col("split_a"))
+        .select(mined.columns)
+        .cast(mined.schema)
+    )
+    return usable, picks.height - usable.height

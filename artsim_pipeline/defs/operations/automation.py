@@ -70,6 +70,26 @@ def retrain_on_new_labels(context: SensorEvaluationContext):
     return RunRequest(run_key=f"weak_pairs-{fingerprint}", tags={"artsim/trigger": "labels-changed", "artsim/weak_pairs": fingerprint})
 
 
+refresh_pairs_job = define_asset_job(
+    "refresh_weak_pairs", selection=AssetSelection.assets("weak_pairs"), description="Mine the weak pairs again (with new curator picks)."
+)
+
+
+@sensor(job=refresh_pairs_job, minimum_interval_seconds=120, default_status=DefaultSensorStatus.STOPPED)
+def pairs_from_new_judgments(context: SensorEvaluationContext):
+    """Turns new curator judgments (from `artsim serve`) into pairs: when the judgments file has
+    grown since the cursor, `weak_pairs` is mined again; `retrain_on_new_labels` then retrains."""
+    from artsim_pipeline import settings
+    from artsim_pipeline.core.feedback import read_judgment_records
+
+    count = len(read_judgment_records(settings.artsim_home()))
+    seen = int(context.cursor or 0)
+    if count <= seen:
+        return SkipReason(f"no new judgments ({count})")
+    context.update_cursor(str(count))
+    return RunRequest(run_key=f"judgments-{count}", tags={"artsim/trigger": "curator-feedback"})
+
+
 @run_failure_sensor(default_status=DefaultSensorStatus.RUNNING)
 def alert_on_run_failure(context: RunFailureSensorContext):
     """Writes an alert for every failed run (a log line; point the `artsim.alerts` logger at
@@ -84,5 +104,5 @@ def alert_on_run_failure(context: RunFailureSensorContext):
 
 
 SCHEDULES = [nightly_ingest, weekly_retrain]
-SENSORS = [retrain_on_new_labels, alert_on_run_failure]
-JOBS = [ingest_job, retrain_job]
+SENSORS = [retrain_on_new_labels, pairs_from_new_judgments, alert_on_run_failure]
+JOBS = [ingest_job, retrain_job, refresh_pairs_job]
