@@ -138,3 +138,28 @@ def test_ann_index_adds_and_deletes_without_rebuild_and_rebuilds_for_a_new_model
     materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance)
     assert latest_metadata(instance, "ann_index")["rebuilt"] is True
     store.write_table(vectors, "artwork_vectors")
+
+
+def test_held_out_curator_judgments_are_scored_by_mean_rank(pipeline):
+    import mlflow
+
+    from artsim_pipeline import settings
+    from artsim_pipeline.core.feedback import record_judgment
+    from artsim_pipeline.definitions import build_defs
+
+    home, encoder, instance = pipeline
+    defs = build_defs("sample")
+    pairs = defs.load_asset_value("weak_pairs")
+    vectors = defs.load_asset_value("artwork_vectors")
+    have = set(vectors["artwork_id"].to_list())
+    test_ids = [i for i in dict.fromkeys(pairs.filter(pl.col("split") == "test")["artwork_id_a"].to_list()) if i in have]
+    anchor, candidates = test_ids[0], test_ids[1:9]
+    record_judgment(home, anchor, candidates, candidates[0], "curator-1")
+    resources = {**defs.resources, "encoder": encoder}
+    result = materialize(list(defs.assets), selection=[AssetKey("similarity_evaluation")], resources=resources, instance=instance)
+    assert result.success
+    ranks = latest_metadata(instance, "similarity_evaluation")["curator_mean_rank_of_pick"]
+    assert ranks["judgments"] == 1 and 1.0 <= ranks["trained"] <= 8.0 and 1.0 <= ranks["backbone"] <= 8.0
+    run_id = defs.load_asset_value("similarity_model")["mlflow_run_id"][0]
+    metrics = mlflow.MlflowClient(settings.mlflow_tracking_uri()).get_run(run_id).data.metrics
+    assert metrics["curator_mean_rank_trained"] == ranks["trained"]

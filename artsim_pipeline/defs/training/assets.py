@@ -201,9 +201,11 @@ def similarity_evaluation(
     artworks: pl.DataFrame,
     encoder: EncoderResource,
     mlflow_tracking: MlflowResource,
+    storage: ArtsimStorage,
 ):
     """recall@1/5/10 and mAP@10 on the held-out test split for the trained model, the raw
-    backbone and random vectors; logged into the model's MLflow run with plots."""
+    backbone and random vectors, and the mean rank of curators' picks on held-out judgments
+    (lower is better, chance 4.5); logged into the model's MLflow run with plots."""
     import mlflow
 
     from artsim_pipeline.core.ml.metrics import (
@@ -223,6 +225,7 @@ def similarity_evaluation(
     rows.append({"model": "random", **random_vectors_baseline(features.ids, weak_pairs, split="test", dim=trained.shape[1])})
     table = pl.DataFrame(rows).select(RETRIEVAL_COLUMNS).with_columns(mlflow_run_id=pl.lit(model["mlflow_run_id"]))
     by_model = {r["model"]: r for r in table.iter_rows(named=True)}
+    pick_ranks = curator_mean_ranks(storage, weak_pairs, features.ids, {"trained": trained, "backbone": raw})
     with tempfile.TemporaryDirectory() as tmp:
         curves = {name: recall_curve(features.ids, vectors, weak_pairs, "test") for name, vectors in (("trained", trained), ("backbone", raw))}
         hists = {name: similarity_histograms(features.ids, vectors, weak_pairs, "test") for name, vectors in (("trained", trained), ("backbone", raw))}
@@ -231,6 +234,8 @@ def similarity_evaluation(
         with mlflow.start_run(run_id=model["mlflow_run_id"]):
             for r in rows:
                 mlflow.log_metrics({f"test_{r['model']}_{k}": float(v) for k, v in r.items() if k != "model"})
+            if pick_ranks["judgments"]:
+                mlflow.log_metrics({f"curator_mean_rank_{k}": v for k, v in pick_ranks.items()})
             for figure in figures:
                 mlflow.log_artifact(str(figure), "evaluation")
             mlflow.log_table(table.to_pandas(), "evaluation/test_retrieval.json")
@@ -244,6 +249,7 @@ def similarity_evaluation(
             "random_recall_at_10": round(by_model["random"]["recall_at_10"], 4),
             "recall_at_10_gain_points": round(100 * gain, 1),
             "auc_trained_vs_backbone": MetadataValue.json({k: round(h["auc"], 4) for k, h in hists.items()}),
+            "curator_mean_rank_of_pick": MetadataValue.json(pick_ranks),
             "mlflow_run": MetadataValue.url(mlflow_tracking.run_url(model["mlflow_experiment_id"], model["mlflow_run_id"])),
         },
     )
@@ -254,6 +260,23 @@ def similarity_evaluation(
         metadata={"trained_recall_at_10": by_model["trained"]["recall_at_10"],
                   "backbone_recall_at_10": by_model["backbone"]["recall_at_10"], "gain_points": round(100 * gain, 2)},
     )
+
+
+def curator_mean_ranks(storage: ArtsimStorage, weak_pairs: pl.DataFrame, ids: list[str], vectors: dict[str, np.ndarray]) -> dict:
+    """Training-the-Archive's metric on held-out judgments (anchors outside the train split):
+    the mean rank each set of vectors gives the curator's pick among the 8 candidates."""
+    from artsim_pipeline.core.feedback import load_judgments, mean_rank_of_pick
+
+    judgments = load_judgments(storage.root)
+    train_ids = set(weak_pairs.filter(pl.col("split") == "train")["artwork_id_a"].to_list()) | set(
+        weak_pairs.filter(pl.col("split") == "train")["artwork_id_b"].to_list())
+    held_out = judgments.filter(~pl.col("anchor_id").is_in(list(train_ids))) if judgments.height else judgments
+    out: dict = {"judgments": held_out.height}
+    if held_out.height:
+        for name, matrix in vectors.items():
+            lookup = dict(zip(ids, matrix))
+            out[name] = float(mean_rank_of_pick(lookup, held_out))
+    return out
 
 
 @asset(group_name="training", kinds={"pytorch", "parquet"}, code_version="1")
