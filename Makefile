@@ -32,7 +32,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/artsim materialize
 
+# the browser tests drive Debian's Chromium (installed here if missing; no browser download)
 test: $(STAMP)
+	scripts/install-browser.sh
 	$(PY) -m pytest
 
 dev: $(STAMP)
