@@ -107,16 +107,22 @@ def test_the_trained_head_beats_raw_and_random_vectors_on_test_recall(data, trai
     assert model["recall_at_10"] > random["recall_at_10"] + 0.3
     assert model["map_at_10"] > raw["map_at_10"] + 0.3
     assert model["recall_at_1"] > raw["recall_at_1"] + 0.3
+    # ...and it beats its own starting point (centred, whitened raw features) on val.
+    assert trained.best_epoch >= 0
+    assert trained.best_score > trained.initial_metrics["val_map_at_10"] + 0.3
 
 
 def test_training_reports_history_best_epoch_and_timing(trained):
     assert 1 <= trained.epochs_run <= 15
-    assert 0 <= trained.best_epoch < trained.epochs_run
+    assert -1 <= trained.best_epoch < trained.epochs_run
     assert [row["epoch"] for row in trained.history] == list(range(trained.epochs_run))
     for row in trained.history:
         for key in ("train_loss", "val_loss", "val_recall_at_10", "val_map_at_10", "epoch_seconds"):
             assert np.isfinite(row[key]), key
-    assert trained.best_score == max(row["val_map_at_10"] for row in trained.history)
+    for key in ("val_loss", "val_recall_at_10", "val_map_at_10"):
+        assert np.isfinite(trained.initial_metrics[key]), key
+    scores = [trained.initial_metrics["val_map_at_10"]] + [row["val_map_at_10"] for row in trained.history]
+    assert trained.best_score == max(scores)
     assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
     assert trained.seconds_per_epoch > 0 and trained.counts["train_pos"] == 15 * 66
     assert not trained.head.training
@@ -130,6 +136,58 @@ def test_same_inputs_and_seed_give_the_same_model_and_metrics(data, trained):
     assert again.best_epoch == trained.best_epoch
     np.testing.assert_array_equal(again.embed(X), trained.embed(X))
     assert evaluate_retrieval(ids, again.embed(X), pairs) == evaluate_retrieval(ids, trained.embed(X), pairs)
+
+
+def test_the_untrained_head_ranks_like_centred_raw_features(data):
+    """fit_init: shift = train mean, skip = principal directions, MLP branch = 0."""
+    ids, X, pairs, _ = data
+    rng = np.random.default_rng(3)
+    fit_rows = X[rng.choice(len(X), size=150, replace=False)]
+    head = ProjectionHead(X.shape[1], 32, X.shape[1], 0.0).fit_init(fit_rows, whiten=0.0).eval()
+    centred = X - fit_rows.mean(0)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    z = apply_head(head, X)
+    np.testing.assert_allclose(z @ z.T, centred @ centred.T, atol=1e-4)
+    # Whitened, or fewer output dims: still deterministic, unit rows, MLP branch silent.
+    small = ProjectionHead(X.shape[1], 32, 16, 0.0).fit_init(fit_rows, whiten=1.0)
+    again = ProjectionHead(X.shape[1], 32, 16, 0.0).fit_init(fit_rows, whiten=1.0)
+    np.testing.assert_array_equal(small.skip.weight.detach().numpy(), again.skip.weight.detach().numpy())
+    assert float(small.mlp[-1].weight.detach().abs().sum()) == 0.0
+    np.testing.assert_allclose(np.linalg.norm(apply_head(small, X), axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError):
+        head.fit_init(X[:1])
+
+
+def test_a_state_dict_restores_the_whole_head(trained, data):
+    """Centre and residual scale are buffers: load_head's construct-then-load gives the same model."""
+    _, X, _, _ = data
+    head = trained.head
+    fresh = ProjectionHead(head.in_dim, head.hidden_dim, head.out_dim, 0.1)
+    fresh.load_state_dict(head.state_dict())
+    assert {"shift", "residual_scale"} <= set(head.state_dict())
+    assert float(head.shift.detach().abs().sum()) > 0
+    np.testing.assert_array_equal(apply_head(fresh.eval(), X), apply_head(head, X))
+
+
+def test_the_initial_head_is_kept_when_no_epoch_beats_it(data):
+    """With nothing learnt (lr 0) every epoch ties the start: the untrained head comes back."""
+    ids, X, pairs, _ = data
+    result = train_similarity(ids, X, pairs, small_config(lr=0.0, max_epochs=2, patience=5))
+    assert result.best_epoch == -1 and result.epochs_run == 2
+    assert result.best_score == result.initial_metrics["val_map_at_10"]
+    start = ProjectionHead(X.shape[1], 128, 64, 0.1)
+    start.load_state_dict(result.head.state_dict())
+    assert float(start.mlp[-1].weight.detach().abs().sum()) == 0.0  # still the initial weights
+
+
+def test_rule_weights_scale_or_drop_rules(data):
+    ids, X, pairs, _ = data
+    result = train_similarity(ids, X, pairs, small_config(max_epochs=1, rule_weights={"other_cluster": 0.0}))
+    assert result.counts["train_neg"] == 0 and result.counts["dropped_train"] == 0
+    with pytest.raises(ValueError, match="weight > 0"):
+        train_similarity(ids, X, pairs, small_config(max_epochs=1, rule_weights={"same_cluster": 0.0}))
+    with pytest.raises(ValueError):
+        TrainConfig(rule_weights={"same_cluster": -1.0})
 
 
 def test_apply_head_returns_unit_float32_rows_in_chunks(trained, data):

@@ -57,10 +57,11 @@ def test_weak_pairs_from_the_sample_pass_every_check_and_follow_config(artsim_ho
 
 
 def write_images(home, store, n=12, corrupt=1):
-    rows = []
-    from artsim_pipeline.sample import load_sample_records
+    """n sample images stored like raw_images does, plus `corrupt` files that no longer decode."""
     from artsim_pipeline.resources.clients.met import met_image_url
+    from artsim_pipeline.sample import load_sample_records
 
+    rows = []
     records = [r for r in load_sample_records("met") if met_image_url(r)][:n]
     root = home / "images"
     for record in records:

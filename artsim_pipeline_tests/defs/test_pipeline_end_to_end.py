@@ -103,7 +103,7 @@ def test_the_index_passes_its_gate_and_artsim_similar_answers(pipeline, capsys):
     assert main(["similar", "met:0"]) == 2
     assert "unknown artwork id" in capsys.readouterr().err
     # a local image file, embedded with the model's backbone: its own work comes first
-    images = __import__("polars").read_parquet(home / "storage" / "raw_images" / "met.parquet").filter(pl.col("status") == "ok")
+    images = pl.read_parquet(home / "storage" / "raw_images" / "met.parquet").filter(pl.col("status") == "ok")
     row = images.row(0, named=True)
     assert main(["similar", "--image", str(home / "images" / row["path"]), "-k", "3", "--json"]) == 0
     by_image = json.loads(capsys.readouterr().out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -127,8 +128,7 @@ def test_smk_pages_through_search_and_fetches_single_objects_escaped(replay, sha
 
 def test_smk_image_urls_prefer_a_web_size_iiif_image(replay):
     client = SmkClient(replay.smk_base_url, PoliteSession(fast_policy()))
-    client.list_ids()
-    urls = [client.image_url(__import__("json").loads(r.raw_json)) for r in client.fetch_objects(client.list_ids().ids)]
+    urls = [client.image_url(json.loads(r.raw_json)) for r in client.fetch_objects(client.list_ids().ids)]
     assert any(u and "/full/!1024,/0/default.jpg" in u for u in urls)
     image = client.fetch_image(next(u for u in urls if u))
     assert image.content and image.error is None
