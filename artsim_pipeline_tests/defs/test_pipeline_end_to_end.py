@@ -79,7 +79,7 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     assert set(vectors["vector_source"]) == {expected}  # the gate decides what the index serves
     dept = latest_metadata(instance, "department_classifier")
     assert dept["accuracy"] > dept["baseline_accuracy"]
-    classifier_runs = mlflow.search_runs(experiment_names=["artsim-classifiers"], output_format="list")
+    classifier_runs = client.search_runs([client.get_experiment_by_name("artsim-classifiers").experiment_id])
     assert any(r.data.tags.get("task") == "department" for r in classifier_runs)
 
 

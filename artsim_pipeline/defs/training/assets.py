@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -47,6 +48,11 @@ class SimilarityTrainingConfig(Config):
     seed: int = 0
     num_threads: Optional[int] = None
     accelerator: str = "auto"
+    init: str = Field(default="pca", description='"pca": start as the centred, whitened backbone metric; "random"')
+    whiten: float = 1.0
+    residual_scale: float = 1.0
+    rule_weights: dict[str, float] = Field(default_factory=lambda: {"shared_tags": 3.0},
+                                           description="loss multipliers per rule (on top of the pair weights)")
 
     def train_config(self):
         from artsim_pipeline.core.ml.similarity import TrainConfig
@@ -132,6 +138,7 @@ def similarity_model(
         context.log.info(f"training on {len(features.ids)} artworks x {inputs.shape[1]} dims, {weak_pairs.height} pairs")
         result = train_similarity(features.ids, features.image, weak_pairs, train_config, X_text=features.text)
         tracking.log_history(result.history)
+        tracking.log_metrics_flat(getattr(result, "initial_metrics", None) or {}, prefix="initial_")
         tracking.log_metrics_flat({"best_epoch": result.best_epoch, "best_" + result.monitor: result.best_score,
                                    "seconds_per_epoch": result.seconds_per_epoch, "fit_seconds": result.fit_seconds})
         head_config = {"input_dim": result.input_dim, "hidden_dim": train_config.hidden_dim, "out_dim": train_config.out_dim,
@@ -230,15 +237,19 @@ def similarity_evaluation(
         curves = {name: recall_curve(features.ids, vectors, weak_pairs, "test") for name, vectors in (("trained", trained), ("backbone", raw))}
         hists = {name: similarity_histograms(features.ids, vectors, weak_pairs, "test") for name, vectors in (("trained", trained), ("backbone", raw))}
         figures = [plot_recall_curve(curves, Path(tmp) / "recall_at_k.png"), plot_similarity_histograms(hists, Path(tmp) / "similarity_histograms.png")]
-        mlflow.set_tracking_uri(mlflow_tracking.tracking_uri)
-        with mlflow.start_run(run_id=model["mlflow_run_id"]):
-            for r in rows:
-                mlflow.log_metrics({f"test_{r['model']}_{k}": float(v) for k, v in r.items() if k != "model"})
-            if pick_ranks["judgments"]:
-                mlflow.log_metrics({f"curator_mean_rank_{k}": v for k, v in pick_ranks.items()})
-            for figure in figures:
-                mlflow.log_artifact(str(figure), "evaluation")
-            mlflow.log_table(table.to_pandas(), "evaluation/test_retrieval.json")
+        # a client bound to our store: no global MLflow state is changed in the calling process
+        client = mlflow.MlflowClient(mlflow_tracking.tracking_uri)
+        run_id = model["mlflow_run_id"]
+        for r in rows:
+            for k, v in r.items():
+                if k != "model":
+                    client.log_metric(run_id, f"test_{r['model']}_{k}", float(v))
+        if pick_ranks["judgments"]:
+            for k, v in pick_ranks.items():
+                client.log_metric(run_id, f"curator_mean_rank_{k}", float(v))
+        for figure in figures:
+            client.log_artifact(run_id, str(figure), "evaluation")
+        client.log_table(run_id, table.to_pandas(), "evaluation/test_retrieval.json")
     gain = by_model["trained"]["recall_at_10"] - by_model["backbone"]["recall_at_10"]
     yield Output(
         table,
