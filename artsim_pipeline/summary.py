@@ -30,8 +30,11 @@ def collect_summary() -> list[str]:
     pairs = store.read_table("weak_pairs")
     if pairs is not None:
         lines.append(f"weak_pairs: {pairs.height} pairs, by rule {_counts(pairs, 'rule')}, by split {_counts(pairs, 'split')}")
-    for key in ("image_embeddings", "text_embeddings"):
-        table = store.read_table(key)
+    from artsim_pipeline.defs.partitions import embedding_buckets
+
+    chunks = [t for t in (store.read_table("image_embeddings", b) for b in embedding_buckets.get_partition_keys()) if t is not None]
+    tables = {"image_embeddings": pl.concat(chunks, how="diagonal_relaxed") if chunks else None, "text_embeddings": store.read_table("text_embeddings")}
+    for key, table in tables.items():
         if table is not None:
             lines.append(f"{key}: {table.height} vectors {_counts(table, 'model_id')}")
     model = store.read_table("similarity_model")
