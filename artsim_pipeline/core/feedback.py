@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.core.pairs import PAIRS_SCHEMA
+
 logger = logging.getLogger(__name__)
 
 FEEDBACK_DIR = "feedback"
@@ -60,16 +62,6 @@ JUDGMENTS_SCHEMA: dict[str, pl.DataType] = {
     "chosen_id": pl.String(),
     "curator": pl.String(),
     "created_at": pl.Datetime("us", "UTC"),
-}
-
-# the weak_pairs contract (artsim_pipeline.core.pairs.PAIRS_SCHEMA), repeated to keep this light
-PAIRS_SCHEMA: dict[str, pl.DataType] = {
-    "artwork_id_a": pl.String(),
-    "artwork_id_b": pl.String(),
-    "label": pl.Int8(),
-    "rule": pl.String(),
-    "weight": pl.Float32(),
-    "split": pl.String(),
 }
 
 VectorsLookup = Mapping[str, Any] | Callable[[str], Any] | pl.DataFrame
