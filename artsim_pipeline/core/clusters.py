@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.core.features import as_matrix
 from artsim_pipeline.core.names import normalise_artist
 
 MAX_CLUSTERS = 50
@@ -51,23 +52,6 @@ def default_n_clusters(n: int, max_clusters: int = MAX_CLUSTERS) -> int:
     if n <= 1:
         return max(n, 0)
     return int(min(max_clusters, n, max(2, round(math.sqrt(n / 2)))))
-
-
-def as_matrix(vectors: Any) -> np.ndarray:
-    """Vectors (2-D array, list of arrays, or a polars List/Array series) as float32 rows."""
-    if isinstance(vectors, pl.Series):
-        if vectors.dtype == pl.Array or vectors.dtype == pl.List:
-            rows = vectors.to_list()
-            return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, 0), np.float32)
-        vectors = vectors.to_numpy()
-    if isinstance(vectors, np.ndarray) and vectors.dtype != object:
-        x = vectors.astype(np.float32, copy=False)
-    else:
-        rows = [np.asarray(v, dtype=np.float32) for v in vectors]
-        x = np.vstack(rows) if rows else np.zeros((0, 0), np.float32)
-    if x.ndim != 2:
-        raise ValueError("vectors must be 2-D (one row per artwork)")
-    return x
 
 
 def _normalised(vectors: Any) -> np.ndarray:

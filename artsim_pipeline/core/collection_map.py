@@ -44,7 +44,7 @@ def _umap_available() -> bool:
 
 
 def _matrix(vectors: Any) -> np.ndarray:
-    from artsim_pipeline.core.clusters import as_matrix
+    from artsim_pipeline.core.features import as_matrix
 
     x = as_matrix(vectors).astype(np.float64)
     if not np.isfinite(x).all():

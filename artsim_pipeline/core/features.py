@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,8 +20,21 @@ class ArtworkFeatures:
     fusion: str
 
 
-def _matrix(series: pl.Series) -> np.ndarray:
-    return np.asarray(series.cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
+def as_matrix(vectors: Any) -> np.ndarray:
+    """Vectors (2-D array, list of arrays, or a polars List/Array series) as float32 rows."""
+    if isinstance(vectors, pl.Series):
+        if vectors.dtype == pl.Array or vectors.dtype == pl.List:
+            rows = vectors.to_list()
+            return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, 0), np.float32)
+        vectors = vectors.to_numpy()
+    if isinstance(vectors, np.ndarray) and vectors.dtype != object:
+        x = vectors.astype(np.float32, copy=False)
+    else:
+        rows = [np.asarray(v, dtype=np.float32) for v in vectors]
+        x = np.vstack(rows) if rows else np.zeros((0, 0), np.float32)
+    if x.ndim != 2:
+        raise ValueError("vectors must be 2-D (one row per artwork)")
+    return x
 
 
 def artwork_features(
@@ -55,8 +69,8 @@ def artwork_features(
     frame = frame.sort("artwork_id")
     return ArtworkFeatures(
         ids=frame["artwork_id"].to_list(),
-        image=_matrix(frame["image_vector"]) if "image_vector" in frame.columns else None,
-        text=_matrix(frame["text_vector"]) if "text_vector" in frame.columns else None,
+        image=as_matrix(frame["image_vector"]) if "image_vector" in frame.columns else None,
+        text=as_matrix(frame["text_vector"]) if "text_vector" in frame.columns else None,
         fusion=fusion,
     )
 

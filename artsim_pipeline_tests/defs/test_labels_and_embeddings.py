@@ -7,7 +7,7 @@ import polars as pl
 from dagster import AssetKey, materialize
 
 from artsim_pipeline.core.images import check_image, image_relpath, store_image
-from artsim_pipeline.defs.embeddings.assets import vectors_of
+from artsim_pipeline.core.features import as_matrix
 from artsim_pipeline.defs.ingest.assets import RAW_IMAGES_SCHEMA
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.sample import sample_image_bytes
@@ -107,7 +107,7 @@ def test_image_embeddings_are_incremental_per_backbone_and_skip_broken_files(art
     first = embed_all_chunks(assets, res)
     assert (first["embedded_this_run"], first["failures"], first["reused"]) == (good, 1, 0)
     table = all_chunks(store)
-    vectors = vectors_of(table)
+    vectors = as_matrix(table["vector"])
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert table["image_sha256"].n_unique() == good
     for bucket_table_row in table.iter_rows(named=True):  # every vector sits in its sha's chunk
@@ -134,7 +134,7 @@ def test_text_embeddings_embed_only_changed_texts(artsim_home, sample_artworks):
     first = metadata(materialize(assets, selection=[AssetKey("text_embeddings")], resources=res), "text_embeddings")
     assert first["embedded_this_run"] == 16
     table = store.read_table("text_embeddings")
-    assert np.allclose(np.linalg.norm(vectors_of(table), axis=1), 1.0, atol=1e-5) and vectors_of(table).shape[1] == 384
+    assert np.allclose(np.linalg.norm(as_matrix(table["vector"]), axis=1), 1.0, atol=1e-5) and as_matrix(table["vector"]).shape[1] == 384
     changed = subset.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("A wholly new title")).otherwise(pl.col("title")).alias("title"))
     store.write_table(changed, "artworks", "met")
     second = metadata(materialize(assets, selection=[AssetKey("text_embeddings")], resources=res), "text_embeddings")

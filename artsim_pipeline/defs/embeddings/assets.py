@@ -5,7 +5,6 @@ with the current model, and vectors of different models never mix (downstream fi
 `model_id`).
 """
 
-import hashlib
 import time
 from datetime import datetime, timezone
 
@@ -14,6 +13,7 @@ import polars as pl
 from dagster import AllPartitionMapping, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources.clients.base import content_hash
 from artsim_pipeline.defs.partitions import embedding_buckets, sha_bucket
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -32,13 +32,6 @@ def vectors_frame(keys: dict[str, list], vectors: np.ndarray) -> pl.DataFrame:
 def merge_cache(*parts: pl.DataFrame | None) -> pl.DataFrame | None:
     present = [p for p in parts if p is not None and p.height]
     return pl.concat(present, how="diagonal_relaxed") if present else None
-
-
-def vectors_of(df: pl.DataFrame) -> np.ndarray:
-    """The `vector` column as a float32 matrix."""
-    if df.height == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.asarray(df["vector"].cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
 
 
 @asset(
@@ -122,10 +115,6 @@ def image_embeddings(
     )
 
 
-def text_sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 @asset(group_name="embeddings", kinds={"pytorch", "parquet"}, code_version="1")
 def text_embeddings(
     context: AssetExecutionContext,
@@ -139,7 +128,7 @@ def text_embeddings(
 
     model_id = encoder.text_model_id()
     texts = {row["artwork_id"]: artwork_text(row) for row in artworks.iter_rows(named=True)}
-    wanted = pl.DataFrame({"artwork_id": list(texts), "text_sha256": [text_sha(t) for t in texts.values()]})
+    wanted = pl.DataFrame({"artwork_id": list(texts), "text_sha256": [content_hash(t) for t in texts.values()]})
     previous = tables.read_table("text_embeddings")
     reusable = pl.DataFrame(schema={"artwork_id": pl.String, "text_sha256": pl.String})
     if previous is not None and previous.height:

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 
+from artsim_pipeline.core.features import as_matrix
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources.storage import ArtsimStorage
 
@@ -28,8 +29,7 @@ def index_dir(storage: ArtsimStorage):
 
 
 def vectors_matrix(artwork_vectors: pl.DataFrame) -> tuple[list[str], np.ndarray]:
-    ids = artwork_vectors["artwork_id"].to_list()
-    return ids, np.asarray(artwork_vectors["vector"].cast(pl.List(pl.Float32)).to_list(), dtype=np.float32)
+    return artwork_vectors["artwork_id"].to_list(), as_matrix(artwork_vectors["vector"])
 
 
 @asset(
