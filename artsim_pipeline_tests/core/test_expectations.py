@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -20,11 +19,9 @@ from artsim_pipeline.core.expectations import (
     validate_artworks,
 )
 from artsim_pipeline.core.normalise import normalise
+from artsim_pipeline_tests.replay.server import shared_data_dir
 
-SHARED_DATA = Path(
-    os.environ.get("ARTSIM_SHARED_DATA")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "data"
-)
+SHARED_DATA = shared_data_dir()
 pytestmark = pytest.mark.skipif(
     not (SHARED_DATA / "met" / "objects.jsonl").exists(),
     reason=f"real museum records not found under {SHARED_DATA} (set ARTSIM_SHARED_DATA)",

@@ -10,10 +10,8 @@ import copy
 import hashlib
 import html
 import json
-import os
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -27,11 +25,9 @@ from artsim_pipeline.core.schema import (
     QUARANTINE_SCHEMA,
     canonical_met_department,
 )
+from artsim_pipeline_tests.replay.server import shared_data_dir
 
-SHARED_DATA = Path(
-    os.environ.get("ARTSIM_SHARED_DATA")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "data"
-)
+SHARED_DATA = shared_data_dir()
 pytestmark = pytest.mark.skipif(
     not (SHARED_DATA / "met" / "objects.jsonl").exists(),
     reason=f"real museum records not found under {SHARED_DATA} (set ARTSIM_SHARED_DATA)",
