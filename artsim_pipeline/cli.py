@@ -29,6 +29,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
     from dagster import AssetSelection, DagsterInstance, materialize
 
     from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.defs.partitions import source_partitions
 
     defs = build_defs()
     instance = instance or DagsterInstance.get()
@@ -46,8 +47,8 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
         else:
             unpartitioned.add(key)
     report: dict[str, float] = {}
-    # partitions sets in graph order: ingest and validation by source first, then embedding chunks
-    for partitions_def, keys in sorted(by_partitions.items(), key=lambda item: "source" not in _label(item[0])):
+    # ingest and validation (by source) first: the embedding chunks read their images
+    for partitions_def, keys in sorted(by_partitions.items(), key=lambda item: item[0] != source_partitions):
         partition_keys = partitions_def.get_partition_keys()
         if sources and set(partition_keys) >= set(sources):
             partition_keys = [p for p in partition_keys if p in sources]
@@ -68,7 +69,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
 
 def _label(partitions_def) -> str:
     keys = partitions_def.get_partition_keys()
-    return ("source " if "met" in keys else "") + f"[{keys[0]} .. {keys[-1]}]"
+    return f"[{keys[0]} .. {keys[-1]}]"
 
 
 def print_summary(timings: dict) -> None:

@@ -30,7 +30,7 @@ CHECK_GROUPS: dict[str, tuple[str, bool, str]] = {
 
 
 def check_group(outcome_name: str) -> str:
-    if outcome_name.startswith(("date_", "date")):
+    if outcome_name.startswith("date_"):
         return "dates_plausible"
     if outcome_name.endswith("_well_formed"):
         return "urls_well_formed"
