@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PIN)
 	echo "$(TORCH_PIN)" > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e '.[prod,test]'
 	$(PY) -m pip check
 	touch $(STAMP)
 
