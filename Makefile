@@ -32,9 +32,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/artsim materialize
 
-# the browser tests drive Debian's Chromium (installed here if missing; no browser download)
+# the browser tests drive Debian's Chromium, the prod-profile tests real PostgreSQL and Redis
+# servers (Debian packages, installed here if missing; started on loopback by the tests)
 test: $(STAMP)
 	scripts/install-browser.sh
+	scripts/install-services.sh
 	$(PY) -m pytest
 
 dev: $(STAMP)

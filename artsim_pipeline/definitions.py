@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dagster import Definitions, load_assets_from_modules
 
 from artsim_pipeline import settings
@@ -22,22 +24,32 @@ from artsim_pipeline.resources.tables import TableStore
 
 
 def build_resources(env: str) -> dict:
+    """`sample` and `local` keep everything under `$ARTSIM_HOME`; `prod` keeps tables and files
+    under `ARTSIM_STORAGE_URL` (S3 through dagster-aws) and tracks runs on the MLflow server at
+    `MLFLOW_TRACKING_URI`, so any machine with the same variables can run any asset."""
     home = settings.artsim_home()
     if env == "prod":
-        raise NotImplementedError(
-            "ARTSIM_ENV=prod (Postgres instance, S3 storage, remote MLflow) is not built yet: "
-            "use ARTSIM_ENV=sample or local"
-        )
-    tables = TableStore(base_dir=str(home / "storage"))
+        url = settings.storage_url()
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not url or not url.startswith("s3://"):
+            raise ValueError("ARTSIM_ENV=prod needs ARTSIM_STORAGE_URL=s3://bucket/prefix (see deploy/README.md)")
+        if not tracking_uri.startswith(("http://", "https://")):
+            raise ValueError("ARTSIM_ENV=prod needs MLFLOW_TRACKING_URI=http(s)://<mlflow server> (see deploy/README.md)")
+        endpoint = settings.s3_endpoint_url()
+        tables = TableStore(base_dir=f"{url.rstrip('/')}/storage", s3_endpoint_url=endpoint)
+        storage = ArtsimStorage(home=str(home), remote_url=url, s3_endpoint_url=endpoint)
+        mlflow_tracking = MlflowResource(tracking_uri=tracking_uri)
+    else:
+        tables = TableStore(base_dir=str(home / "storage"))
+        storage = ArtsimStorage(home=str(home))
+        mlflow_tracking = MlflowResource(tracking_uri=settings.mlflow_tracking_uri(),
+                                         artifact_location=str(home / "mlflow" / "artifacts"))
     return {
         "tables": tables,
         "io_manager": PolarsParquetIOManager(store=tables),
-        "storage": ArtsimStorage(home=str(home)),
+        "storage": storage,
         "encoder": EncoderResource(),
-        "mlflow_tracking": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri(),
-            artifact_location=str(home / "mlflow" / "artifacts"),
-        ),
+        "mlflow_tracking": mlflow_tracking,
         "museum_api": MuseumApiResource(
             mode="snapshot" if env == "sample" else "live",
             met_base_url=settings.met_base_url(),

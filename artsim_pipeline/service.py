@@ -11,6 +11,7 @@ import polars as pl
 
 from artsim_pipeline import settings
 from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
 
 
@@ -25,9 +26,10 @@ class ImageQueryError(ValueError):
 class SimilarityService:
     """Loads the index and tables lazily, once."""
 
-    def __init__(self, home: Path | None = None) -> None:
+    def __init__(self, home: Path | None = None, *, tables: TableStore | None = None, storage: ArtsimStorage | None = None) -> None:
         self.home = Path(home) if home else settings.artsim_home()
-        self.tables = TableStore(base_dir=str(self.home / "storage"))
+        self.tables = tables or TableStore(base_dir=str(self.home / "storage"))
+        self.storage = storage or ArtsimStorage(home=str(self.home))
 
     def _table(self, key: str, partition: str | None = None) -> pl.DataFrame:
         df = self.tables.read_table(key, partition)
@@ -37,12 +39,12 @@ class SimilarityService:
 
     @cached_property
     def index(self):
-        from artsim_pipeline.core.ann import AnnIndex
+        from artsim_pipeline.defs.indexing.assets import load_live_index
 
-        directory = self.home / "indexes" / "ann_index"
-        if not (directory / "index.bin").exists():
-            raise NotBuiltError(f"no ann_index under {directory} (run `make run` first)")
-        return AnnIndex.load(directory)
+        try:
+            return load_live_index(self.storage)
+        except FileNotFoundError as exc:
+            raise NotBuiltError(f"{exc} (run `make run` first)") from exc
 
     @cached_property
     def artworks(self) -> pl.DataFrame:
@@ -68,7 +70,7 @@ class SimilarityService:
 
         from artsim_pipeline.core.ml.backbones import load_backbone
         from artsim_pipeline.core.ml.embed import embed_batch
-        from artsim_pipeline.defs.training.assets import load_head
+        from artsim_pipeline.defs.training.assets import load_stored_head
 
         model = self._table("similarity_model").row(0, named=True)
         if model["fusion"] != "image":
@@ -86,7 +88,7 @@ class SimilarityService:
         if (self.vectors["vector_source"][0] if self.vectors.height else "trained") == "trained":
             from artsim_pipeline.core.ml.similarity import apply_head
 
-            vector = apply_head(load_head(model["head_path"])[0], vector)
+            vector = apply_head(load_stored_head(self.storage, model["head_key"])[0], vector)
         return vector[0]
 
     def similar_to_image(self, path: str | Path, k: int = 10, source: str | None = None) -> list[dict]:

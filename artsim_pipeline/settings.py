@@ -34,6 +34,16 @@ def smk_base_url() -> str:
     return os.environ.get("ARTSIM_SMK_BASE_URL", SMK_DEFAULT_BASE_URL).rstrip("/")
 
 
+def storage_url() -> str | None:
+    """`ARTSIM_STORAGE_URL` (`s3://bucket/prefix`): where prod keeps tables and files."""
+    return os.environ.get("ARTSIM_STORAGE_URL") or None
+
+
+def s3_endpoint_url() -> str | None:
+    """`ARTSIM_S3_ENDPOINT_URL`: an S3-compatible server (MinIO, moto); unset means AWS."""
+    return os.environ.get("ARTSIM_S3_ENDPOINT_URL") or None
+
+
 def mlflow_tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, default a SQLite store under `$ARTSIM_HOME/mlflow/`."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")

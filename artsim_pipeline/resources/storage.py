@@ -1,42 +1,128 @@
-"""Local state beside the tables: images, fetch checkpoints and cursors, all under `$ARTSIM_HOME`."""
+"""Files beside the tables: images, fetch cursors, the ANN index, model heads and the map.
+
+Locally everything lives under `$ARTSIM_HOME`. With `remote_url` (`s3://bucket/prefix`, prod) the
+durable files go to S3 and `home` only holds scratch space and a read-through cache, so an asset
+can run on any machine (a Celery worker, an ECS task) that shares no directory with the others.
+Fetch checkpoints stay in `home`: they only let a crashed run on the same machine resume.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Optional
 
 from dagster import ConfigurableResource
+from pydantic import Field
+
+from artsim_pipeline.resources.objects import LocalObjectStore, ObjectStore, open_store
 
 
 class ArtsimStorage(ConfigurableResource):
-    """Paths and small JSON state files under one home directory."""
+    """Durable files (local or S3) plus local scratch space under one home directory."""
 
-    home: str
+    home: str = Field(description="local state directory ($ARTSIM_HOME); scratch and cache when remote_url is set")
+    remote_url: Optional[str] = Field(default=None, description="s3://bucket/prefix for the durable files (prod)")
+    s3_endpoint_url: Optional[str] = None
+    s3_region: Optional[str] = None
 
     @property
     def root(self) -> Path:
         return Path(self.home)
 
+    @cached_property
+    def objects(self) -> ObjectStore:
+        if self.remote_url:
+            return open_store(self.remote_url, endpoint_url=self.s3_endpoint_url, region_name=self.s3_region)
+        return LocalObjectStore(self.home)
+
+    @property
+    def is_remote(self) -> bool:
+        return not self.objects.is_local
+
+    # -- files by key ---------------------------------------------------------------------------
+
+    def local_file(self, key: str, *, refresh: bool = False) -> Path | None:
+        """A local path holding the file at `key` (downloaded into the cache when remote), or None."""
+        if not self.is_remote:
+            path = self.root / key
+            return path if path.is_file() else None
+        path = self.root / "cache" / key
+        if refresh or not path.is_file():
+            data = self.objects.read_bytes(key)
+            if data is None:
+                return None
+            LocalObjectStore(self.root / "cache").write_bytes(key, data)
+        return path
+
+    def publish_dir(self, local_dir: Path, key: str) -> str:
+        """Store every file of `local_dir` under `key/`; returns where it now lives."""
+        for path in sorted(Path(local_dir).rglob("*")):
+            if path.is_file():
+                self.objects.write_bytes(f"{key}/{path.relative_to(local_dir).as_posix()}", path.read_bytes())
+        return self.objects.uri(key)
+
+    def fetch_dir(self, key: str) -> Path | None:
+        """A local directory with the files under `key/` (a fresh download when remote), or None."""
+        if not self.is_remote:
+            path = self.root / key
+            return path if path.is_dir() and any(path.iterdir()) else None
+        keys = list(self.objects.list_keys(key))
+        if not keys:
+            return None
+        target = self.root / "cache" / key
+        shutil.rmtree(target, ignore_errors=True)
+        for item in keys:
+            self.local_file(item, refresh=True)
+        return target
+
+    @contextmanager
+    def staged_dir(self, key: str) -> Iterator[Path]:
+        """A directory to write `key/` into: the real one locally, a scratch one published on exit
+        when remote."""
+        if not self.is_remote:
+            path = self.root / key
+            path.mkdir(parents=True, exist_ok=True)
+            yield path
+            return
+        scratch = self.root / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            yield Path(tmp)
+            self.publish_dir(Path(tmp), key)
+
+    # -- images ---------------------------------------------------------------------------------
+
     def images_dir(self) -> Path:
+        """Local image root (local mode only; remote mode reads through `image_file`)."""
         path = self.root / "images"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def has_image(self, relpath: str) -> bool:
+        return self.objects.exists(f"images/{relpath}")
+
+    def write_image(self, relpath: str, content: bytes) -> None:
+        key = f"images/{relpath}"
+        if not self.objects.exists(key):  # content-addressed: an existing file is the same bytes
+            self.objects.write_bytes(key, content)
+
+    def image_file(self, relpath: str) -> Path | None:
+        """A local path to the stored image (cached from S3 when remote), or None."""
+        return self.local_file(f"images/{relpath}")
+
+    # -- small JSON state and checkpoints ---------------------------------------------------------
+
     def checkpoint_path(self, asset: str, partition: str) -> Path:
         return self.root / "checkpoints" / asset / f"{partition}.jsonl"
 
-    def _state_path(self, name: str) -> Path:
-        return self.root / "state" / f"{name}.json"
-
     def read_state(self, name: str) -> dict[str, Any]:
-        path = self._state_path(name)
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        data = self.objects.read_bytes(f"state/{name}.json")
+        return json.loads(data) if data else {}
 
     def write_state(self, name: str, state: dict[str, Any]) -> None:
-        path = self._state_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        self.objects.write_bytes(f"state/{name}.json", json.dumps(state, indent=2, sort_keys=True).encode("utf-8"))

@@ -1,14 +1,17 @@
 """For curators: clusters of the collection and an interactive map of it."""
 
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
-from artsim_pipeline.defs.indexing.assets import index_dir, vectors_matrix
+from artsim_pipeline.defs.indexing.assets import load_live_index, vectors_matrix
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources.storage import ArtsimStorage
+
+MAP_KEY = "maps/collection_map.html"
 
 
 class ClustersConfig(Config):
@@ -58,7 +61,6 @@ def collection_map(
     """A 2-D map of the collection (UMAP when installed, else PCA + t-SNE) as one self-contained
     HTML page: thumbnails, colour by museum / department / cluster, hover for title and maker,
     click for the nearest works. The table holds each work's map coordinates."""
-    from artsim_pipeline.core.ann import AnnIndex
     from artsim_pipeline.core.collection_map import project_2d, render_map_html, thumbnail_data_uri
 
     ids, vectors = vectors_matrix(artwork_vectors)
@@ -69,26 +71,24 @@ def collection_map(
         .join(artworks.select("artwork_id", "title", "artists", "source", "department", "date_text", "image_sha256", "landing_url"),
               on="artwork_id", how="left")
     )
-    index = AnnIndex.load(index_dir(storage))
+    index = load_live_index(storage)
     found, _ = index.query(vectors, config.neighbours, exclude_ids=None)
     neighbours = {a: [n for n in row if n and n != a][: config.neighbours] for a, row in zip(ids, found.tolist())}
     paths = dict(raw_images.filter(pl.col("status") == "ok").select("sha256", "path").unique("sha256").iter_rows())
-    root = storage.images_dir()
     thumbnails = {}
     for artwork_id, sha in points.select("artwork_id", "image_sha256").iter_rows():
-        if sha in paths:
-            thumbnails[artwork_id] = thumbnail_data_uri(root / paths[sha], max_side=config.thumbnail_px)
+        image = storage.image_file(paths[sha]) if sha in paths else None
+        if image is not None:
+            thumbnails[artwork_id] = thumbnail_data_uri(image, max_side=config.thumbnail_px)
     html = render_map_html(points.drop("image_sha256"), neighbours, thumbnails, method=method, link_landing_pages=True)
-    out = storage.root / "maps" / "collection_map.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    storage.objects.write_bytes(MAP_KEY, html.encode("utf-8"))
+    location = storage.objects.uri(MAP_KEY)
+    map_link = MetadataValue.url(Path(location).as_uri()) if storage.objects.is_local else MetadataValue.url(location)
     return Output(
         points.select("artwork_id", "x", "y", "cluster"),
         metadata={
-            "map": MetadataValue.url(out.as_uri()),
-            "html_path": MetadataValue.path(str(out)),
+            "map": map_link,
+            "html_path": MetadataValue.path(location),
             "projection": method,
             "points": points.height,
             "with_thumbnail": len(thumbnails),

@@ -69,8 +69,14 @@ def image_embeddings(
     if previous is not None and previous.height:
         done = set(previous.filter(pl.col("model_id") == model_id)["image_sha256"].to_list())
     todo = images.filter(~pl.col("sha256").is_in(list(done)))
-    root = storage.images_dir()
-    items = [(sha, str(root / path)) for sha, path in todo.select("sha256", "path").iter_rows()]
+    items: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = []
+    for sha, path in todo.select("sha256", "path").iter_rows():
+        local = storage.image_file(path)  # a cached download when the images are on S3
+        if local is None:
+            failures.append((sha, f"image file {path} is not in storage"))
+        else:
+            items.append((sha, str(local)))
     context.log.info(f"{model_id} [{bucket}]: {images.height} images, {len(done)} already embedded, {len(items)} to embed")
 
     last_report = [time.monotonic()]
@@ -80,13 +86,12 @@ def image_embeddings(
             context.log.info(f"embedded {done_count}/{total}")
             last_report[0] = time.monotonic()
 
-    failures: list[tuple[str, str]] = []
     ips = 0.0
     if items:
         result = embed_images(items, backbone, batch_size=encoder.batch_size, num_workers=encoder.num_workers,
                               device=encoder.device, progress=progress)
         new = vectors_frame({"image_sha256": [str(k) for k in result.keys], "model_id": [model_id] * len(result.keys)}, result.vectors)
-        failures = [(str(k), reason) for k, reason in result.failures]
+        failures += [(str(k), reason) for k, reason in result.failures]
         ips = result.images_per_second
         device = result.device
     else:

@@ -23,9 +23,17 @@ class AnnIndexConfig(Config):
     recall_sample: int = 1000
 
 
-def index_dir(storage: ArtsimStorage):
-    """Where the live index lives: the asset owns this directory and replaces it atomically."""
-    return storage.root / "indexes" / "ann_index"
+INDEX_KEY = "indexes/ann_index"
+
+
+def load_live_index(storage: ArtsimStorage):
+    """The index `ann_index` last stored (fetched from S3 when the storage is remote)."""
+    from artsim_pipeline.core.ann import AnnIndex
+
+    directory = storage.fetch_dir(INDEX_KEY)
+    if directory is None or not (directory / "index.bin").exists():
+        raise FileNotFoundError(f"no ann_index under {storage.objects.uri(INDEX_KEY)}")
+    return AnnIndex.load(directory)
 
 
 def vectors_matrix(artwork_vectors: pl.DataFrame) -> tuple[list[str], np.ndarray]:
@@ -49,17 +57,18 @@ def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_ve
     run_ids = artwork_vectors["model_run_id"].unique().to_list()
     model_run_id = f"{run_ids[0]}:{artwork_vectors['vector_source'][0]}" if run_ids else None
     ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
-    directory = index_dir(storage)
+    existing = storage.fetch_dir(INDEX_KEY)
     started = time.monotonic()
     action: dict
-    if (directory / "index.bin").exists():
-        index = AnnIndex.load(directory, ann_config)
+    if existing is not None and (existing / "index.bin").exists():
+        index = AnnIndex.load(existing, ann_config)
         update = index.update(ids, vectors, model_run_id)
         action = update.as_dict()
     else:
         index = build_index(ids, vectors, ann_config, model_run_id=model_run_id)
         action = {"added": len(ids), "deleted": 0, "updated": 0, "unchanged": 0, "rebuilt": True, "reason": "no index yet"}
-    index.save(directory)
+    with storage.staged_dir(INDEX_KEY) as directory:
+        index.save(directory)
     seconds = time.monotonic() - started
     recall = recall_at_k(index, ids, vectors, sample=config.recall_sample, k=10)
     id_map = index.id_map()
@@ -68,7 +77,7 @@ def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_ve
         metadata={
             "live_items": len(ids),
             "dim": int(vectors.shape[1]) if vectors.size else 0,
-            "index_dir": str(directory),
+            "index": storage.objects.uri(INDEX_KEY),
             "seconds": round(seconds, 2),
             "rebuilt": bool(action.get("rebuilt")),
             "update": MetadataValue.json({k: v for k, v in action.items() if k != "seconds"}),
@@ -101,11 +110,10 @@ def near_duplicates(
 ) -> Output[pl.DataFrame]:
     """Pairs of works held by different museums whose vectors are nearly identical (the same
     print or cast in two collections), with both titles and links."""
-    from artsim_pipeline.core.ann import AnnIndex
     from artsim_pipeline.core.search import calibrate_threshold, near_duplicates as find_near_duplicates
 
     ids, vectors = vectors_matrix(artwork_vectors)
-    index = AnnIndex.load(index_dir(storage))
+    index = load_live_index(storage)
     position = {artwork_id: i for i, artwork_id in enumerate(ids)}
     known = weak_pairs.filter(pl.col("artwork_id_a").is_in(ids) & pl.col("artwork_id_b").is_in(ids))
 

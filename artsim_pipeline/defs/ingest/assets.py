@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import polars as pl
 from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, Output, RetryPolicy, asset
 
-from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath, store_image
+from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
 from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
@@ -123,11 +123,11 @@ def raw_images(
     tables: TableStore,
 ) -> Output[pl.DataFrame]:
     """One row per public-domain object image: URL, sha256, size and status; files content-addressed
-    under `$ARTSIM_HOME/images/`. Images already stored are not downloaded again; a failure is a
+    under `images/` of the storage (`$ARTSIM_HOME/images/`, or S3 in prod). Images already stored are not downloaded again; a failure is a
     row with its reason, never a failed run."""
     source = context.partition_key
     previous = tables.read_table("raw_images", source)
-    image_root = storage.images_dir()
+    stored = set(storage.objects.list_keys("images"))
     client = museum_api.client(source)
 
     wanted: dict[tuple[str, str], None] = {}
@@ -142,7 +142,7 @@ def raw_images(
     reusable: dict[tuple[str, str], dict] = {}
     if previous is not None:
         for row in previous.filter(pl.col("status") == "ok").iter_rows(named=True):
-            if row["path"] and (image_root / row["path"]).exists():
+            if row["path"] and f"images/{row['path']}" in stored:
                 reusable[(row["source_id"], row["url"])] = row
     to_fetch = [key for key in wanted if key not in reusable]
     context.log.info(f"{source}: {len(wanted)} images wanted, {len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
@@ -158,7 +158,7 @@ def raw_images(
             checked = check_image(fetched.content)
         except ImageRejected as exc:
             return {**row, "status": exc.status, "error": str(exc)}
-        store_image(image_root, fetched.content, checked)
+        storage.write_image(image_relpath(checked.sha256, checked.extension), fetched.content)
         return {**row, "status": "ok", "sha256": checked.sha256, "width": checked.width, "height": checked.height,
                 "path": image_relpath(checked.sha256, checked.extension)}
 

@@ -86,8 +86,21 @@ def save_head(head, directory: Path, config: dict) -> Path:
     return directory
 
 
+def head_key(run_id: str) -> str:
+    """Where `similarity_model` stores a run's head in `ArtsimStorage` (the row's `head_key`)."""
+    return f"models/similarity_model/{run_id}"
+
+
+def load_stored_head(storage: ArtsimStorage, key: str):
+    """The head stored under `key` (fetched from S3 when the storage is remote)."""
+    directory = storage.fetch_dir(key)
+    if directory is None:
+        raise FileNotFoundError(f"no model head under {storage.objects.uri(key)}")
+    return load_head(directory)
+
+
 def load_head(directory: str | Path):
-    """The projection head saved by `similarity_model` (path from its output row)."""
+    """The projection head saved by `save_head` in `directory`."""
     import torch
 
     from artsim_pipeline.core.ml.similarity import ProjectionHead
@@ -144,7 +157,8 @@ def similarity_model(
         head_config = {"input_dim": result.input_dim, "hidden_dim": train_config.hidden_dim, "out_dim": train_config.out_dim,
                        "dropout": train_config.dropout, "fusion": config.fusion, "image_model_id": image_model,
                        "text_model_id": encoder.text_model_id()}
-        model_dir = save_head(result.head, storage.root / "models" / "similarity_model" / run.info.run_id, head_config)
+        with storage.staged_dir(head_key(run.info.run_id)) as staged:
+            save_head(result.head, staged, head_config)
         mlflow.log_dict(head_config, "model_config.json")
         mlflow.log_dict({"history": result.history, "counts": result.counts}, "training_history.json")
         info = tracking.log_torch_model(result.head, inputs[:4], registered_model_name=mlflow_tracking.registered_model_name)
@@ -155,7 +169,7 @@ def similarity_model(
         "mlflow_experiment_id": experiment_id,
         "model_uri": info.model_uri,
         "registered_version": str(getattr(info, "registered_model_version", "") or ""),
-        "head_path": str(model_dir),
+        "head_key": head_key(run_id),
         "fusion": config.fusion,
         "image_model_id": image_model,
         "backbone_spec": encoder.backbone,
@@ -222,7 +236,7 @@ def similarity_evaluation(
     from artsim_pipeline.core.ml.similarity import apply_head, fuse_features
 
     model = model_row(similarity_model)
-    head, _ = load_head(model["head_path"])
+    head, _ = load_stored_head(storage, model["head_key"])
     features = features_for(model["fusion"], artworks, image_embeddings, text_embeddings, encoder)
     raw = fuse_features(features.image, features.text, model["fusion"])
     trained = apply_head(head, raw)
@@ -299,6 +313,7 @@ def artwork_vectors(
     text_embeddings: pl.DataFrame,
     artworks: pl.DataFrame,
     encoder: EncoderResource,
+    storage: ArtsimStorage,
 ) -> Output[pl.DataFrame]:
     """The trained model applied to every artwork that has the model's inputs, keyed by
     artwork_id. When the evaluation says the trained model does not beat the raw backbone, the
@@ -310,7 +325,7 @@ def artwork_vectors(
     use_trained = scores.get("trained", 0.0) > scores.get("backbone", 0.0)
     features = features_for(model["fusion"], artworks, image_embeddings, text_embeddings, encoder)
     raw = fuse_features(features.image, features.text, model["fusion"])
-    vectors = apply_head(load_head(model["head_path"])[0], raw) if use_trained else raw
+    vectors = apply_head(load_stored_head(storage, model["head_key"])[0], raw) if use_trained else raw
     source = "trained" if use_trained else "backbone"
     if not use_trained:
         context.log.warning("the trained model does not beat the raw backbone on test recall@10: using backbone vectors")

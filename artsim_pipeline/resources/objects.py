@@ -1,0 +1,125 @@
+"""Where artsim's files live: a local directory, or an S3 bucket (through dagster-aws's S3 client).
+
+Both stores take keys relative to their root (`storage/artworks.parquet`, `images/ab/cd.jpg`).
+The local store writes a temporary file and renames it, so a crash never leaves half a file where
+the old one was; S3 PUTs are atomic per object. `s3://bucket/prefix` roots select the S3 store;
+anything else is a local directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class ObjectStore:
+    """The operations the resources need; implemented by `LocalObjectStore` and `S3ObjectStore`."""
+
+    url: str
+
+    def read_bytes(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        raise NotImplementedError
+
+    def uri(self, key: str) -> str:
+        return f"{self.url.rstrip('/')}/{key}"
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+
+class LocalObjectStore(ObjectStore):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def read_bytes(self, key: str) -> bytes | None:
+        path = self.path(key)
+        return path.read_bytes() if path.is_file() else None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self.path(prefix)
+        if base.is_dir():
+            for path in sorted(base.rglob("*")):
+                if path.is_file() and not path.name.endswith(".tmp"):
+                    yield path.relative_to(self.root).as_posix()
+
+
+class S3ObjectStore(ObjectStore):
+    def __init__(self, url: str, *, endpoint_url: str | None = None, region_name: str | None = None) -> None:
+        from dagster_aws.s3 import S3Resource
+
+        if not url.startswith("s3://"):
+            raise ValueError(f"not an s3:// URL: {url!r}")
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not bucket:
+            raise ValueError(f"no bucket in {url!r}")
+        self.url = url.rstrip("/")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = S3Resource(endpoint_url=endpoint_url, region_name=region_name).get_client()
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        start = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix.rstrip("/") + "/")):
+            for item in page.get("Contents", []):
+                yield item["Key"][start:]
+
+
+def open_store(root: str, *, endpoint_url: str | None = None, region_name: str | None = None) -> ObjectStore:
+    """The store for `root`: `s3://bucket/prefix` or a local directory."""
+    if root.startswith("s3://"):
+        return S3ObjectStore(root, endpoint_url=endpoint_url, region_name=region_name)
+    return LocalObjectStore(root)
