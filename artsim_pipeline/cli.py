@@ -21,12 +21,16 @@ def _prepare_environment() -> None:
     os.makedirs(os.environ["ARTSIM_HOME"], exist_ok=True)
 
 
-def materialize_all(sources: list[str] | None = None, *, instance=None, resources: dict | None = None, run_config: dict | None = None) -> dict:
-    """Materialise the whole asset graph: per source, then per embedding chunk, then the rest.
+def materialize_all(sources: list[str] | None = None, *, instance=None, resources: dict | None = None, run_config: dict | None = None,
+                    force: bool = False) -> dict:
+    """Materialise the asset graph: per source, then per embedding chunk, then the rest.
 
-    Runs are recorded in the Dagster instance, so they appear in the UI of `make dev`.
+    Ingestion (`raw_objects`) always runs: it is how new or changed records are found. Every other
+    asset runs only when it is missing or stale (its code version or an input's data version
+    changed), together with what depends on it; `force` recomputes everything. Runs are recorded
+    in the Dagster instance, so they appear in the UI of `make dev`.
     """
-    from dagster import AssetSelection, DagsterInstance, materialize
+    from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
     from artsim_pipeline.definitions import build_defs
     from artsim_pipeline.defs.partitions import source_partitions
@@ -46,7 +50,24 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
             by_partitions.setdefault(node.partitions_def, set()).add(key)
         else:
             unpartitioned.add(key)
-    report: dict[str, float] = {}
+    always = {AssetKey("raw_objects")}
+    report: dict = {"recomputed": [], "up_to_date": 0}
+
+    def run(keys: set, partition: str | None, label: str) -> None:
+        todo = set(keys) if force else (keys & always) | _stale_with_downstream(instance, graph, keys - always, partition)
+        report["up_to_date"] += len(keys - todo)
+        if not todo:
+            return
+        selection = AssetSelection.assets(*todo).required_multi_asset_neighbors()
+        selected = selection.resolve(graph)
+        result = materialize(assets, selection=selection, partition_key=partition, resources=resources, instance=instance,
+                             run_config=_config_for(run_config, selected) if partition is None else None)
+        if not result.success:
+            raise SystemExit(f"materialising {label} failed (see the Dagster run {result.run_id})")
+        report["recomputed"] += sorted(f"{k.to_user_string()}[{partition}]" if partition else k.to_user_string()
+                                       for k in selected)
+
+    _observe_sources(defs, instance, resources)
     # ingest and validation (by source) first: the embedding chunks read their images
     for partitions_def, keys in sorted(by_partitions.items(), key=lambda item: item[0] != source_partitions):
         partition_keys = partitions_def.get_partition_keys()
@@ -54,17 +75,49 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
             partition_keys = [p for p in partition_keys if p in sources]
         started = time.monotonic()
         for partition in partition_keys:
-            result = materialize(assets, selection=AssetSelection.assets(*keys), partition_key=partition, resources=resources, instance=instance)
-            if not result.success:
-                raise SystemExit(f"materialising partition {partition} failed (see the Dagster run {result.run_id})")
+            run(keys, partition, f"partition {partition}")
         report[f"partitions {_label(partitions_def)}"] = time.monotonic() - started
     if unpartitioned:
         started = time.monotonic()
-        result = materialize(assets, selection=AssetSelection.assets(*unpartitioned), resources=resources, instance=instance, run_config=run_config)
-        if not result.success:
-            raise SystemExit(f"materialising the unpartitioned assets failed (see the Dagster run {result.run_id})")
+        run(unpartitioned, None, "the unpartitioned assets")
         report["unpartitioned assets"] = time.monotonic() - started
     return report
+
+
+def _config_for(run_config: dict | None, keys: set) -> dict | None:
+    """`run_config` without the ops of assets that are not in this run (Dagster rejects those)."""
+    if not run_config or "ops" not in run_config:
+        return run_config
+    names = {k.path[-1] for k in keys}
+    return {**run_config, "ops": {op: cfg for op, cfg in run_config["ops"].items() if op in names}}
+
+
+def _observe_sources(defs, instance, resources: dict) -> None:
+    """Observe the observable source assets (curator judgments) so their data versions are current."""
+    from dagster import SourceAsset
+    from dagster._core.definitions.observe import observe
+
+    observable = [a for a in defs.assets or [] if isinstance(a, SourceAsset) and a.is_observable]
+    if observable:
+        observe(observable, instance=instance, resources={k: v for k, v in resources.items() if k != "io_manager"})
+
+
+def _stale_with_downstream(instance, graph, keys: set, partition: str | None) -> set:
+    """The `keys` that are missing or stale for `partition`, plus those among `keys` downstream of them."""
+    from dagster import AssetSelection
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._time import get_current_datetime
+
+    if not keys:
+        return set()
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                          instance=instance, asset_graph=graph)
+    resolver = CachingStaleStatusResolver(instance, graph, view)
+    stale = {k for k in keys if resolver.get_status(k, partition) in (StaleStatus.STALE, StaleStatus.MISSING)}
+    if not stale:
+        return set()
+    return AssetSelection.assets(*stale).downstream().resolve(graph) & keys
 
 
 def _label(partitions_def) -> str:
@@ -72,12 +125,17 @@ def _label(partitions_def) -> str:
     return f"[{keys[0]} .. {keys[-1]}]"
 
 
-def print_summary(timings: dict) -> None:
+def print_summary(report: dict) -> None:
     from artsim_pipeline.summary import collect_summary
 
     print("\n== artsim summary ==")
-    for step, seconds in timings.items():
-        print(f"  {step}: {seconds:.1f} s")
+    recomputed = report.get("recomputed", [])
+    print(f"  recomputed: {len(recomputed)} asset partitions; up to date: {report.get('up_to_date', 0)}")
+    if recomputed:
+        print(f"    {', '.join(recomputed)}")
+    for step, seconds in report.items():
+        if isinstance(seconds, float):
+            print(f"  {step}: {seconds:.1f} s")
     for line in collect_summary():
         print(f"  {line}")
 
@@ -87,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("materialize", help="materialise the whole asset graph for ARTSIM_ENV (default: the bundled sample)")
     run.add_argument("--source", action="append", choices=["met", "smk"], help="only these sources (repeatable)")
+    run.add_argument("--force", action="store_true", help="recompute every asset, not only missing or stale ones")
     sim = sub.add_parser("similar", help="the works most similar to one artwork (or to a local image)")
     sim.add_argument("artwork_id", nargs="?", help="e.g. met:436535 or smk:KMS1")
     sim.add_argument("-k", type=int, default=10, help="how many works (default 10)")
@@ -100,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _prepare_environment()
     if args.command == "materialize":
-        print(f"artsim: materialising every asset (ARTSIM_ENV={settings.artsim_env()}, ARTSIM_HOME={os.environ['ARTSIM_HOME']})", flush=True)
-        timings = materialize_all(args.source)
-        print_summary(timings)
+        what = "every asset" if args.force else "new records, then whatever is missing or stale"
+        print(f"artsim: materialising {what} (ARTSIM_ENV={settings.artsim_env()}, ARTSIM_HOME={os.environ['ARTSIM_HOME']})", flush=True)
+        report = materialize_all(args.source, force=args.force)
+        print_summary(report)
         return 0
     if args.command == "similar":
         return run_similar(args, parser)

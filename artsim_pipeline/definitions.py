@@ -62,7 +62,8 @@ def build_defs(env: str | None = None) -> Definitions:
     """Definitions wired for `env` (default: `ARTSIM_ENV`, else `sample`)."""
     env = env or settings.artsim_env()
     return Definitions(
-        assets=load_assets_from_modules([ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets]),
+        assets=automation.with_automation(load_assets_from_modules(
+            [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets])),
         resources=build_resources(env),
         jobs=automation.JOBS,
         schedules=automation.SCHEDULES,

@@ -83,6 +83,40 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     assert any(r.data.tags.get("task") == "department" for r in classifier_runs)
 
 
+def test_a_second_run_with_nothing_changed_recomputes_nothing_but_ingestion(pipeline):
+    from artsim_pipeline.cli import materialize_all
+
+    home, encoder, instance = pipeline
+    report = materialize_all(instance=instance, resources={"encoder": encoder}, run_config=TRAINING)
+    assert report["recomputed"] == ["raw_objects[met]", "raw_objects[smk]"]
+    assert report["up_to_date"] >= 20  # every other asset (partition) was found up to date
+
+
+def test_automation_follows_changed_data_versions_only(pipeline):
+    """The declarative automation requests nothing when nothing changed, and exactly the direct
+    dependants of an input whose data version changed."""
+    from dagster import AssetMaterialization, evaluate_automation_conditions
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    from artsim_pipeline.definitions import build_defs
+
+    _, _, instance = pipeline
+    defs = build_defs("sample")
+    first = evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0
+    # a re-ingest that found the same records: same data version, nothing follows
+    same = instance.get_latest_data_version_record(AssetKey("raw_objects"), partition_key="smk").asset_materialization.tags[DATA_VERSION_TAG]
+    instance.report_runless_asset_event(AssetMaterialization("raw_objects", partition="smk", tags={DATA_VERSION_TAG: same}))
+    unchanged = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert unchanged.total_requested == 0
+    # new SMK records: validation and the image download follow, and nothing for the Met
+    instance.report_runless_asset_event(AssetMaterialization("raw_objects", partition="smk", tags={DATA_VERSION_TAG: "new-records"}))
+    changed = evaluate_automation_conditions(defs=defs, instance=instance, cursor=unchanged.cursor)
+    requested = {(key, partition) for key in ("raw_images", "artworks", "artworks_quarantine", "weak_pairs", "raw_objects")
+                 for partition in changed.get_requested_partitions(AssetKey(key))}
+    assert requested == {("raw_images", "smk"), ("artworks", "smk"), ("artworks_quarantine", "smk")}
+
+
 def test_the_index_passes_its_gate_and_artsim_similar_answers(pipeline, capsys):
     from artsim_pipeline.cli import main
 
@@ -163,3 +197,19 @@ def test_held_out_curator_judgments_are_scored_by_mean_rank(pipeline):
     run_id = defs.load_asset_value("similarity_model")["mlflow_run_id"][0]
     metrics = mlflow.MlflowClient(settings.mlflow_tracking_uri()).get_run(run_id).data.metrics
     assert metrics["curator_mean_rank_trained"] == ranks["trained"]
+
+
+def test_new_judgments_make_weak_pairs_and_everything_after_it_stale(pipeline):
+    """Runs after the judgment above was recorded: observing `curator_judgments` gives a new data
+    version, so the next `artsim materialize` mines pairs and retrains."""
+    from artsim_pipeline.cli import _observe_sources, _stale_with_downstream
+    from artsim_pipeline.definitions import build_defs
+
+    _, _, instance = pipeline
+    defs = build_defs("sample")
+    graph = defs.resolve_asset_graph()
+    unpartitioned = {k for k in graph.materializable_asset_keys if not graph.get(k).is_partitioned}
+    _observe_sources(defs, instance, dict(defs.resources))
+    stale = {k.to_user_string() for k in _stale_with_downstream(instance, graph, unpartitioned, None)}
+    assert {"weak_pairs", "similarity_model", "artwork_vectors", "ann_index"} <= stale
+    assert "text_embeddings" not in stale and "department_classifier" not in stale

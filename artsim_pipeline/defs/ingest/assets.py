@@ -6,8 +6,9 @@ import time
 from datetime import datetime, timezone
 
 import polars as pl
-from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, Output, RetryPolicy, asset
+from dagster import AssetExecutionContext, Backoff, DataVersion, Jitter, MetadataValue, Output, RetryPolicy, asset
 
+from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
 from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
 from artsim_pipeline.defs.metadata import markdown_table
@@ -104,7 +105,9 @@ def raw_objects(
     }
     if stats is not None:
         metadata.update({f"http_{k}": v for k, v in stats.as_dict().items()})
-    return Output(table, metadata=metadata)
+    # the data version is the content, not the fetch: a re-ingest that changed nothing leaves
+    # everything downstream up to date
+    return Output(table, metadata=metadata, data_version=DataVersion(frame_fingerprint(table.select("source_id", "status", "content_hash"))))
 
 
 @asset(
@@ -183,6 +186,7 @@ def raw_images(
     failures = {k: v for k, v in (dict(new_status.iter_rows()) if new_status is not None else {}).items() if k != "ok"}
     return Output(
         table,
+        data_version=DataVersion(frame_fingerprint(table.select("source_id", "url", "status", "sha256"))),
         metadata={
             "rows": table.height,
             "ok": table.filter(pl.col("status") == "ok").height,

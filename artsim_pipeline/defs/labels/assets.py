@@ -1,9 +1,14 @@
 """Weak labels: similar / dissimilar pairs mined from the metadata museums already publish."""
 
+import hashlib
+import json
 from dataclasses import fields
 
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, DataVersion, MetadataValue, ObserveResult, Output, asset,
+    observable_source_asset,
+)
 
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.pairs import PairRules, mine_pairs, pair_stats, preview_pairs, validate_pairs
@@ -51,10 +56,22 @@ PAIR_CHECKS = {
 }
 
 
+@observable_source_asset(group_name="labels", required_resource_keys={"storage"})
+def curator_judgments(context) -> ObserveResult:
+    """The curators' judgments recorded by `artsim serve` (`$ARTSIM_HOME/feedback/judgments.jsonl`).
+    Observing it gives a data version, so new judgments make `weak_pairs` stale."""
+    from artsim_pipeline.core.feedback import read_judgment_records
+
+    records = read_judgment_records(context.resources.storage.root)
+    version = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:16] if records else "none"
+    return ObserveResult(data_version=DataVersion(version), metadata={"judgments": len(records)})
+
+
 @asset(
     group_name="labels",
     kinds={"polars", "parquet"},
     code_version="1",
+    deps=[curator_judgments],
     check_specs=[AssetCheckSpec(name, asset="weak_pairs", blocking=True) for name in PAIR_CHECKS],
 )
 def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks: pl.DataFrame, storage: ArtsimStorage):

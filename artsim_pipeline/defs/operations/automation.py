@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from dagster import (
     AssetKey,
     AssetSelection,
+    AssetsDefinition,
+    AutomationCondition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -24,6 +26,33 @@ from artsim_pipeline.defs.partitions import source_partitions
 from artsim_pipeline.resources.museum_api import SOURCES
 
 alert_log = logging.getLogger("artsim.alerts")
+
+# Ingestion starts on the schedule; everything after it follows its inputs declaratively.
+SCHEDULED_ROOTS = {AssetKey("raw_objects")}
+
+
+def follows_inputs() -> AutomationCondition:
+    """Dagster's `eager()`, but triggered by a changed *data version* of an input (or a new code
+    version) rather than by any new materialisation: a nightly re-ingest that finds nothing new
+    starts nothing downstream. It also waits until the inputs' blocking checks have passed."""
+    changed = (
+        AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
+        | AutomationCondition.code_version_changed()
+    ).with_label("input data or code changed")
+    return (
+        AutomationCondition.eager().replace("any_deps_updated", changed)
+        & AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label("follows_inputs")
+
+
+def with_automation(assets: list) -> list:
+    """Every materialisable asset except the scheduled roots gets `follows_inputs()`."""
+    out = []
+    for asset in assets:
+        if isinstance(asset, AssetsDefinition) and asset.is_materializable and not (set(asset.keys) & SCHEDULED_ROOTS):
+            asset = asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=follows_inputs()))
+        out.append(asset)
+    return out
 
 ingest_job = define_asset_job(
     "ingest_sources",
