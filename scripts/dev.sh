@@ -9,6 +9,11 @@ mkdir -p "$ARTSIM_HOME/mlflow/artifacts"
 MLFLOW_URI="${MLFLOW_TRACKING_URI:-sqlite:///$ARTSIM_HOME/mlflow/mlflow.db}"
 DAGSTER_PORT="${DAGSTER_PORT:-3000}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
+# One UI worker is plenty locally, and MLflow's job runner (GenAI scorers, trace archival: unused
+# by artsim) would start ~8 more processes that each import mlflow: on a 2-core machine the UI
+# then takes ~50 s instead of ~15 s to answer. Either can be set back from the environment.
+MLFLOW_WORKERS="${MLFLOW_WORKERS:-1}"
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 pids=()
 stop() {
@@ -17,11 +22,14 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-# each server in its own process group, so one signal stops it and all its children
-setsid .venv/bin/mlflow ui --backend-store-uri "$MLFLOW_URI" --default-artifact-root "$ARTSIM_HOME/mlflow/artifacts" \
-  --host 127.0.0.1 --port "$MLFLOW_PORT" &
+# each server in its own session and process group, so one signal stops it and all its children.
+# `env --default-signal=INT` because a non-interactive bash starts `&` commands with SIGINT
+# ignored, and `dagster dev` maps SIGTERM onto its SIGINT handler: without it neither signal
+# stops Dagster (Ctrl-C would leave the webserver and daemon running).
+setsid env --default-signal=INT .venv/bin/mlflow ui --backend-store-uri "$MLFLOW_URI" --default-artifact-root "$ARTSIM_HOME/mlflow/artifacts" \
+  --host 127.0.0.1 --port "$MLFLOW_PORT" --workers "$MLFLOW_WORKERS" &
 pids+=($!)
-setsid .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT" &
+setsid env --default-signal=INT .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT" &
 pids+=($!)
 echo "Dagster UI: http://127.0.0.1:$DAGSTER_PORT   MLflow UI: http://127.0.0.1:$MLFLOW_PORT   (Ctrl-C stops both)"
 wait -n
