@@ -48,7 +48,7 @@ def build_resources(env: str) -> dict:
         "tables": tables,
         "io_manager": PolarsParquetIOManager(store=tables),
         "storage": storage,
-        "encoder": EncoderResource(),
+        "encoder": EncoderResource(backbone=settings.image_backbone()),
         "mlflow_tracking": mlflow_tracking,
         "museum_api": MuseumApiResource(
             mode="snapshot" if env == "sample" else "live",
@@ -65,7 +65,7 @@ def build_defs(env: str | None = None) -> Definitions:
         assets=automation.with_automation(load_assets_from_modules(
             [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets])),
         resources=build_resources(env),
-        jobs=automation.JOBS,
+        jobs=[*automation.JOBS, automation.embed_images_job(settings.gpu_run_tags())],
         schedules=automation.SCHEDULES,
         sensors=automation.SENSORS,
     )

@@ -44,6 +44,28 @@ def s3_endpoint_url() -> str | None:
     return os.environ.get("ARTSIM_S3_ENDPOINT_URL") or None
 
 
+def image_backbone() -> str:
+    """`ARTSIM_IMAGE_BACKBONE`: "efficientnet_lite0" (default) or "hf:<hub id or path>"."""
+    return os.environ.get("ARTSIM_IMAGE_BACKBONE") or "efficientnet_lite0"
+
+
+def gpu_run_tags() -> dict[str, str]:
+    """Tags for runs that embed images: `artsim/gpu` (counted by the run queue), plus the
+    launcher's GPU tags from the YAML file `ARTSIM_GPU_RUN_TAGS` names (deploy/{ecs,k8s}/...)."""
+    import json
+
+    tags: dict[str, str] = {"artsim/gpu": "1"}
+    path = os.environ.get("ARTSIM_GPU_RUN_TAGS")
+    if path:
+        import yaml
+
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"ARTSIM_GPU_RUN_TAGS={path} must hold a mapping of run tags")
+        tags.update({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in loaded.items()})
+    return tags
+
+
 def mlflow_tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, default a SQLite store under `$ARTSIM_HOME/mlflow/`."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")

@@ -54,3 +54,19 @@ def test_definitions_carry_the_jobs_schedules_and_sensors(artsim_home):
 
     assert graph.get(AssetKey("raw_objects")).pools == {"museum_api"}
     assert graph.get(AssetKey("image_embeddings")).pools == {"gpu"}
+
+
+def test_embedding_runs_carry_the_gpu_tags_of_the_deployment(monkeypatch):
+    """`embed_images` runs are counted by the queue's `artsim/gpu` limit and carry the launcher's
+    GPU request from the file ARTSIM_GPU_RUN_TAGS names."""
+    import json
+
+    from artsim_pipeline import settings
+    from artsim_pipeline.definitions import build_defs
+
+    monkeypatch.delenv("ARTSIM_GPU_RUN_TAGS", raising=False)
+    assert build_defs("sample").resolve_job_def("embed_images").tags == {"artsim/gpu": "1"}
+    monkeypatch.setenv("ARTSIM_GPU_RUN_TAGS", str(settings.REPO_ROOT / "deploy" / "k8s" / "embedding-run-tags.yaml"))
+    tags = build_defs("sample").resolve_job_def("embed_images").tags
+    k8s = json.loads(tags["dagster-k8s/config"])
+    assert tags["artsim/gpu"] == "1" and k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")

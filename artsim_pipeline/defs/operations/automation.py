@@ -22,7 +22,7 @@ from dagster import (
     sensor,
 )
 
-from artsim_pipeline.defs.partitions import source_partitions
+from artsim_pipeline.defs.partitions import embedding_buckets, source_partitions
 from artsim_pipeline.resources.museum_api import SOURCES
 
 alert_log = logging.getLogger("artsim.alerts")
@@ -66,6 +66,17 @@ retrain_job = define_asset_job(
     selection=AssetSelection.assets("similarity_model").downstream(),
     description="Train the similarity model again and rebuild what follows it (evaluation, vectors, index, maps).",
 )
+
+
+def embed_images_job(tags: dict[str, str]):
+    """All embedding chunks, with the tags that give the run a GPU on the cluster (`settings.gpu_run_tags`)."""
+    return define_asset_job(
+        "embed_images",
+        selection=AssetSelection.assets("image_embeddings"),
+        partitions_def=embedding_buckets,
+        tags=tags,
+        description="Embed the images of one sha256 bucket (on a GPU where the deployment has one).",
+    )
 
 
 @schedule(job=ingest_job, cron_schedule="0 3 * * *", execution_timezone="UTC", default_status=DefaultScheduleStatus.STOPPED)
