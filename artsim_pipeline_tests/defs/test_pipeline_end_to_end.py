@@ -213,3 +213,29 @@ def test_new_judgments_make_weak_pairs_and_everything_after_it_stale(pipeline):
     stale = {k.to_user_string() for k in _stale_with_downstream(instance, graph, unpartitioned, None)}
     assert {"weak_pairs", "similarity_model", "artwork_vectors", "ann_index"} <= stale
     assert "text_embeddings" not in stale and "department_classifier" not in stale
+
+
+def test_retraining_reports_the_curators_mean_rank_before_and_after(pipeline):
+    """After retraining, the evaluation ranks the held-out picks with the new model and with the
+    previous registered version, on the same judgments, into the new run's MLflow metrics."""
+    import mlflow
+
+    from artsim_pipeline import settings
+    from artsim_pipeline.definitions import build_defs
+
+    _, encoder, instance = pipeline
+    defs = build_defs("sample")
+    before = defs.load_asset_value("similarity_model").row(0, named=True)
+    keys = [AssetKey("weak_pairs"), AssetKey("similarity_model"), AssetKey("similarity_evaluation")]
+    config = {"ops": {"similarity_model": TRAINING["ops"]["similarity_model"]}}
+    result = materialize(list(defs.assets), selection=keys, resources={**defs.resources, "encoder": encoder},
+                         instance=instance, run_config=config)
+    assert result.success
+    after = defs.load_asset_value("similarity_model").row(0, named=True)
+    assert after["mlflow_run_id"] != before["mlflow_run_id"]
+    ranks = latest_metadata(instance, "similarity_evaluation")["curator_mean_rank_of_pick"]
+    assert ranks["previous_model_version"] == before["registered_version"]
+    assert 1.0 <= ranks["previous"] <= 8.0 and 1.0 <= ranks["trained"] <= 8.0
+    metrics = mlflow.MlflowClient(settings.mlflow_tracking_uri()).get_run(after["mlflow_run_id"]).data.metrics
+    assert metrics["curator_mean_rank_previous"] == ranks["previous"]
+    assert metrics["curator_mean_rank_trained"] == ranks["trained"]

@@ -246,7 +246,13 @@ def similarity_evaluation(
     rows.append({"model": "random", **random_vectors_baseline(features.ids, weak_pairs, split="test", dim=trained.shape[1])})
     table = pl.DataFrame(rows).select(RETRIEVAL_COLUMNS).with_columns(mlflow_run_id=pl.lit(model["mlflow_run_id"]))
     by_model = {r["model"]: r for r in table.iter_rows(named=True)}
-    pick_ranks = curator_mean_ranks(storage, weak_pairs, features.ids, {"trained": trained, "backbone": raw})
+    compared = {"trained": trained, "backbone": raw}
+    previous = previous_registered_head(mlflow_tracking, storage, model, raw.shape[1])
+    if previous is not None:
+        compared["previous"] = apply_head(previous[0], raw)
+    pick_ranks = curator_mean_ranks(storage, weak_pairs, features.ids, compared)
+    if previous is not None:
+        pick_ranks["previous_model_version"] = previous[1]
     with tempfile.TemporaryDirectory() as tmp:
         curves = {name: recall_curve(features.ids, vectors, weak_pairs, "test") for name, vectors in (("trained", trained), ("backbone", raw))}
         hists = {name: similarity_histograms(features.ids, vectors, weak_pairs, "test") for name, vectors in (("trained", trained), ("backbone", raw))}
@@ -260,7 +266,8 @@ def similarity_evaluation(
                     client.log_metric(run_id, f"test_{r['model']}_{k}", float(v))
         if pick_ranks["judgments"]:
             for k, v in pick_ranks.items():
-                client.log_metric(run_id, f"curator_mean_rank_{k}", float(v))
+                if isinstance(v, (int, float)):
+                    client.log_metric(run_id, f"curator_mean_rank_{k}", float(v))
         for figure in figures:
             client.log_artifact(run_id, str(figure), "evaluation")
         client.log_table(run_id, table.to_pandas(), "evaluation/test_retrieval.json")
@@ -285,6 +292,25 @@ def similarity_evaluation(
         metadata={"trained_recall_at_10": by_model["trained"]["recall_at_10"],
                   "backbone_recall_at_10": by_model["backbone"]["recall_at_10"], "gain_points": round(100 * gain, 2)},
     )
+
+
+def previous_registered_head(mlflow_tracking: MlflowResource, storage: ArtsimStorage, model: dict, input_dim: int):
+    """(head, version) of the registered model version before this one, when it takes the same
+    inputs: curators' picks are then ranked before and after retraining on the same judgments."""
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_tracking.tracking_uri)
+    versions = client.search_model_versions(f"name='{mlflow_tracking.registered_model_name}'")
+    current = int(model["registered_version"]) if str(model.get("registered_version") or "").isdigit() else None
+    older = [v for v in versions if v.run_id != model["mlflow_run_id"] and (current is None or int(v.version) < current)]
+    for version in sorted(older, key=lambda v: int(v.version), reverse=True):
+        try:
+            head, config = load_stored_head(storage, head_key(version.run_id))
+        except FileNotFoundError:
+            continue
+        if config.get("input_dim") == input_dim and config.get("fusion") == model["fusion"]:
+            return head, str(version.version)
+    return None
 
 
 def curator_mean_ranks(storage: ArtsimStorage, weak_pairs: pl.DataFrame, ids: list[str], vectors: dict[str, np.ndarray]) -> dict:
