@@ -70,3 +70,38 @@ def test_embedding_runs_carry_the_gpu_tags_of_the_deployment(monkeypatch):
     tags = build_defs("sample").resolve_job_def("embed_images").tags
     k8s = json.loads(tags["dagster-k8s/config"])
     assert tags["artsim/gpu"] == "1" and k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
+
+
+def test_a_failed_run_alerts_through_the_log_and_the_configured_webhook(monkeypatch, caplog):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from artsim_pipeline.defs.operations.automation import send_alert
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="artsim.alerts"):
+            monkeypatch.delenv("ARTSIM_ALERT_WEBHOOK", raising=False)
+            send_alert("run r1 failed", {"run_id": "r1"})
+            assert received == [] and "run r1 failed" in caplog.text
+            monkeypatch.setenv("ARTSIM_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
+            send_alert("run r2 failed", {"run_id": "r2", "job": "retrain_similarity"})
+            assert received == [{"text": "run r2 failed", "run_id": "r2", "job": "retrain_similarity"}]
+            server.shutdown()
+            send_alert("run r3 failed", {"run_id": "r3"})  # a dead hook is logged, not raised
+            assert "run r3 failed" in caplog.text and "alert webhook" in caplog.text
+    finally:
+        server.server_close()

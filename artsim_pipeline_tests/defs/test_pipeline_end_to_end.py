@@ -117,6 +117,35 @@ def test_automation_follows_changed_data_versions_only(pipeline):
     assert requested == {("raw_images", "smk"), ("artworks", "smk"), ("artworks_quarantine", "smk")}
 
 
+def test_raw_tables_are_fresh_now_and_stale_after_a_missed_night(pipeline):
+    """The freshness policy of the raw tables, evaluated the way Dagster's freshness daemon does."""
+    import asyncio
+    from datetime import timedelta
+
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.freshness import FreshnessState
+    from dagster._core.definitions.freshness_evaluator import TimeWindowFreshnessPolicyEvaluator
+    from dagster._core.test_utils import freeze_time
+    from dagster._time import get_current_datetime
+
+    from artsim_pipeline.definitions import build_defs
+
+    _, _, instance = pipeline
+    graph = build_defs("sample").resolve_asset_graph()
+
+    def state(key: str, later: timedelta):
+        with freeze_time(get_current_datetime() + later):
+            view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                                  instance=instance, asset_graph=graph)
+            return asyncio.run(TimeWindowFreshnessPolicyEvaluator().evaluate_freshness(view, graph.get(AssetKey(key))))
+
+    for key in ("raw_objects", "raw_images"):
+        assert state(key, timedelta(0)) == FreshnessState.PASS
+        assert state(key, timedelta(hours=25)) == FreshnessState.WARN
+        assert state(key, timedelta(hours=27)) == FreshnessState.FAIL
+    assert graph.get(AssetKey("weak_pairs")).freshness_policy is None
+
+
 def test_the_index_passes_its_gate_and_artsim_similar_answers(pipeline, capsys):
     from artsim_pipeline.cli import main
 

@@ -2,13 +2,15 @@
 change, and an alert when a run fails."""
 
 import logging
-from datetime import datetime, timezone
+import os
+from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetKey,
     AssetSelection,
     AssetsDefinition,
     AutomationCondition,
+    FreshnessPolicy,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -30,6 +32,12 @@ alert_log = logging.getLogger("artsim.alerts")
 # Ingestion starts on the schedule; everything after it follows its inputs declaratively.
 SCHEDULED_ROOTS = {AssetKey("raw_objects")}
 
+# The nightly ingest must have updated the raw tables within a day (warn) or 26 hours (fail: a
+# day plus slack for a slow run). Dagster's freshness daemon (`freshness: enabled` in
+# dagster.yaml) evaluates the policy and the UI shows the state on the asset.
+RAW_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=24))
+RAW_ASSETS = {AssetKey("raw_objects"), AssetKey("raw_images")}
+
 
 def follows_inputs() -> AutomationCondition:
     """Dagster's `eager()`, but triggered by a changed *data version* of an input (or a new code
@@ -45,14 +53,19 @@ def follows_inputs() -> AutomationCondition:
     ).with_label("follows_inputs")
 
 
+def _operated(spec):
+    if spec.key in RAW_ASSETS:
+        spec = spec.replace_attributes(freshness_policy=RAW_FRESHNESS)
+    if spec.key not in SCHEDULED_ROOTS:
+        spec = spec.replace_attributes(automation_condition=follows_inputs())
+    return spec
+
+
 def with_automation(assets: list) -> list:
-    """Every materialisable asset except the scheduled roots gets `follows_inputs()`."""
-    out = []
-    for asset in assets:
-        if isinstance(asset, AssetsDefinition) and asset.is_materializable and not (set(asset.keys) & SCHEDULED_ROOTS):
-            asset = asset.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=follows_inputs()))
-        out.append(asset)
-    return out
+    """Every materialisable asset except the scheduled roots gets `follows_inputs()`; the raw
+    tables get their freshness policy."""
+    return [asset.map_asset_specs(_operated) if isinstance(asset, AssetsDefinition) and asset.is_materializable else asset
+            for asset in assets]
 
 ingest_job = define_asset_job(
     "ingest_sources",
@@ -130,16 +143,30 @@ def pairs_from_new_judgments(context: SensorEvaluationContext):
     return RunRequest(run_key=f"judgments-{count}", tags={"artsim/trigger": "curator-feedback"})
 
 
+def send_alert(message: str, details: dict) -> None:
+    """The alert hook: always a line on the `artsim.alerts` logger; with `ARTSIM_ALERT_WEBHOOK`
+    set, also a JSON POST there (chat, pager or mail gateway). A hook that fails is logged, never
+    raised: the alert line has already been written."""
+    alert_log.error(message)
+    url = os.environ.get("ARTSIM_ALERT_WEBHOOK")
+    if url:
+        import requests
+
+        try:
+            requests.post(url, json={"text": message, **details}, timeout=10).raise_for_status()
+        except requests.RequestException as exc:
+            alert_log.error(f"the alert webhook {url} failed: {exc}")
+
+
 @run_failure_sensor(default_status=DefaultSensorStatus.RUNNING)
 def alert_on_run_failure(context: RunFailureSensorContext):
-    """Writes an alert for every failed run (a log line; point the `artsim.alerts` logger at
-    any handler: mail, chat, pager)."""
+    """Sends an alert for every failed run through `send_alert` (a log line by default)."""
     run = context.dagster_run
     message = (
         f"artsim run {run.run_id} ({run.job_name}) failed at {datetime.now(timezone.utc).isoformat()}: "
         f"{context.failure_event.message}"
     )
-    alert_log.error(message)
+    send_alert(message, {"run_id": run.run_id, "job": run.job_name})
     context.log.error(message)
 
 
