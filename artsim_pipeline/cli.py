@@ -186,7 +186,7 @@ def run_similar(args, parser) -> int:
         parser.error("give either an ARTWORK_ID or --image FILE")
     if args.k < 1:
         parser.error("-k must be at least 1")
-    service = SimilarityService()
+    service = SimilarityService.for_environment()
     try:
         if args.image:
             print(f"embedding {args.image} ...", file=sys.stderr, flush=True)

@@ -26,6 +26,14 @@ class ImageQueryError(ValueError):
 class SimilarityService:
     """Loads the index and tables lazily, once."""
 
+    @classmethod
+    def for_environment(cls) -> "SimilarityService":
+        """The service over the storage `ARTSIM_ENV` names (S3 in prod, `$ARTSIM_HOME` otherwise)."""
+        from artsim_pipeline.definitions import build_resources
+
+        resources = build_resources(settings.artsim_env())
+        return cls(tables=resources["tables"], storage=resources["storage"])
+
     def __init__(self, home: Path | None = None, *, tables: TableStore | None = None, storage: ArtsimStorage | None = None) -> None:
         self.home = Path(home) if home else settings.artsim_home()
         self.tables = tables or TableStore(base_dir=str(self.home / "storage"))
