@@ -24,10 +24,16 @@ class EncoderResource(ConfigurableResource):
 
     def image_model_id(self) -> str:
         """The id image vectors are keyed by; EfficientNet's is known without loading weights."""
-        from artsim_pipeline.core.ml.backbones import DEFAULT_BACKBONE, EFFICIENTNET_LITE0_ID, EfficientNetLite0Backbone
+        from artsim_pipeline.core.ml.backbones import (
+            DEFAULT_BACKBONE, EFFICIENTNET_LITE0_GRID_PREFIX, EFFICIENTNET_LITE0_ID, EfficientNetLite0Backbone,
+        )
 
+        suffix = f"+pp{EfficientNetLite0Backbone.preprocess_version}"
         if self.backbone in (DEFAULT_BACKBONE, EFFICIENTNET_LITE0_ID):
-            return f"{EFFICIENTNET_LITE0_ID}+pp{EfficientNetLite0Backbone.preprocess_version}"
+            return f"{EFFICIENTNET_LITE0_ID}{suffix}"
+        grid = self.backbone[len(EFFICIENTNET_LITE0_GRID_PREFIX):] if self.backbone.startswith(EFFICIENTNET_LITE0_GRID_PREFIX) else ""
+        if grid.isdigit():
+            return f"{EFFICIENTNET_LITE0_ID}/s5grid{int(grid)}{suffix}"
         return self.load_backbone().model_id
 
     def text_model_id(self) -> str:

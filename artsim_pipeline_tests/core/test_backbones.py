@@ -137,6 +137,24 @@ def test_efficientnet_backbone_contract(lite0):
     assert pickle.loads(blob) == lite0.preprocessor == ResizeCenterCrop(224)
 
 
+def test_regional_stage5_backbone(lite0):
+    grid = load_backbone("efficientnet_lite0:s5grid6")
+    assert grid.model_id == "efficientnet_lite0@imagenet/s5grid6+pp1" != lite0.model_id
+    assert grid.dim == 112 * 36 and grid.preprocessor == lite0.preprocessor
+    from artsim_pipeline.resources.encoders import EncoderResource
+
+    assert EncoderResource(backbone="efficientnet_lite0:s5grid6").image_model_id() == grid.model_id  # known without loading
+    x = torch.stack([lite0.preprocess(render_clock()), lite0.preprocess(render_checkerboard())])
+    m = load_backbone("efficientnet_lite0", fuse_bn=False, channels_last=False).module
+    with torch.inference_mode():
+        v = grid.forward(x)
+        stage5 = m.blocks[:11](m.act(m.bn_stem(m.conv_stem(x))))
+    assert stage5.shape == (2, 112, 14, 14) and v.shape == (2, grid.dim)
+    torch.testing.assert_close(v, torch.nn.functional.adaptive_avg_pool2d(stage5, 6).flatten(1), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        load_backbone("efficientnet_lite0:s5gridx")
+
+
 def test_unknown_spec_is_refused():
     with pytest.raises(ValueError, match="unknown backbone"):
         load_backbone("resnet9000")

@@ -49,6 +49,9 @@ if TYPE_CHECKING:  # heavy imports stay inside functions
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 EFFICIENTNET_LITE0_ID = "efficientnet_lite0@imagenet"
+#: EfficientNet-Lite0 with *regional* mid-level features instead of the global pooled vector:
+#: the stage-5 map (112 channels, 14x14 at 224 px) average-pooled to ``g`` x ``g`` cells, flattened.
+EFFICIENTNET_LITE0_GRID_PREFIX = "efficientnet_lite0:s5grid"
 HF_PREFIX = "hf:"
 
 #: HF model types whose embedding is the CLS token of ``last_hidden_state``.
@@ -196,6 +199,34 @@ class EfficientNetLite0Backbone(ImageBackbone):
         return self.module(self._prepare(batch))
 
 
+class EfficientNetLite0GridBackbone(EfficientNetLite0Backbone):
+    """EfficientNet-Lite0 truncated after stage 5 (block 11 of 16: 112 channels, 14x14 at 224 px),
+    average-pooled to ``grid`` x ``grid`` regions and flattened: ``112 * grid**2`` dims.
+
+    Why: the global 1280-d vector averages small local patterns away (on the bundled sample a
+    ridge probe recovers the per-tag motif glyphs with mean AUC 0.71 from it, 0.98 from these
+    regional features), and local motifs are exactly what the shared_tags pairs are about.
+    """
+
+    STAGE5_BLOCKS = 11  # blocks[:11] = stages 1-5
+
+    def __init__(self, *, grid: int = 6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if grid < 1:
+            raise ValueError(f"grid must be >= 1, got {grid}")
+        self.grid = grid
+        self.backbone_id = f"{EFFICIENTNET_LITE0_ID}/s5grid{grid}"
+        self.dim = 112 * grid * grid
+
+    def forward(self, batch: "torch.Tensor") -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        m = self.module
+        x = m.act(m.bn_stem(m.conv_stem(self._prepare(batch))))
+        x = m.blocks[: self.STAGE5_BLOCKS](x)
+        return F.adaptive_avg_pool2d(x, self.grid).flatten(1)
+
+
 class HFImageBackbone(ImageBackbone):
     """A Hugging Face vision model; see the module docstring for the pooling per family."""
 
@@ -285,6 +316,8 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, **kwargs: Any) -> ImageBackbone:
     spec = (spec or DEFAULT_BACKBONE).strip()
     if spec in (DEFAULT_BACKBONE, EFFICIENTNET_LITE0_ID):
         return EfficientNetLite0Backbone(**kwargs)
+    if spec.startswith(EFFICIENTNET_LITE0_GRID_PREFIX) and spec[len(EFFICIENTNET_LITE0_GRID_PREFIX):].isdigit():
+        return EfficientNetLite0GridBackbone(grid=int(spec[len(EFFICIENTNET_LITE0_GRID_PREFIX):]), **kwargs)
     if spec.startswith(HF_PREFIX) and len(spec) > len(HF_PREFIX):
         return HFImageBackbone(spec[len(HF_PREFIX):], **kwargs)
-    raise ValueError(f"unknown backbone {spec!r}: use 'efficientnet_lite0' or 'hf:<hub id or local path>'")
+    raise ValueError(f"unknown backbone {spec!r}: use 'efficientnet_lite0', 'efficientnet_lite0:s5grid<g>' or 'hf:<hub id or local path>'")
