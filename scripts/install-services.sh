@@ -4,6 +4,8 @@
 # ports in temp dirs (artsim_pipeline_tests/servers.py); this script only installs the Debian
 # packages `postgresql` and `redis-server`. It never enables or starts the system services.
 set -euo pipefail
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
 # Debian keeps initdb/postgres/pg_ctl under /usr/lib/postgresql/<major>/bin, off the PATH.
 find_pg_bin() {
@@ -26,29 +28,20 @@ find_pg_bin >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            SUDO="sudo -E"
-        else
-            echo "install-services.sh: ${missing[*]} missing and this is not root (no sudo): install the Debian package(s) ${missing[*]}" >&2
-            exit 1
-        fi
-    fi
+    APT_PACKAGES="${missing[*]}"
     # policy-rc.d exit 101 keeps dpkg from starting the services it installs (no systemd here
     # anyway; the tests start their own servers). Only ours is removed afterwards.
     policy=/usr/sbin/policy-rc.d
     added_policy=0
     if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-        $SUDO chmod 755 "$policy"
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
         added_policy=1
     fi
-    trap 'if [ "$added_policy" = 1 ]; then $SUDO rm -f "$policy"; fi' EXIT
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
-        || $SUDO apt-get install -y --no-install-recommends "${missing[@]}"  # again, loudly, to show why
+    trap 'if [ "$added_policy" = 1 ]; then as_root rm -f "$policy"; fi' EXIT
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+        || as_root apt-get install -y --no-install-recommends "${missing[@]}"  # again, loudly, to show why
 fi
 
 pg_bin="$(find_pg_bin)" || { echo "install-services.sh: PostgreSQL binaries (initdb, postgres) not found after install" >&2; exit 1; }
