@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "great_expectations", "mlflow", "lightning", "hnswlib", "sklearn")
+HEAVY = ("torch", "transformers", "great_expectations", "mlflow", "lightning", "hnswlib", "sklearn", "umap", "numba", "pynndescent")
 
 
 def test_loading_definitions_imports_nothing_heavy(tmp_path):
@@ -38,7 +38,7 @@ def test_dagster_validates_the_code_location(tmp_path):
 
 def test_every_stack_module_imports_side_by_side():
     """torch, Lightning, transformers, hnswlib, mlflow and GX together; torchvision stays out."""
-    for name in ("torch", "lightning", "transformers", "hnswlib", "mlflow", "great_expectations", "polars", "dagster_aws"):
+    for name in ("torch", "lightning", "transformers", "hnswlib", "mlflow", "great_expectations", "polars", "dagster_aws", "umap"):
         importlib.import_module(name)
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("torchvision")

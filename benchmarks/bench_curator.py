@@ -32,8 +32,17 @@
 
     The ratio p50(HTTP) / p50(in-process) is the cost of HTTP + the app + the browser.
 
+(c) Collection map projection. ``project_2d`` (UMAP: cosine, seeded, exact kNN graph up to
+    ``UMAP_EXACT_KNN_MAX`` rows) over ``--projection-sizes`` (2,000 and 10,000)
+    ``synthetic_clustered_vectors`` of ``--dim`` (256), each size in a fresh Python process so
+    the first call pays numba's JIT compilation as the ``collection_map`` asset does: ``import
+    umap`` (pynndescent's numba cache is read from ``__pycache__`` or ``$NUMBA_CACHE_DIR``;
+    ~40 s when that cache is cold), the first call and a second call on the same vectors, wall
+    and CPU seconds, and whether the two calls gave identical coordinates. No browser needed.
+
     .venv/bin/python benchmarks/bench_curator.py
     .venv/bin/python benchmarks/bench_curator.py --points 10000 --runs 7 --json out.json
+    .venv/bin/python benchmarks/bench_curator.py --skip-map --skip-http   # (c) only
 
 Wall-clock on whatever the machine has; browser, server and this process share its cores (load
 average printed at start and end). Needs /usr/bin/chromium (scripts/install-browser.sh).
@@ -357,6 +366,40 @@ def bench_http(browser, home: Path, ids: list[str], n_requests: int, warm: int, 
     return out
 
 
+# -- (c) the map's 2-D projection ------------------------------------------------------------------
+
+PROJECTION_CHILD = """
+import json, sys, time
+import numpy as np
+from artsim_pipeline.core.ann import synthetic_clustered_vectors
+from artsim_pipeline.core.collection_map import _import_umap, project_2d
+n, dim = int(sys.argv[1]), int(sys.argv[2])
+x = synthetic_clustered_vectors(n, dim, n_clusters=max(2, n // 50), seed=0)
+out = {}
+def timed(name, fn):
+    w, c = time.perf_counter(), time.process_time()
+    value = fn()
+    out[name] = {"wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c}
+    return value
+timed("import umap", _import_umap)
+first, method = timed("first call", lambda: project_2d(x, seed=0))
+second, _ = timed("second call", lambda: project_2d(x, seed=0))
+out.update(method=method, identical=bool(np.array_equal(first, second)))
+print(json.dumps(out))
+"""
+
+
+def bench_projection(sizes: list[int], dim: int) -> dict[int, dict]:
+    out = {}
+    for n in sizes:
+        proc = subprocess.run([sys.executable, "-c", PROJECTION_CHILD, str(n), str(dim)], capture_output=True,
+                              text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"projection of {n} vectors failed:\n{proc.stderr[-2000:]}")
+        out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=10_000)
@@ -368,13 +411,28 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--skip-map", action="store_true")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--projection-sizes", type=int, nargs="+", default=[2_000, 10_000])
+    ap.add_argument("--skip-projection", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from playwright.sync_api import sync_playwright
-
     report: dict = {"loadavg_start": loadavg(), "cpus": os.cpu_count()}
     print(f"load average {report['loadavg_start']} on {os.cpu_count()} CPUs; Chromium {CHROMIUM}", flush=True)
+    if not args.skip_projection:
+        print(f"(c) map projection: dim {args.dim}, a fresh process per size", flush=True)
+        projections = bench_projection(args.projection_sizes, args.dim)
+        report["projection"] = {str(k): v for k, v in projections.items()}
+        print(f"\n  {'vectors':>8} {'method':>8} {'import umap':>16} {'first call':>16} {'second call':>16} "
+              f"{'identical':>9}   (wall / CPU s)")
+        for n, r in projections.items():
+            cells = " ".join(f"{r[k]['wall_s']:>7.1f} / {r[k]['cpu_s']:<6.1f}" for k in ("import umap", "first call", "second call"))
+            print(f"  {n:>8,} {r['method']:>8} {cells} {str(r['identical']):>9}")
+        print(flush=True)
+    if args.skip_map and args.skip_http:
+        return finish(report, args.json)
+
+    from playwright.sync_api import sync_playwright
+
     with tempfile.TemporaryDirectory(prefix="bench_curator_") as tmp, sync_playwright() as p:
         workdir = Path(tmp)
         browser = launch(p)
@@ -407,10 +465,14 @@ def main() -> int:
                 ref = work_base if ("/work" in k or "2 x" in k) else sim_base
                 print(f"  {k:<40} {len(v):>4} {pct(v, 0.5):>8.2f} {pct(v, 0.95):>8.2f} {pct(v, 0.5) / ref:>16.1f}x")
         browser.close()
+    return finish(report, args.json)
+
+
+def finish(report: dict, json_path: Path | None) -> int:
     report["loadavg_end"] = loadavg()
     print(f"\nload average {report['loadavg_end']}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -1,8 +1,9 @@
 """A 2-D map of the collection in the learned similarity space, as one offline HTML page.
 
-- :func:`project_2d` - vectors to 2-D: UMAP when ``umap-learn`` is importable, else PCA (to 50
-  dimensions) + t-SNE from scikit-learn, or plain PCA-2 for tiny inputs; seeded, and it says
-  which method it used.
+- :func:`project_2d` - vectors to 2-D: UMAP (cosine, fixed ``random_state``) by default; the
+  deterministic fallback is PCA (to 50 dimensions) + t-SNE from scikit-learn, or plain PCA-2 for
+  tiny inputs, used when there are too few rows for UMAP or ``umap-learn`` cannot be imported
+  (or when asked for); it says which method it used.
 - :func:`render_map_html` - one self-contained interactive page (inline CSS and JS, no network
   access at all): a canvas with one dot (or thumbnail, when zoomed in) per work, colour by
   museum / department / cluster, title and maker on hover, click to list the nearest works.
@@ -18,29 +19,57 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+UMAP_N_NEIGHBORS = 15  # umap-learn's default: local structure over ~15 neighbours
+UMAP_MIN_DIST = 0.1  # umap-learn's default: how tightly points may pack in the map
+# Up to this many rows UMAP gets an exact cosine kNN graph computed here with numpy (~1 s for
+# 10,000 x 256), which also spares numba compiling pynndescent's NNDescent (~30 s of CPU in every
+# new process); above it UMAP builds its own approximate graph with NNDescent.
+UMAP_EXACT_KNN_MAX = 20_000
 TSNE_MIN_POINTS = 30  # fewer points than this: PCA-2 (t-SNE needs perplexity < n)
 PCA_DIMS = 50
 
-METHODS = ("auto", "umap", "tsne", "pca")
+METHODS = ("auto", "umap", "pca_tsne", "pca")
+_ALIASES = {"tsne": "pca_tsne"}  # the name used before "pca_tsne"; still accepted
 
 _DATA_URI = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,[A-Za-z0-9+/=]+$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
-def _umap_available() -> bool:
+def _import_umap() -> Any | None:
+    """The ``umap`` module, or None when it cannot be imported (missing, or a broken
+    numba/llvmlite). Imported here, never at module import: it costs ~2-3 s of CPU, and ~20 s
+    the very first time (numba compiles pynndescent's ``cache=True`` functions and stores them
+    in ``__pycache__`` next to them, or under ``$NUMBA_CACHE_DIR`` when that is set)."""
+    numba_log = logging.getLogger("numba")
+    if numba_log.level == logging.NOTSET:
+        # numba logs ~20,000 DEBUG records while compiling UMAP's kernels: keep them out of any
+        # DEBUG-level log setup (an explicit level set on the "numba" logger is left alone)
+        numba_log.setLevel(logging.WARNING)
     try:
-        import umap  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure (missing, broken numba) means "not available"
-        return False
-    return True
+        with warnings.catch_warnings():
+            # umap/__init__ warns (ImportWarning) that ParametricUMAP needs TensorFlow: not used
+            warnings.simplefilter("ignore", ImportWarning)
+            import umap
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return None
+    return umap
+
+
+def umap_min_points(n_neighbors: int = UMAP_N_NEIGHBORS) -> int:
+    """The fewest rows UMAP is used for: ``n_neighbors + 2`` (each point needs its
+    ``n_neighbors`` neighbours plus room for the spectral initialisation); fewer go to the
+    fallback."""
+    return max(4, n_neighbors + 2)
 
 
 def _matrix(vectors: Any) -> np.ndarray:
@@ -53,39 +82,120 @@ def _matrix(vectors: Any) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def project_2d(vectors: Any, seed: int = 0, method: str = "auto") -> tuple[np.ndarray, str]:
+def _fallback(n: int) -> str:
+    return "pca_tsne" if n >= TSNE_MIN_POINTS else "pca"
+
+
+def project_2d(
+    vectors: Any,
+    seed: int = 0,
+    method: str = "auto",
+    *,
+    n_neighbors: int = UMAP_N_NEIGHBORS,
+    min_dist: float = UMAP_MIN_DIST,
+) -> tuple[np.ndarray, str]:
     """``(coords, method_used)``: an ``(n, 2)`` float32 array and the method that made it.
 
-    ``method="auto"`` uses ``"umap"`` (``umap.UMAP(n_neighbors=min(15, n-1), metric="cosine",
-    random_state=seed)``) when ``umap-learn`` is importable, else ``"tsne"``: PCA to
-    ``min(50, dim, n)`` components, then ``TSNE(perplexity=min(30, (n-1)/3), init="pca",
-    random_state=seed)``. Inputs with fewer than ``TSNE_MIN_POINTS`` rows use ``"pca"``
-    (the first two principal components). Rows are L2-normalised first; the same input and
-    seed give the same coordinates. Special cases: ``"empty"`` (n=0) and ``"single"`` (n=1).
+    Rows are L2-normalised first; the same input and seed always give the same coordinates.
+
+    - ``"umap"``: ``umap.UMAP(n_neighbors, min_dist, metric="cosine", random_state=seed,
+      init="spectral", n_jobs=1)`` (a fixed ``random_state`` makes UMAP single-threaded, which
+      is what makes it reproducible), given the exact kNN graph up to ``UMAP_EXACT_KNN_MAX``
+      rows. Inputs with fewer than :func:`umap_min_points` rows use the fallback instead, and
+      say so in ``method_used``. ImportError if ``umap-learn`` is not importable. The first
+      call in a process spends ~7-10 s of CPU on numba compiling UMAP's kernels (not
+      cacheable: umap-learn does not ask numba to cache them).
+    - ``"pca_tsne"`` (the fallback; ``"tsne"`` is accepted as an old name for it): PCA to
+      ``min(50, dim, n)`` components, then ``TSNE(perplexity=min(30, (n-1)/3), init="pca",
+      random_state=seed)``; under 4 rows, ``"pca"``.
+    - ``"pca"``: the first two principal components (signs fixed).
+    - ``"auto"`` (the default): ``"umap"`` when ``umap-learn`` is importable and there are at
+      least :func:`umap_min_points` rows, else ``"pca_tsne"`` from ``TSNE_MIN_POINTS`` rows,
+      else ``"pca"``.
+
+    ``method_used`` is one of ``"umap"``, ``"pca_tsne"``, ``"pca"``, or ``"empty"`` (n=0) /
+    ``"single"`` (n=1, the origin).
     """
+    method = _ALIASES.get(method, method)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
+        raise ValueError("n_neighbors must be an integer >= 2")
+    if not (0.0 <= float(min_dist) <= 1.0):
+        raise ValueError("min_dist must be in [0, 1]")
     x = _matrix(vectors)
     n = x.shape[0]
     if n == 0:
         return np.zeros((0, 2), np.float32), "empty"
     if n == 1:
         return np.zeros((1, 2), np.float32), "single"
-    if method == "auto":
-        method = "pca" if n < TSNE_MIN_POINTS else ("umap" if _umap_available() else "tsne")
-    if method != "pca" and n < 4:
+    umap = None
+    if method in ("auto", "umap"):
+        if n < umap_min_points(int(n_neighbors)):
+            method = _fallback(n)  # too few rows for UMAP (and no need to import it)
+        else:
+            umap = _import_umap()
+            if umap is None and method == "umap":
+                raise ImportError("method='umap' needs umap-learn, which cannot be imported")
+            method = "umap" if umap is not None else _fallback(n)
+    if method == "pca_tsne" and n < 4:
         method = "pca"
     if method == "pca":
         return _pca(x, 2, seed), "pca"
     if method == "umap":
-        import umap
+        return _umap(umap, x, seed, int(n_neighbors), float(min_dist)), "umap"
+    return _pca_tsne(x, seed), "pca_tsne"
 
-        reducer = umap.UMAP(
-            n_components=2, n_neighbors=max(2, min(15, n - 1)), metric="cosine", random_state=seed
-        )
-        return np.asarray(reducer.fit_transform(x), dtype=np.float32), "umap"
+
+def _exact_knn(x: np.ndarray, k: int, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k-nearest neighbours of unit rows (each row's own index first, distance 0):
+    ``(indices int32 (n, k), distances float32 (n, k))``, batched so memory stays ~batch x n."""
+    n = x.shape[0]
+    idx = np.empty((n, k), dtype=np.int32)
+    dist = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        sims = x[start:stop] @ x.T
+        rows = np.arange(stop - start)
+        sims[rows, rows + start] = np.inf  # self first, even among duplicates
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part_sims = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_sims, axis=1, kind="stable")
+        idx[start:stop] = np.take_along_axis(part, order, axis=1)
+        d = 1.0 - np.take_along_axis(part_sims, order, axis=1)
+        d[:, 0] = 0.0
+        dist[start:stop] = np.maximum(d, 0.0)
+    return idx, dist
+
+
+def _umap(umap: Any, x: np.ndarray, seed: int, n_neighbors: int, min_dist: float) -> np.ndarray:
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    precomputed = (None, None, None)
+    if x.shape[0] <= UMAP_EXACT_KNN_MAX:
+        precomputed = (*_exact_knn(x32, n_neighbors), None)
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric="cosine",
+        init="spectral",
+        random_state=seed,
+        n_jobs=1,  # what random_state forces anyway; saying it avoids umap's warning
+        precomputed_knn=precomputed,
+    )
+    with warnings.catch_warnings():
+        # without an NNDescent index UMAP cannot .transform() new points: never needed here
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        out = np.asarray(reducer.fit_transform(x32), dtype=np.float32)
+    if not np.isfinite(out).all():  # never seen; a map with NaNs would be blank, so refuse it
+        raise FloatingPointError("UMAP produced non-finite coordinates")
+    return out
+
+
+def _pca_tsne(x: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
 
+    n = x.shape[0]
     reduced = _pca(x, min(PCA_DIMS, x.shape[1], n), seed)
     tsne = TSNE(
         n_components=2,
@@ -94,7 +204,7 @@ def project_2d(vectors: Any, seed: int = 0, method: str = "auto") -> tuple[np.nd
         learning_rate="auto",
         random_state=seed,
     )
-    return np.asarray(tsne.fit_transform(reduced), dtype=np.float32), "tsne"
+    return np.asarray(tsne.fit_transform(reduced), dtype=np.float32)
 
 
 def _pca(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -48,20 +50,95 @@ def _points(n: int) -> pl.DataFrame:
     )
 
 
-def test_projection_methods_are_deterministic():
+def _two_clusters(n_each: int = 40, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two tight clusters around orthogonal directions (cosine distance ~1 apart), labels 0/1."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim)[:2] * 3.0
+    x = np.vstack([c + rng.normal(scale=0.3, size=(n_each, dim)) for c in centres])
+    return x, np.repeat([0, 1], n_each)
+
+
+def _separated(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> bool:
+    """Every point's k nearest 2-D neighbours share its label, and the two centroids lie further
+    apart than three times the larger cluster's mean radius."""
+    d = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    nn = np.argsort(d, axis=1)[:, :k]
+    if not (labels[nn] == labels[:, None]).all():
+        return False
+    centroids = [coords[labels == c].mean(axis=0) for c in (0, 1)]
+    radius = max(np.linalg.norm(coords[labels == c] - centroids[c], axis=1).mean() for c in (0, 1))
+    return bool(np.linalg.norm(centroids[0] - centroids[1]) > 3 * radius)
+
+
+def test_umap_is_the_default_deterministic_and_separates_clusters():
+    x, labels = _two_clusters()
+    coords, method = project_2d(x, seed=0)
+    assert method == "umap" and coords.shape == (80, 2) and coords.dtype == np.float32
+    assert np.isfinite(coords).all()
+    assert np.array_equal(coords, project_2d(x, seed=0)[0])  # same input and seed, same map
+    assert np.array_equal(coords, project_2d(x, seed=0, method="umap")[0])
+    assert _separated(coords, labels)
+    assert not _separated(np.random.default_rng(0).normal(size=coords.shape), labels)  # the check has teeth
+    assert not np.array_equal(coords, project_2d(x, seed=1)[0])  # the seed is used
+    other, method = project_2d(x, seed=0, n_neighbors=5, min_dist=0.5)  # the knobs reach UMAP
+    assert method == "umap" and not np.array_equal(coords, other) and _separated(other, labels)
+
+
+def test_exact_knn_graph_matches_brute_force():
+    from artsim_pipeline.core.collection_map import _exact_knn, _matrix
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 12))
+    x[7] = x[3]  # a duplicate: each copy must still list itself first
+    unit = _matrix(x).astype(np.float32)
+    idx, dist = _exact_knn(unit, 6, batch=16)  # several batches
+    assert idx.shape == dist.shape == (50, 6) and idx.dtype == np.int32 and dist.dtype == np.float32
+    assert (idx[:, 0] == np.arange(50)).all() and (dist[:, 0] == 0).all()
+    assert idx[3, 1] == 7 and idx[7, 1] == 3 and dist[3, 1] < 1e-6
+    expected = 1 - unit @ unit.T
+    for i in range(50):
+        np.testing.assert_allclose(dist[i], np.sort(expected[i])[:6].clip(0), atol=1e-5)
+        np.testing.assert_allclose(dist[i], expected[i, idx[i]].clip(0) * (idx[i] != i), atol=1e-5)
+    assert (np.diff(dist, axis=1) >= -1e-7).all()
+
+
+def test_fallback_projections_are_deterministic_and_named(monkeypatch):
+    import artsim_pipeline.core.collection_map as cm
+
     rng = np.random.default_rng(0)
     tiny = rng.normal(size=(6, 8))
-    coords, method = project_2d(tiny, seed=3)
+    coords, method = project_2d(tiny, seed=3)  # too few rows for UMAP or t-SNE
     assert method == "pca" and coords.shape == (6, 2) and coords.dtype == np.float32
     assert np.array_equal(coords, project_2d(tiny, seed=3)[0])
-    x = np.vstack([rng.normal(loc=c, scale=0.1, size=(20, 8)) for c in (0.0, 3.0)])
-    coords, method = project_2d(x, seed=0, method="tsne")
-    assert method == "tsne" and coords.shape == (40, 2) and np.isfinite(coords).all()
-    assert np.array_equal(coords, project_2d(x, seed=0, method="tsne")[0])
+    assert project_2d(tiny, method="umap")[1] == "pca"  # asked for UMAP, too few rows: says what ran
+    assert project_2d(rng.normal(size=(2, 8)))[1] == "pca"
+    assert project_2d(rng.normal(size=(cm.umap_min_points() - 1, 8)))[1] == "pca"
+    x, _ = _two_clusters(20, 8)
+    coords, method = project_2d(x, seed=0, method="pca_tsne")
+    assert method == "pca_tsne" and coords.shape == (40, 2) and np.isfinite(coords).all()
+    again, method = project_2d(x, seed=0, method="tsne")  # the old name still works
+    assert method == "pca_tsne" and np.array_equal(coords, again)
+    again, method = project_2d(x, seed=0, n_neighbors=39, method="umap")  # 40 rows < 39 + 2
+    assert method == "pca_tsne" and np.array_equal(coords, again)
+    assert project_2d(x, method="pca")[1] == "pca"
     assert project_2d(np.zeros((0, 8)))[1] == "empty"
     assert project_2d(np.ones((1, 8)))[1] == "single"
-    with pytest.raises(ValueError):
-        project_2d(x, method="magic")
+    for bad in ({"method": "magic"}, {"n_neighbors": 1}, {"n_neighbors": 2.5}, {"min_dist": -0.1}, {"min_dist": 1.5}):
+        with pytest.raises(ValueError):
+            project_2d(x, **bad)
+    # umap-learn missing (or numba broken): "auto" falls back, an explicit "umap" is an error
+    monkeypatch.setattr(cm, "_import_umap", lambda: None)
+    again, method = project_2d(x, seed=0)
+    assert method == "pca_tsne" and np.array_equal(coords, again)
+    with pytest.raises(ImportError):
+        project_2d(x, method="umap")
+
+
+def test_importing_the_module_does_not_import_umap():
+    code = "import sys, artsim_pipeline.core.collection_map; print(sorted({'umap', 'numba', 'pynndescent', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_json_for_script_is_inert_and_round_trips():

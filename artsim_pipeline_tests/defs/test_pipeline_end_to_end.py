@@ -56,6 +56,7 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
                 "clusters", "collection_map"):
         assert isinstance(defs.load_asset_value(key), pl.DataFrame), key
     page = (home / "maps" / "collection_map.html").read_text()
+    assert latest_metadata(instance, "collection_map")["projection"] == "umap"
     assert "met:436535" in page and "<script src" not in page
     model = defs.load_asset_value("similarity_model").row(0, named=True)
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri())

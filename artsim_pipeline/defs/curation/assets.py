@@ -44,11 +44,14 @@ def clusters(context: AssetExecutionContext, config: ClustersConfig, artwork_vec
 
 class CollectionMapConfig(Config):
     seed: int = 0
+    projection: str = "auto"  # "auto" (UMAP unless the collection is tiny) | "umap" | "pca_tsne" | "pca"
+    umap_n_neighbors: int = 15
+    umap_min_dist: float = 0.1
     neighbours: int = 8
     thumbnail_px: int = 64
 
 
-@asset(group_name="curation", kinds={"html"}, code_version="1", deps=["ann_index"])
+@asset(group_name="curation", kinds={"html"}, code_version="2", deps=["ann_index"])
 def collection_map(
     context: AssetExecutionContext,
     config: CollectionMapConfig,
@@ -58,13 +61,14 @@ def collection_map(
     raw_images: pl.DataFrame,
     storage: ArtsimStorage,
 ) -> Output[pl.DataFrame]:
-    """A 2-D map of the collection (UMAP when installed, else PCA + t-SNE) as one self-contained
+    """A 2-D map of the collection (UMAP, cosine, seeded; PCA + t-SNE for tiny collections or on request) as one self-contained
     HTML page: thumbnails, colour by museum / department / cluster, hover for title and maker,
     click for the nearest works. The table holds each work's map coordinates."""
     from artsim_pipeline.core.collection_map import project_2d, render_map_html, thumbnail_data_uri
 
     ids, vectors = vectors_matrix(artwork_vectors)
-    coords, method = project_2d(vectors, seed=config.seed)
+    coords, method = project_2d(vectors, seed=config.seed, method=config.projection,
+                                n_neighbors=config.umap_n_neighbors, min_dist=config.umap_min_dist)
     points = (
         pl.DataFrame({"artwork_id": ids, "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32)})
         .join(clusters.select("artwork_id", "cluster"), on="artwork_id", how="left")
