@@ -44,9 +44,16 @@ def s3_endpoint_url() -> str | None:
     return os.environ.get("ARTSIM_S3_ENDPOINT_URL") or None
 
 
+# EfficientNet-Lite0's stage-5 map pooled to a 7 x 7 grid rather than its global vector: local
+# motifs survive (see the README's model figures: +6 points of test recall@10 for the trained
+# head, better classifiers). 7 x 7 is plain 2 x 2 pooling of the 14 x 14 map.
+DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0:s5grid7"
+
+
 def image_backbone() -> str:
-    """`ARTSIM_IMAGE_BACKBONE`: "efficientnet_lite0" (default) or "hf:<hub id or path>"."""
-    return os.environ.get("ARTSIM_IMAGE_BACKBONE") or "efficientnet_lite0"
+    """`ARTSIM_IMAGE_BACKBONE`: `DEFAULT_IMAGE_BACKBONE`, "efficientnet_lite0" (the pooled vector),
+    "efficientnet_lite0:s5grid<g>" or "hf:<hub id or path>"."""
+    return os.environ.get("ARTSIM_IMAGE_BACKBONE") or DEFAULT_IMAGE_BACKBONE
 
 
 def gpu_run_tags() -> dict[str, str]:

@@ -6,11 +6,14 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.settings import DEFAULT_IMAGE_BACKBONE
+
 
 class EncoderResource(ConfigurableResource):
     """Backbone choice and inference settings. Heavy imports happen only when a model is loaded."""
 
-    backbone: str = Field(default="efficientnet_lite0", description='"efficientnet_lite0" or "hf:<hub id or local path>"')
+    backbone: str = Field(default=DEFAULT_IMAGE_BACKBONE,
+                          description='"efficientnet_lite0:s5grid<g>" (regional), "efficientnet_lite0" (pooled) or "hf:<hub id or local path>"')
     batch_size: int = 32
     num_workers: Optional[int] = Field(default=None, description="DataLoader workers (None: automatic)")
     device: Optional[str] = Field(default=None, description="None: CUDA when available, else CPU")

@@ -246,4 +246,6 @@ def test_no_torchvision_or_timm(tmp_path):
 def test_encoder_resource_knows_the_default_model_id_without_loading(lite0):
     from artsim_pipeline.resources.encoders import EncoderResource
 
-    assert EncoderResource().image_model_id() == lite0.model_id
+    assert EncoderResource(backbone="efficientnet_lite0").image_model_id() == lite0.model_id
+    assert EncoderResource().image_model_id() == load_backbone(EncoderResource().backbone).model_id
+    assert EncoderResource().backbone == "efficientnet_lite0:s5grid7"
