@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         from artsim_pipeline.web import serve as serve_app
 
         print(f"artsim: serving http://{args.host}:{args.port}/ over {os.environ['ARTSIM_HOME']}", flush=True)
-        serve_app(os.environ["ARTSIM_HOME"], host=args.host, port=args.port)
+        from artsim_pipeline.definitions import build_resources
+
+        serve_app(os.environ["ARTSIM_HOME"], host=args.host, port=args.port,
+                  storage=build_resources(settings.artsim_env())["storage"])
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

@@ -22,6 +22,9 @@ from pydantic import Field
 from artsim_pipeline.resources.objects import LocalObjectStore, ObjectStore, open_store
 
 
+JUDGMENTS_KEY = "feedback/judgments.jsonl"  # where core.feedback keeps the journal under a home
+
+
 class ArtsimStorage(ConfigurableResource):
     """Durable files (local or S3) plus local scratch space under one home directory."""
 
@@ -114,6 +117,23 @@ class ArtsimStorage(ConfigurableResource):
     def image_file(self, relpath: str) -> Path | None:
         """A local path to the stored image (cached from S3 when remote), or None."""
         return self.local_file(f"images/{relpath}")
+
+    # -- curator judgments ---------------------------------------------------------------------
+
+    def judgments_home(self) -> Path:
+        """A directory whose `feedback/judgments.jsonl` is the current judgments journal (for
+        `core.feedback`): `home` itself locally, a fresh copy from S3 when remote."""
+        if not self.is_remote:
+            return self.root
+        self.local_file(JUDGMENTS_KEY, refresh=True)
+        return self.root / "cache"
+
+    def publish_judgments(self, home: Path) -> None:
+        """Copy the journal `artsim serve` appends to under `home` to the storage (remote only:
+        locally it already is the storage). One PUT replaces the object atomically."""
+        journal = Path(home) / JUDGMENTS_KEY
+        if self.is_remote and journal.is_file():
+            self.objects.write_bytes(JUDGMENTS_KEY, journal.read_bytes())
 
     # -- small JSON state and checkpoints ---------------------------------------------------------
 

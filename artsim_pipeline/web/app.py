@@ -217,8 +217,9 @@ class _State:
             return self._pool
 
 
-def create_app(home: str | Path | None = None) -> FastAPI:
-    """The FastAPI app over ``home`` (default: ``$ARTSIM_HOME``)."""
+def create_app(home: str | Path | None = None, storage=None) -> FastAPI:
+    """The FastAPI app over ``home`` (default: ``$ARTSIM_HOME``). With a remote `ArtsimStorage`
+    (prod), every recorded judgment also publishes the journal there for the pipeline."""
     from artsim_pipeline import settings
     from artsim_pipeline.core.search import UnknownArtworkError
     from artsim_pipeline.service import NotBuiltError
@@ -479,6 +480,8 @@ def create_app(home: str | Path | None = None) -> FastAPI:
         if problem is None:
             try:
                 record = fb.record_judgment(home, anchor, cands, chosen, curator)
+                if storage is not None:
+                    storage.publish_judgments(home)
             except fb.InvalidJudgmentError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -495,10 +498,10 @@ def create_app(home: str | Path | None = None) -> FastAPI:
     return app
 
 
-def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, storage=None) -> None:
     """Run the app with uvicorn (loopback only unless ``host`` says otherwise)."""
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("artsim serve is listening on %s: anyone who can reach it can record feedback", host)
-    uvicorn.run(create_app(home), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(home, storage), host=host, port=port, log_level="info")

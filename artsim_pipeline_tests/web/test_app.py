@@ -207,3 +207,19 @@ def test_not_built_home_answers_503(tmp_path):
         r = c.get("/api/similar/met:1")
         assert r.status_code == 503 and "make run" in r.json()["error"]
         assert c.get("/", params={"q": "x"}).status_code == 503
+
+
+def test_each_recorded_judgment_is_published_to_the_storage(home):
+    """In prod the app is given the (S3) storage; every judgment it records is published there."""
+    published = []
+
+    class Storage:
+        def publish_judgments(self, journal_home):
+            published.append(fb.load_judgments(journal_home).height)
+
+    with TestClient(create_app(home, storage=Storage())) as c:
+        cands = c.get("/api/feedback/task", params={"anchor": "met:1"}).json()["candidate_ids"]
+        r = c.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands, "chosen_id": cands[0]})
+        assert r.status_code == 201, r.text
+        assert c.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands, "chosen_id": "met:1"}).status_code == 422
+    assert published == [fb.load_judgments(home).height]  # once, after the append; a refused judgment publishes nothing

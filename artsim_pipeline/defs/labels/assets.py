@@ -62,7 +62,7 @@ def curator_judgments(context) -> ObserveResult:
     Observing it gives a data version, so new judgments make `weak_pairs` stale."""
     from artsim_pipeline.core.feedback import read_judgment_records
 
-    records = read_judgment_records(context.resources.storage.root)
+    records = read_judgment_records(context.resources.storage.judgments_home())
     version = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:16] if records else "none"
     return ObserveResult(data_version=DataVersion(version), metadata={"judgments": len(records)})
 
@@ -122,7 +122,7 @@ def curator_pairs(storage: ArtsimStorage, mined: pl.DataFrame, known_ids: set[st
     """
     from artsim_pipeline.core.feedback import judgments_to_pairs, load_judgments
 
-    picks = judgments_to_pairs(load_judgments(storage.root), weight=weight)
+    picks = judgments_to_pairs(load_judgments(storage.judgments_home()), weight=weight)
     if picks.height == 0:
         return picks.select(mined.columns).cast(mined.schema), 0
     split_of = pl.concat([

@@ -318,7 +318,7 @@ def curator_mean_ranks(storage: ArtsimStorage, weak_pairs: pl.DataFrame, ids: li
     the mean rank each set of vectors gives the curator's pick among the 8 candidates."""
     from artsim_pipeline.core.feedback import load_judgments, mean_rank_of_pick
 
-    judgments = load_judgments(storage.root)
+    judgments = load_judgments(storage.judgments_home())
     train_ids = set(weak_pairs.filter(pl.col("split") == "train")["artwork_id_a"].to_list()) | set(
         weak_pairs.filter(pl.col("split") == "train")["artwork_id_b"].to_list())
     held_out = judgments.filter(~pl.col("anchor_id").is_in(list(train_ids))) if judgments.height else judgments
