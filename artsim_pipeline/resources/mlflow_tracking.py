@@ -1,5 +1,7 @@
 """Where MLflow runs are tracked: a local SQLite store by default, or any tracking server."""
 
+import os
+from contextlib import contextmanager
 from typing import Optional
 
 from dagster import ConfigurableResource
@@ -20,8 +22,38 @@ class MlflowResource(ConfigurableResource):
         base = self.tracking_uri if self.tracking_uri.startswith(("http://", "https://")) else self.ui_url
         return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    @contextmanager
     def start_run(self, experiment: str, run_name: str, tags: dict | None = None):
         from artsim_pipeline.core.ml.tracking import start_run
 
         location = f"{self.artifact_location.rstrip('/')}/{experiment}" if self.artifact_location else None
-        return start_run(experiment, run_name, tags, tracking_uri=self.tracking_uri, artifact_location=location)
+        # MLflow's temporary tracking URI, when it is restored, deletes MLFLOW_TRACKING_URI from
+        # os.environ; put it back, or the next `build_defs` in this process (a Celery worker, a
+        # code server, `artsim materialize`) no longer sees the tracking server it was given.
+        saved = os.environ.get("MLFLOW_TRACKING_URI")
+        try:
+            self.ensure_experiment(experiment, location)
+            with start_run(experiment, run_name, tags, tracking_uri=self.tracking_uri, artifact_location=location) as run:
+                yield run
+        finally:
+            if saved is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = saved
+
+    def ensure_experiment(self, experiment: str, artifact_location: str | None = None) -> None:
+        """Create `experiment` unless it exists, safely when two steps on two machines (Celery
+        workers) try at once: the loser of the race finds the winner's experiment."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from artsim_pipeline.core.ml.tracking import default_artifact_location
+
+        client = mlflow.MlflowClient(self.tracking_uri)
+        if client.get_experiment_by_name(experiment) is not None:
+            return
+        try:
+            client.create_experiment(experiment, artifact_location=artifact_location or default_artifact_location(self.tracking_uri, experiment))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or client.get_experiment_by_name(experiment) is None:
+                raise
