@@ -18,6 +18,7 @@ from artsim_pipeline.core.ml.backbones import load_backbone  # noqa: E402
 from artsim_pipeline.core.ml.embed import (  # noqa: E402
     EmbedResult,
     ImageFileDataset,
+    auto_num_workers,
     collate_drop_failures,
     embed_images,
     load_image,
@@ -206,3 +207,19 @@ def test_artwork_text():
               "culture": None, "tags": np.array(["Mountains"])}
     assert artwork_text(sparse) == "Prints, woodcut. Tags: Mountains."
     assert artwork_text({}) == ""
+
+
+def test_no_decode_workers_inside_a_daemonic_process():
+    """A Celery prefork child is daemonic and may not start processes: embed in-process there."""
+    import multiprocessing
+
+    import torch
+
+    cpu = torch.device("cpu")
+    assert auto_num_workers(cpu, 1000, 32) >= 1  # this process may start decode workers (2+ cores)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(auto_num_workers(cpu, 1000, 32)), daemon=True)
+    child.start()
+    child.join(30)
+    assert queue.get(timeout=5) == 0

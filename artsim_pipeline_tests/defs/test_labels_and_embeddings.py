@@ -160,9 +160,9 @@ def test_curator_picks_become_high_weight_pairs_in_the_anchor_split(artsim_home,
     anchor, pick = cross[0]["artwork_id_a"], cross[1]["artwork_id_a"]
     record_judgment(artsim_home, anchor, [pick, *[o for o in others if o not in (anchor, pick)][:7]], pick, "curator-1")
 
-    sensor = pairs_from_new_judgments(context := build_sensor_context(instance=None, cursor="0"))
+    sensor = pairs_from_new_judgments(context := build_sensor_context(instance=None, cursor="0", resources={"storage": res["storage"]}))
     assert isinstance(sensor, RunRequest) and context.cursor == "2"
-    assert isinstance(pairs_from_new_judgments(build_sensor_context(cursor="2")), SkipReason)
+    assert isinstance(pairs_from_new_judgments(build_sensor_context(cursor="2", resources={"storage": res["storage"]})), SkipReason)
 
     result = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res)
     assert result.success and all(c.passed for c in result.get_asset_check_evaluations())

@@ -71,9 +71,12 @@ def available_cpus() -> int:
 def auto_num_workers(device: "torch.device", n_items: int, batch_size: int) -> int:
     """Decode workers: enough to feed a GPU; on CPU the forward pass needs the cores, and one
     worker (two on machines with more than four cores) keeps ahead of it. No workers for a
-    single batch, where starting processes costs more than it saves."""
+    single batch, where starting processes costs more than it saves, and none inside a daemonic
+    process (a Celery prefork child), which may not start children."""
+    import multiprocessing
+
     cpus = available_cpus()
-    if n_items <= batch_size or cpus < 2:
+    if n_items <= batch_size or cpus < 2 or multiprocessing.current_process().daemon:
         return 0
     if device.type == "cuda":
         return max(1, min(8, cpus - 1))

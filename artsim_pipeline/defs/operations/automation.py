@@ -26,6 +26,7 @@ from dagster import (
 
 from artsim_pipeline.defs.partitions import embedding_buckets, source_partitions
 from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.resources.storage import ArtsimStorage
 
 alert_log = logging.getLogger("artsim.alerts")
 
@@ -129,13 +130,12 @@ refresh_pairs_job = define_asset_job(
 
 
 @sensor(job=refresh_pairs_job, minimum_interval_seconds=120, default_status=DefaultSensorStatus.STOPPED)
-def pairs_from_new_judgments(context: SensorEvaluationContext):
-    """Turns new curator judgments (from `artsim serve`) into pairs: when the judgments file has
-    grown since the cursor, `weak_pairs` is mined again; `retrain_on_new_labels` then retrains."""
-    from artsim_pipeline import settings
+def pairs_from_new_judgments(context: SensorEvaluationContext, storage: ArtsimStorage):
+    """Turns new curator judgments (from `artsim serve`) into pairs: when the judgments journal
+    has grown since the cursor, `weak_pairs` is mined again; `retrain_on_new_labels` then retrains."""
     from artsim_pipeline.core.feedback import read_judgment_records
 
-    count = len(read_judgment_records(settings.artsim_home()))
+    count = len(read_judgment_records(storage.judgments_home()))
     seen = int(context.cursor or 0)
     if count <= seen:
         return SkipReason(f"no new judgments ({count})")
