@@ -53,11 +53,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
     always = {AssetKey("raw_objects")}
     report: dict = {"recomputed": [], "up_to_date": 0}
 
-    def run(keys: set, partition: str | None, label: str) -> None:
-        todo = set(keys) if force else (keys & always) | _stale_with_downstream(instance, graph, keys - always, partition)
-        report["up_to_date"] += len(keys - todo)
-        if not todo:
-            return
+    def execute(todo: set, partition: str | None, label: str) -> None:
         selection = AssetSelection.assets(*todo).required_multi_asset_neighbors()
         selected = selection.resolve(graph)
         result = materialize(assets, selection=selection, partition_key=partition, resources=resources, instance=instance,
@@ -66,6 +62,17 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
             raise SystemExit(f"materialising {label} failed (see the Dagster run {result.run_id})")
         report["recomputed"] += sorted(f"{k.to_user_string()}[{partition}]" if partition else k.to_user_string()
                                        for k in selected)
+
+    def run(keys: set, partition: str | None, label: str) -> None:
+        if force:
+            execute(set(keys), partition, label)
+            return
+        if keys & always:  # ingest first: what it finds decides what is stale after it
+            execute(keys & always, partition, label)
+        todo = _stale_with_downstream(instance, graph, keys - always, partition)
+        report["up_to_date"] += len(keys - always - todo)
+        if todo:
+            execute(todo, partition, label)
 
     _observe_sources(defs, instance, resources)
     # ingest and validation (by source) first: the embedding chunks read their images

@@ -61,13 +61,14 @@ def build_resources(env: str) -> dict:
 def build_defs(env: str | None = None) -> Definitions:
     """Definitions wired for `env` (default: `ARTSIM_ENV`, else `sample`)."""
     env = env or settings.artsim_env()
+    gpu_tags = settings.gpu_run_tags()
     return Definitions(
         assets=automation.with_automation(load_assets_from_modules(
             [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets])),
         resources=build_resources(env),
-        jobs=[*automation.JOBS, automation.embed_images_job(settings.gpu_run_tags())],
+        jobs=[*automation.JOBS, automation.embed_images_job(gpu_tags)],
         schedules=automation.SCHEDULES,
-        sensors=automation.SENSORS,
+        sensors=[*automation.SENSORS, *automation.automation_sensors(gpu_tags)],
     )
 
 

@@ -48,7 +48,8 @@ def test_definitions_carry_the_jobs_schedules_and_sensors(artsim_home):
     defs = build_defs("sample")
     assert defs.resolve_job_def("ingest_sources") and defs.resolve_job_def("retrain_similarity")
     assert {s.name for s in defs.schedules} == {"nightly_ingest", "weekly_retrain"}
-    assert {s.name for s in defs.sensors} == {"retrain_on_new_labels", "pairs_from_new_judgments", "alert_on_run_failure"}
+    assert {s.name for s in defs.sensors} == {"retrain_on_new_labels", "pairs_from_new_judgments", "alert_on_run_failure",
+                                              "automate_embeddings", "automate_pipeline"}
     graph = defs.resolve_asset_graph()
     from dagster import AssetKey
 
@@ -65,7 +66,11 @@ def test_embedding_runs_carry_the_gpu_tags_of_the_deployment(monkeypatch):
     from artsim_pipeline.definitions import build_defs
 
     monkeypatch.delenv("ARTSIM_GPU_RUN_TAGS", raising=False)
-    assert build_defs("sample").resolve_job_def("embed_images").tags == {"artsim/gpu": "1"}
+    defs = build_defs("sample")
+    assert defs.resolve_job_def("embed_images").tags == {"artsim/gpu": "1"}
+    # chunks started by declarative automation carry the same tags
+    sensor = next(s for s in defs.sensors if s.name == "automate_embeddings")
+    assert sensor.run_tags == {"artsim/gpu": "1"}
     monkeypatch.setenv("ARTSIM_GPU_RUN_TAGS", str(settings.REPO_ROOT / "deploy" / "k8s" / "embedding-run-tags.yaml"))
     tags = build_defs("sample").resolve_job_def("embed_images").tags
     k8s = json.loads(tags["dagster-k8s/config"])

@@ -269,3 +269,25 @@ def test_retraining_reports_the_curators_mean_rank_before_and_after(pipeline):
     metrics = mlflow.MlflowClient(settings.mlflow_tracking_uri()).get_run(after["mlflow_run_id"]).data.metrics
     assert metrics["curator_mean_rank_previous"] == ranks["previous"]
     assert metrics["curator_mean_rank_trained"] == ranks["trained"]
+
+
+def test_what_ingestion_finds_is_carried_downstream_in_the_same_run(pipeline):
+    """SMK withdraws a work: the same `materialize_all` re-validates SMK and retrains, and leaves
+    the Met partitions and the image embeddings alone. (Last in this module: it changes the data.)"""
+    from artsim_pipeline.cli import materialize_all
+    from artsim_pipeline.resources.museum_api import MuseumApiResource
+
+    class OneSmkWorkWithdrawn(MuseumApiResource):
+        def client(self, source):
+            client = super().client(source)
+            if source == "smk":
+                client._records.pop(sorted(client._records)[0])
+            return client
+
+    _, encoder, instance = pipeline
+    report = materialize_all(["smk"], instance=instance, resources={"encoder": encoder, "museum_api": OneSmkWorkWithdrawn()},
+                             run_config=TRAINING)
+    recomputed = set(report["recomputed"])
+    assert {"raw_objects[smk]", "artworks[smk]", "artworks_quarantine[smk]", "weak_pairs", "similarity_model", "ann_index"} <= recomputed
+    assert not any(k.startswith("image_embeddings") or "[met]" in k for k in recomputed)  # same images, same vectors
+    assert latest_metadata(instance, "raw_objects")["gone"] == 1

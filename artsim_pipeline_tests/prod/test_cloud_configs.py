@@ -64,6 +64,8 @@ def cloud_env(monkeypatch, postgres, s3, aws_env):
         "ARTSIM_S3_LOG_PREFIX": "dagster/compute-logs",
         "ARTSIM_S3_ENDPOINT_URL": s3.endpoint_url,
         "ARTSIM_ENV": "prod",
+        "ARTSIM_STORAGE_URL": f"s3://{s3.bucket}/pipeline",
+        "ARTSIM_IMAGE_BACKBONE": "efficientnet_lite0:s5grid7",
         "MLFLOW_TRACKING_URI": "http://mlflow.internal:5000",
         "ARTSIM_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/artsim-ecs-execution",
         "ARTSIM_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/artsim-run",
@@ -88,6 +90,7 @@ def test_instance_file_and_launcher_config_validate(form, cloud_env):
     limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert any(limit["key"] == "artsim/gpu" for limit in limits)
     assert config["telemetry"] == {"enabled": False}
+    assert config["freshness"] == {"enabled": True}  # the raw tables' freshness policies are evaluated
 
     launcher = config["run_launcher"]
     cls = launcher_class(form)
@@ -241,6 +244,9 @@ def test_ecs_launcher_gives_embedding_runs_a_gpu(tmp_path, cloud_env, moto):
         assert {"name": "DAGSTER_PG_PASSWORD", "valueFrom": secret_arn} in container["secrets"]
         environment = {e["name"]: e["value"] for e in container["environment"]}
         assert environment["DAGSTER_PG_HOST"] == cloud_env["DAGSTER_PG_HOST"] and environment["ARTSIM_ENV"] == "prod"
+        # a run task builds the prod resources: it needs the storage URL and the same backbone
+        assert environment["ARTSIM_STORAGE_URL"] == cloud_env["ARTSIM_STORAGE_URL"]
+        assert environment["ARTSIM_IMAGE_BACKBONE"] == cloud_env["ARTSIM_IMAGE_BACKBONE"]
         assert "DAGSTER_PG_PASSWORD" not in environment  # only as a secret
         assert sorted(definition["requiresCompatibilities"]) == ["EC2", "FARGATE"]
         assert definition["executionRoleArn"] == cloud_env["ARTSIM_ECS_EXECUTION_ROLE_ARN"]

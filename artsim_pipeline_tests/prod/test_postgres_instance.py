@@ -60,6 +60,7 @@ def test_prod_instance_records_a_real_materialisation_in_postgres_and_logs_in_s3
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
     assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    assert instance.get_settings("freshness") == {"enabled": True}
     limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
     assert {"key": "artsim/gpu", "limit": 1} in limits
     assert not instance.telemetry_enabled

@@ -135,7 +135,7 @@ def test_every_table_asset_round_trips_through_s3_at_the_contract_layout(prod_pi
     for object_key, (key, partition) in sorted(expected.items()):
         label = f"{key.to_user_string()}[{partition}]" if partition else key.to_user_string()
         written = pl.read_parquet(io.BytesIO(client.get_object(Bucket=s3.bucket, Key=object_key)["Body"].read()))
-        loaded = frames[(key.to_user_string(), partition)] = defs.load_asset_value(key, partition_key=partition)
+        loaded = frames[(key.to_user_string(), partition)] = defs.load_asset_value(key, partition_key=partition, instance=instance)
         assert isinstance(loaded, pl.DataFrame), label
         assert loaded.schema == written.schema and loaded.equals(written), label
         # ... and it is what the IO manager reported writing in this run
@@ -163,7 +163,7 @@ def test_images_state_index_models_and_map_live_on_s3_and_artsim_home_holds_only
         return {k for k in keys if k.startswith(f"{prefix}/{folder}/")}
 
     # images: content-addressed, one object per ok row's path, downloaded from the replay server
-    ok_images = pl.concat([defs.load_asset_value("raw_images", partition_key=p) for p in ("met", "smk")]).filter(pl.col("status") == "ok")
+    ok_images = pl.concat([defs.load_asset_value("raw_images", partition_key=p, instance=prod_pipeline["instance"]) for p in ("met", "smk")]).filter(pl.col("status") == "ok")
     assert prod_pipeline["image_requests"] >= ok_images["sha256"].n_unique()
     assert {f"{prefix}/images/{p}" for p in ok_images["path"].unique().to_list()} == under("images")
     # fetch cursors
@@ -173,7 +173,7 @@ def test_images_state_index_models_and_map_live_on_s3_and_artsim_home_holds_only
     # the ANN index, its files published together
     assert len(under("indexes/ann_index")) >= 2
     # the projection head, under the MLflow run that trained it
-    model = defs.load_asset_value("similarity_model").row(0, named=True)
+    model = defs.load_asset_value("similarity_model", instance=prod_pipeline["instance"]).row(0, named=True)
     assert any(k.startswith(f"{prefix}/models/similarity_model/{model['mlflow_run_id']}/") for k in keys)
     run = mlflow.MlflowClient(prod_pipeline["mlflow_url"]).get_run(model["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")

@@ -10,6 +10,7 @@ from dagster import (
     AssetSelection,
     AssetsDefinition,
     AutomationCondition,
+    AutomationConditionSensorDefinition,
     FreshnessPolicy,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -80,6 +81,19 @@ retrain_job = define_asset_job(
     selection=AssetSelection.assets("similarity_model").downstream(),
     description="Train the similarity model again and rebuild what follows it (evaluation, vectors, index, maps).",
 )
+
+
+def automation_sensors(gpu_tags: dict[str, str]) -> list:
+    """The sensors that evaluate `follows_inputs()`: one for the embedding chunks, whose runs carry
+    the GPU tags (as the `embed_images` job's do), one for everything else. Stopped until turned
+    on in the UI, like the schedules."""
+    embeddings = AssetSelection.assets("image_embeddings")
+    return [
+        AutomationConditionSensorDefinition("automate_embeddings", target=embeddings, run_tags=gpu_tags,
+                                            description="Embeds new images (on the GPU where there is one)."),
+        AutomationConditionSensorDefinition("automate_pipeline", target=AssetSelection.all() - embeddings,
+                                            description="Every other asset follows its inputs (follows_inputs())."),
+    ]
 
 
 def embed_images_job(tags: dict[str, str]):
