@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -77,10 +78,23 @@ class ArtsimStorage(ConfigurableResource):
         keys = list(self.objects.list_keys(key))
         if not keys:
             return None
+        # download beside the cached copy, then swap it in: another process on this machine
+        # (a parallel step, a second worker) never sees a half-downloaded or half-deleted dir
         target = self.root / "cache" / key
-        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         for item in keys:
-            self.local_file(item, refresh=True)
+            LocalObjectStore(fresh).write_bytes(item[len(key):].lstrip("/"), self.objects.read_bytes(item) or b"")
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+        try:
+            target.rename(old)
+        except FileNotFoundError:
+            pass
+        try:
+            fresh.rename(target)
+        except OSError:  # another process swapped in its copy first: same objects, keep that one
+            shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
         return target
 
     @contextmanager
@@ -99,15 +113,6 @@ class ArtsimStorage(ConfigurableResource):
             self.publish_dir(Path(tmp), key)
 
     # -- images ---------------------------------------------------------------------------------
-
-    def images_dir(self) -> Path:
-        """Local image root (local mode only; remote mode reads through `image_file`)."""
-        path = self.root / "images"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def has_image(self, relpath: str) -> bool:
-        return self.objects.exists(f"images/{relpath}")
 
     def write_image(self, relpath: str, content: bytes) -> None:
         key = f"images/{relpath}"

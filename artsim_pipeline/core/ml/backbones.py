@@ -210,7 +210,7 @@ class EfficientNetLite0GridBackbone(EfficientNetLite0Backbone):
 
     STAGE5_BLOCKS = 11  # blocks[:11] = stages 1-5
 
-    def __init__(self, *, grid: int = 6, **kwargs: Any) -> None:
+    def __init__(self, *, grid: int = 7, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if grid < 1:
             raise ValueError(f"grid must be >= 1, got {grid}")

@@ -308,7 +308,10 @@ def previous_registered_head(mlflow_tracking: MlflowResource, storage: ArtsimSto
             head, config = load_stored_head(storage, head_key(version.run_id))
         except FileNotFoundError:
             continue
-        if config.get("input_dim") == input_dim and config.get("fusion") == model["fusion"]:
+        same_inputs = (config.get("input_dim") == input_dim and config.get("fusion") == model["fusion"]
+                       and config.get("image_model_id") == model["image_model_id"]
+                       and config.get("text_model_id") == model["text_model_id"])
+        if same_inputs:
             return head, str(version.version)
     return None
 
