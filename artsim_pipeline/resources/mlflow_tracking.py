@@ -32,7 +32,6 @@ class MlflowResource(ConfigurableResource):
         # code server, `artsim materialize`) no longer sees the tracking server it was given.
         saved = os.environ.get("MLFLOW_TRACKING_URI")
         try:
-            self.ensure_experiment(experiment, location)
             with start_run(experiment, run_name, tags, tracking_uri=self.tracking_uri, artifact_location=location) as run:
                 yield run
         finally:
@@ -40,20 +39,3 @@ class MlflowResource(ConfigurableResource):
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = saved
-
-    def ensure_experiment(self, experiment: str, artifact_location: str | None = None) -> None:
-        """Create `experiment` unless it exists, safely when two steps on two machines (Celery
-        workers) try at once: the loser of the race finds the winner's experiment."""
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        from artsim_pipeline.core.ml.tracking import default_artifact_location
-
-        client = mlflow.MlflowClient(self.tracking_uri)
-        if client.get_experiment_by_name(experiment) is not None:
-            return
-        try:
-            client.create_experiment(experiment, artifact_location=artifact_location or default_artifact_location(self.tracking_uri, experiment))
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or client.get_experiment_by_name(experiment) is None:
-                raise

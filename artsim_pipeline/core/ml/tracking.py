@@ -41,15 +41,22 @@ def default_artifact_location(tracking_uri: str | None, experiment: str) -> str 
 
 
 def ensure_experiment(name: str, artifact_location: str | None = None) -> str:
-    """Id of experiment `name` in the current tracking store, created (or restored) if needed."""
+    """Id of experiment `name` in the current tracking store, created (or restored) if needed;
+    safe when two steps on two machines (Celery workers) create it at once."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         if artifact_location is None:
             artifact_location = default_artifact_location(mlflow.get_tracking_uri(), name)
-        return client.create_experiment(name, artifact_location=artifact_location)
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as exc:  # lost the race: the winner's experiment is the one
+            experiment = client.get_experiment_by_name(name)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+                raise
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id
