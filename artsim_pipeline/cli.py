@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"artsim: serving http://{args.host}:{args.port}/ over {os.environ['ARTSIM_HOME']}", flush=True)
         from artsim_pipeline.definitions import build_resources
 
-        serve_app(os.environ["ARTSIM_HOME"], host=args.host, port=args.port,
-                  storage=build_resources(settings.artsim_env())["storage"])
+        resources = build_resources(settings.artsim_env())
+        serve_app(os.environ["ARTSIM_HOME"], host=args.host, port=args.port, storage=resources["storage"], tables=resources["tables"])
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

@@ -31,6 +31,10 @@ class ObjectStore:
     def list_keys(self, prefix: str) -> Iterator[str]:
         raise NotImplementedError
 
+    def stamp(self, key: str) -> tuple | None:
+        """Something that changes whenever the object at `key` is replaced (None if missing)."""
+        raise NotImplementedError
+
     def uri(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
@@ -64,6 +68,13 @@ class LocalObjectStore(ObjectStore):
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def stamp(self, key: str) -> tuple | None:
+        try:
+            st = self.path(key).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         base = self.path(prefix)
@@ -109,6 +120,17 @@ class S3ObjectStore(ObjectStore):
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
+
+    def stamp(self, key: str) -> tuple | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return (head.get("ETag"), head.get("ContentLength"))
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         start = len(self.prefix) + 1 if self.prefix else 0

@@ -130,10 +130,15 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> str | None:
 
 
 class _State:
-    """The stored data the app reads, reloaded when the index on disk changes."""
+    """The stored data the app reads, reloaded when the stored index or artworks change."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, tables=None, storage=None) -> None:
+        from artsim_pipeline.resources.storage import ArtsimStorage
+        from artsim_pipeline.resources.tables import TableStore
+
         self.home = home
+        self.tables = tables or TableStore(base_dir=str(home / "storage"))
+        self.storage = storage or ArtsimStorage(home=str(home))
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._service = None
@@ -142,23 +147,17 @@ class _State:
         self._pool: list[str] | None = None
 
     def _disk_stamp(self) -> tuple:
-        stamps = []
-        for p in [self.home / "indexes" / "ann_index" / "build_info.json"] + [
-            self.home / "storage" / "artworks" / f"{s}.parquet" for s in SOURCES
-        ]:
-            try:
-                st = p.stat()
-                stamps.append((st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                stamps.append(None)
-        return tuple(stamps)
+        from artsim_pipeline.defs.indexing.assets import INDEX_KEY
+
+        return (self.storage.objects.stamp(f"{INDEX_KEY}/build_info.json"),
+                *(self.tables.objects.stamp(self.tables.table_key("artworks", s)) for s in SOURCES))
 
     def _fresh(self) -> None:
         stamp = self._disk_stamp()
         if stamp != self._stamp:
             from artsim_pipeline.service import SimilarityService
 
-            self._service = SimilarityService(self.home)
+            self._service = SimilarityService(self.home, tables=self.tables, storage=self.storage)
             self._works = self._search = self._pool = None
             self._stamp = stamp
 
@@ -217,16 +216,18 @@ class _State:
             return self._pool
 
 
-def create_app(home: str | Path | None = None, storage=None) -> FastAPI:
-    """The FastAPI app over ``home`` (default: ``$ARTSIM_HOME``). With a remote `ArtsimStorage`
-    (prod), every recorded judgment also publishes the journal there for the pipeline."""
+def create_app(home: str | Path | None = None, storage=None, tables=None) -> FastAPI:
+    """The FastAPI app over ``home`` (default: ``$ARTSIM_HOME``), or over the given `TableStore`
+    and `ArtsimStorage` (S3 in prod: `home` then only holds the judgments journal and a cache);
+    with a storage, every recorded judgment also publishes the journal there for the pipeline."""
     from artsim_pipeline import settings
     from artsim_pipeline.core.search import UnknownArtworkError
     from artsim_pipeline.service import NotBuiltError
 
     home = Path(home) if home is not None else settings.artsim_home()
-    state = _State(home)
+    state = _State(home, tables, storage)
     images_root = (home / "images").resolve()
+    remote_images = state.storage.is_remote
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -369,6 +370,13 @@ def create_app(home: str | Path | None = None, storage=None) -> FastAPI:
         if not m:
             return api_error(400, "an image is addressed by its sha256 (64 hex digits)")
         sha = m.group(1)
+        if remote_images:  # content-addressed on S3: fetched once into the local cache
+            for extension in dict.fromkeys(t.lstrip(".") for t in IMAGE_TYPES):
+                cached = state.storage.image_file(f"{sha[:2]}/{sha}.{extension}")
+                if cached is not None:
+                    return FileResponse(cached, media_type=IMAGE_TYPES[f".{extension}"],
+                                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+            return api_error(404, "no such image")
         folder = images_root / sha[:2]
         for path in sorted(folder.glob(f"{sha}*")) if folder.is_dir() else []:
             if path.stem != sha and path.name != sha:
@@ -498,10 +506,10 @@ def create_app(home: str | Path | None = None, storage=None) -> FastAPI:
     return app
 
 
-def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, storage=None) -> None:
+def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, storage=None, tables=None) -> None:
     """Run the app with uvicorn (loopback only unless ``host`` says otherwise)."""
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("artsim serve is listening on %s: anyone who can reach it can record feedback", host)
-    uvicorn.run(create_app(home, storage), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(home, storage, tables), host=host, port=port, log_level="info")

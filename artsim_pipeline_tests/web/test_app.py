@@ -48,7 +48,11 @@ def _works() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
+    return build_home(tmp_path_factory.mktemp("home"))
+
+
+def build_home(home):
+    """Artworks, vectors, an index and one image under `home`, as the pipeline stores them."""
     rows = _works()
     frame = pl.DataFrame(rows, schema_overrides={"date_begin": pl.Int32, "date_end": pl.Int32})
     (home / "storage" / "artworks").mkdir(parents=True)
@@ -213,11 +217,13 @@ def test_each_recorded_judgment_is_published_to_the_storage(home):
     """In prod the app is given the (S3) storage; every judgment it records is published there."""
     published = []
 
-    class Storage:
+    from artsim_pipeline.resources.storage import ArtsimStorage
+
+    class Storage(ArtsimStorage):
         def publish_judgments(self, journal_home):
             published.append(fb.load_judgments(journal_home).height)
 
-    with TestClient(create_app(home, storage=Storage())) as c:
+    with TestClient(create_app(home, storage=Storage(home=str(home)))) as c:
         cands = c.get("/api/feedback/task", params={"anchor": "met:1"}).json()["candidate_ids"]
         r = c.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands, "chosen_id": cands[0]})
         assert r.status_code == 201, r.text
