@@ -112,3 +112,26 @@ def test_a_failed_run_alerts_through_the_log_and_the_configured_webhook(monkeypa
             assert "/hook" not in caplog.text  # the URL (a secret for chat webhooks) is never logged
     finally:
         server.server_close()
+
+
+def test_the_automation_sensor_observes_curator_judgments_every_five_minutes(artsim_home):
+    """New judgments are noticed without `artsim materialize`: the observation is automated."""
+    from datetime import timedelta
+
+    from dagster import AssetKey, evaluate_automation_conditions
+    from dagster._core.test_utils import freeze_time
+
+    from artsim_pipeline.definitions import build_defs
+
+    defs = build_defs("sample")
+    sensor = next(s for s in defs.sensors if s.name == "automate_pipeline")
+    graph = defs.resolve_asset_graph()
+    assert AssetKey("curator_judgments") in sensor.asset_selection.resolve(graph, allow_missing=True)
+    start = datetime(2026, 11, 22, 12, 1, tzinfo=timezone.utc)
+    with DagsterInstance.ephemeral() as instance:
+        with freeze_time(start):
+            first = evaluate_automation_conditions(defs=defs, instance=instance)
+        with freeze_time(start + timedelta(minutes=5)):
+            later = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert first.get_requested_partitions(AssetKey("curator_judgments")) == set()
+    assert later.get_requested_partitions(AssetKey("curator_judgments")) == {None}

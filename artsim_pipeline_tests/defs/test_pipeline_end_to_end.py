@@ -104,12 +104,14 @@ def test_automation_follows_changed_data_versions_only(pipeline):
     _, _, instance = pipeline
     defs = build_defs("sample")
     first = evaluate_automation_conditions(defs=defs, instance=instance)
-    assert first.total_requested == 0
+    # (curator_judgments is observed on a 5-minute cron: a tick may fall between two evaluations)
+    judgments = len(first.get_requested_partitions(AssetKey("curator_judgments")))
+    assert first.total_requested == judgments
     # a re-ingest that found the same records: same data version, nothing follows
     same = instance.get_latest_data_version_record(AssetKey("raw_objects"), partition_key="smk").asset_materialization.tags[DATA_VERSION_TAG]
     instance.report_runless_asset_event(AssetMaterialization("raw_objects", partition="smk", tags={DATA_VERSION_TAG: same}))
     unchanged = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert unchanged.total_requested == 0
+    assert unchanged.total_requested == len(unchanged.get_requested_partitions(AssetKey("curator_judgments")))
     # new SMK records: validation and the image download follow, and nothing for the Met
     instance.report_runless_asset_event(AssetMaterialization("raw_objects", partition="smk", tags={DATA_VERSION_TAG: "new-records"}))
     changed = evaluate_automation_conditions(defs=defs, instance=instance, cursor=unchanged.cursor)

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import polars as pl
 from dagster import (
-    AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, DataVersion, MetadataValue, ObserveResult, Output, asset,
+    AssetCheckResult, AssetCheckSpec, AssetExecutionContext, AutomationCondition, Config, DataVersion, MetadataValue, ObserveResult, Output, asset,
     observable_source_asset,
 )
 
@@ -56,10 +56,15 @@ PAIR_CHECKS = {
 }
 
 
-@observable_source_asset(group_name="labels", required_resource_keys={"storage"})
+@observable_source_asset(
+    group_name="labels",
+    required_resource_keys={"storage"},
+    # observed every 5 minutes by the `automate_pipeline` sensor (and by `artsim materialize`)
+    automation_condition=AutomationCondition.cron_tick_passed("*/5 * * * *"),
+)
 def curator_judgments(context) -> ObserveResult:
-    """The curators' judgments recorded by `artsim serve` (`$ARTSIM_HOME/feedback/judgments.jsonl`).
-    Observing it gives a data version, so new judgments make `weak_pairs` stale."""
+    """The curators' judgments recorded by `artsim serve` (`feedback/judgments.jsonl` of the
+    storage). Observing it gives a data version, so new judgments make `weak_pairs` stale."""
     from artsim_pipeline.core.feedback import read_judgment_records
 
     records = read_judgment_records(context.resources.storage.judgments_home())

@@ -91,7 +91,7 @@ def automation_sensors(gpu_tags: dict[str, str]) -> list:
     return [
         AutomationConditionSensorDefinition("automate_embeddings", target=embeddings, run_tags=gpu_tags,
                                             description="Embeds new images (on the GPU where there is one)."),
-        AutomationConditionSensorDefinition("automate_pipeline", target=AssetSelection.all() - embeddings,
+        AutomationConditionSensorDefinition("automate_pipeline", target=AssetSelection.all(include_sources=True) - embeddings,
                                             description="Every other asset follows its inputs (follows_inputs())."),
     ]
 
