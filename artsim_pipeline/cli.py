@@ -13,6 +13,9 @@ from artsim_pipeline import settings
 def _prepare_environment() -> None:
     """Defaults so `artsim` works from any shell: state in ARTSIM_HOME, the repo's dagster.yaml."""
     os.environ.setdefault("ARTSIM_HOME", str(settings.artsim_home()))
+    if "DAGSTER_HOME" not in os.environ and settings.artsim_env() == "prod":
+        print("artsim: ARTSIM_ENV=prod but DAGSTER_HOME is not set: runs are recorded in the local instance "
+              "of the repo's dagster.yaml, not the production one (point DAGSTER_HOME at deploy/prod)", file=sys.stderr)
     os.environ.setdefault("DAGSTER_HOME", str(settings.REPO_ROOT))
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
