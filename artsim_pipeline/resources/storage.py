@@ -24,6 +24,7 @@ from artsim_pipeline.resources.objects import LocalObjectStore, ObjectStore, ope
 
 
 JUDGMENTS_KEY = "feedback/judgments.jsonl"  # where core.feedback keeps the journal under a home
+JUDGMENTS_PREFIX = "feedback/judgments"  # remote: one object per judgment, named by its id
 
 
 class ArtsimStorage(ConfigurableResource):
@@ -127,18 +128,32 @@ class ArtsimStorage(ConfigurableResource):
 
     def judgments_home(self) -> Path:
         """A directory whose `feedback/judgments.jsonl` is the current judgments journal (for
-        `core.feedback`): `home` itself locally, a fresh copy from S3 when remote."""
+        `core.feedback`): `home` itself locally; when remote, a journal rebuilt from the one
+        object per judgment under `feedback/judgments/`, oldest first."""
         if not self.is_remote:
             return self.root
-        self.local_file(JUDGMENTS_KEY, refresh=True)
+        records = [json.loads(self.objects.read_bytes(key) or b"null") for key in self.objects.list_keys(JUDGMENTS_PREFIX)]
+        records = sorted((r for r in records if isinstance(r, dict)), key=lambda r: (str(r.get("created_at")), str(r.get("judgment_id"))))
+        journal = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        LocalObjectStore(self.root / "cache").write_bytes(JUDGMENTS_KEY, journal.encode("utf-8"))
         return self.root / "cache"
 
-    def publish_judgments(self, home: Path) -> None:
-        """Copy the journal `artsim serve` appends to under `home` to the storage (remote only:
-        locally it already is the storage). One PUT replaces the object atomically."""
-        journal = Path(home) / JUDGMENTS_KEY
-        if self.is_remote and journal.is_file():
-            self.objects.write_bytes(JUDGMENTS_KEY, journal.read_bytes())
+    def publish_judgments(self, home: Path) -> int:
+        """Store each judgment of the journal under `home` as its own object (remote only: locally
+        the journal already is the storage). Objects are never overwritten, so web apps on several
+        hosts add to one collection and none can erase another's judgments. Returns how many were new."""
+        from artsim_pipeline.core.feedback import read_judgment_records
+
+        if not self.is_remote:
+            return 0
+        stored = set(self.objects.list_keys(JUDGMENTS_PREFIX))
+        new = 0
+        for record in read_judgment_records(home):
+            key = f"{JUDGMENTS_PREFIX}/{record['judgment_id']}.json"
+            if key not in stored:
+                self.objects.write_bytes(key, json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+                new += 1
+        return new
 
     # -- small JSON state and checkpoints ---------------------------------------------------------
 
