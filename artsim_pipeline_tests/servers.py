@@ -1,5 +1,6 @@
-"""Throwaway servers for the prod-profile tests: PostgreSQL, Redis, moto (S3 and other AWS APIs)
-and an MLflow tracking server, each on a free port of 127.0.0.1.
+"""Throwaway servers for the tests and benchmarks: PostgreSQL, Redis, moto (S3 and other AWS
+APIs), an MLflow tracking server and `artsim serve`, each on a free port of 127.0.0.1; and how
+headless Chromium is launched.
 
 Each helper is a context manager that starts one real server process in its own process group,
 waits until it answers (raising `ServerStartError` with the tail of the server's log when it
@@ -158,9 +159,12 @@ def wait_until(process: ManagedProcess, probe: Callable[[], bool], timeout_s: fl
     raise process.failure(f"not {what} after {timeout_s:.0f} s{detail}")
 
 
+_LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+
+
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with _LOOPBACK_OPENER.open(url, timeout=timeout_s) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, ConnectionError, OSError):
         return False
@@ -540,4 +544,33 @@ __all__ = [
     "moto_s3_server",
     "postgres_server",
     "redis_server",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# artsim serve, and headless Chromium
+
+
+@contextlib.contextmanager
+def artsim_serve(home: Path | str, log_dir: Path | str, *, timeout_s: float = 120.0) -> Iterator[str]:
+    """`artsim serve` over `home` in a subprocess; yields its base URL once `/api/feedback` answers."""
+    def start(port: int) -> tuple[ManagedProcess, Callable[[], bool]]:
+        env = dict(os.environ, ARTSIM_HOME=str(home), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        cmd = [sys.executable, "-c", "import sys; from artsim_pipeline.cli import main; sys.exit(main())",
+               "serve", "--host", LOOPBACK, "--port", str(port)]
+        process = start_process("artsim serve", cmd, Path(log_dir) / "serve.log", env=env)
+        return process, lambda: http_ok(f"http://{LOOPBACK}:{port}/api/feedback")
+
+    process, port = _start_with_port_retry(start, timeout_s, "answering")
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        process.stop(grace_s=10)
+
+
+CHROMIUM = os.environ.get("ARTSIM_CHROMIUM", "/usr/bin/chromium")  # Debian's package (install-browser.sh)
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--no-proxy-server",
 ]

@@ -56,26 +56,22 @@ import http.client
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import polars as pl
 
-CHROMIUM = os.environ.get("ARTSIM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--no-proxy-server",
-]
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from artsim_pipeline_tests.servers import CHROMIUM, CHROMIUM_ARGS, artsim_serve  # noqa: E402
 
 # runs before the page's scripts: timestamps of the first canvas fill and the first inked frame
 FIRST_RENDER_HOOK = """(() => {
@@ -245,38 +241,6 @@ def build_home(home: Path, n: int, dim: int, seed: int = 0) -> list[str]:
     return ids
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, ARTSIM_HOME=str(home), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    cmd = [sys.executable, "-c", "import sys; from artsim_pipeline.cli import main; sys.exit(main())",
-           "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with opener.open(base + "/api/feedback", timeout=5) as r:
-                if r.status == 200:
-                    return proc, base
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        try:
-            proc.wait(timeout=0.1)
-            sys.exit(f"artsim serve exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-        except subprocess.TimeoutExpired:
-            pass
-    proc.kill()
-    sys.exit(f"artsim serve did not answer:\n{log_path.read_text(errors='replace')}")
-
-
 FETCH_JS = """async ([paths, warm]) => {
   const out = [];
   for (let i = 0; i < paths.length; i++) {
@@ -319,8 +283,7 @@ def bench_http(browser, home: Path, ids: list[str], n_requests: int, warm: int, 
         times.append((time.perf_counter() - t0) * 1e3)
     out["in-process 2 x similar(k=8, source)"] = times
 
-    proc, base = start_server(home, workdir / "serve.log")
-    try:
+    with artsim_serve(home, workdir) as base:
         path = lambda a: "/api/similar/" + quote(a, safe=":") + "?k=10"  # noqa: E731
         # Python client, one keep-alive connection
         conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=30)
@@ -357,12 +320,6 @@ def bench_http(browser, home: Path, ids: list[str], n_requests: int, warm: int, 
         context.close()
         out["Chromium /work page: response end"] = response_end
         out["Chromium /work page: load event end"] = load_end
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     return out
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from artsim_pipeline_tests.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_SH = REPO_ROOT / "scripts" / "dev.sh"
@@ -128,12 +129,6 @@ query Latest($assetKey: AssetKeyInput!, $partition: String!) {
 
 
 # -- processes -----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _processes_with_home(home: Path) -> dict[int, str]:
@@ -262,7 +257,7 @@ def dev_servers(tmp_path_factory):
     base = tmp_path_factory.mktemp("dev_servers")
     home = base / "artsim_home"
     home.mkdir()  # `make dev` creates it too
-    dagster_port, mlflow_port = _free_port(), _free_port()
+    dagster_port, mlflow_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME", "ARTSIM_HOME")}
     env.update(MAKEFILE_EXPORTS)
     env.update(

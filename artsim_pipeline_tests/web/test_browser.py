@@ -18,11 +18,6 @@ import base64
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +26,7 @@ import pytest
 
 from artsim_pipeline.core import feedback as fb
 from artsim_pipeline.core.collection_map import render_map_html
+from artsim_pipeline_tests.servers import CHROMIUM, CHROMIUM_ARGS, artsim_serve
 from artsim_pipeline_tests.web.test_app import EVIL, _works, home  # noqa: F401 - `home` is the tiny-home fixture
 
 try:
@@ -38,19 +34,6 @@ try:
 except ImportError:  # reported by the `browser` fixture as a failure
     expect = sync_playwright = None
 
-CHROMIUM = os.environ.get("ARTSIM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--no-proxy-server",
-]
 TIMEOUT_MS = 10_000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -95,53 +78,11 @@ def tab(browser):
     t.close()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> int:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
-    with opener.open(url, timeout=2) as r:
-        return r.status
-
-
 @pytest.fixture(scope="module")
 def server(home, tmp_path_factory):  # noqa: F811
     """`artsim serve --port N` over ``home`` in a subprocess; yields its base URL."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = dict(os.environ, ARTSIM_HOME=str(home), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    cmd = [sys.executable, "-c", "import sys; from artsim_pipeline.cli import main; sys.exit(main())",
-           "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        # readiness: poll until the app answers (the 0.1 s waits are on the process, so a crash
-        # ends the wait at once), for at most 60 s
-        for _ in range(600):
-            try:
-                if _get(base + "/api/feedback") == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            try:
-                proc.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                continue
-            pytest.fail(f"artsim serve exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-        else:
-            pytest.fail(f"artsim serve did not answer on {base}:\n{log_path.read_text(errors='replace')}")
+    with artsim_serve(home, tmp_path_factory.mktemp("serve")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _png_data_uri(rgb: tuple[int, int, int]) -> str:
