@@ -6,7 +6,6 @@ import polars as pl
 
 from artsim_pipeline import settings
 from artsim_pipeline.resources.museum_api import SOURCES
-from artsim_pipeline.resources.tables import TableStore
 
 
 def _counts(df: pl.DataFrame, column: str) -> dict:
@@ -14,7 +13,9 @@ def _counts(df: pl.DataFrame, column: str) -> dict:
 
 
 def collect_summary() -> list[str]:
-    store = TableStore(base_dir=str(settings.artsim_home() / "storage"))
+    from artsim_pipeline.definitions import build_resources
+
+    store = build_resources(settings.artsim_env())["tables"]  # S3 in prod, $ARTSIM_HOME otherwise
     lines = []
     for source in SOURCES:
         raw = store.read_table("raw_objects", source)
@@ -60,7 +61,7 @@ def collect_summary() -> list[str]:
 def _example_query(vectors: pl.DataFrame) -> list[str]:
     from artsim_pipeline.service import NotBuiltError, SimilarityService
 
-    service = SimilarityService()
+    service = SimilarityService.for_environment()
     query = "met:436535" if vectors.filter(pl.col("artwork_id") == "met:436535").height else vectors["artwork_id"][0]
     try:
         results = service.similar(query, 5)
