@@ -46,6 +46,7 @@ from urllib.parse import quote
 import polars as pl
 
 from artsim_pipeline.core.expectations import row_rule_exprs
+from artsim_pipeline.core.text import scrub_json_value
 from artsim_pipeline.core.schema import (
     ARTWORKS_SCHEMA,
     MAX_LIST_ITEMS,
@@ -622,8 +623,13 @@ def _decode_one(src: _Source, text: str, source_id: str | None) -> tuple[dict | 
     """Decode one record in Python: ``(row, "", "")`` or ``(None, rule, reason)``."""
     try:
         obj = json.loads(text)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except RecursionError:
+        return None, "invalid_json", f"JSON nested too deeply to parse ({len(text)} characters)"
+    except (ValueError, TypeError) as exc:
         return None, "invalid_json", f"JSON does not parse: {exc}"
+    # "\udfff" escapes decode to lone surrogates that no frame or file can hold: U+FFFD instead
+    # (counted for the asset's metadata by core.text.lone_surrogate_escapes)
+    obj, _ = scrub_json_value(obj)
     if src.name == "smk" and isinstance(obj, dict) and "object_number" not in obj:
         items = obj.get("items")
         if isinstance(items, list):
@@ -658,13 +664,27 @@ def _decode_one(src: _Source, text: str, source_id: str | None) -> tuple[dict | 
 def _decode_slow(src: _Source, texts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows, ok_ids, failed = [], [], []
     for row_id, source_id, text in texts.iter_rows():
-        row, rule, reason = _decode_one(src, text, source_id)
+        try:
+            row, rule, reason = _decode_one(src, text, source_id)
+        except Exception as exc:  # noqa: BLE001 - a record nothing above foresaw: quarantined with the reason
+            row, rule, reason = None, "unreadable", f"record cannot be decoded: {type(exc).__name__}: {exc}"
         if row is None:
             failed.append((row_id, rule, reason))
         else:
             rows.append(row)
             ok_ids.append(row_id)
-    decoded = pl.DataFrame(rows, schema=src.record_schema, orient="row" if not rows else None)
+    try:
+        decoded = pl.DataFrame(rows, schema=src.record_schema, orient="row" if not rows else None)
+    except Exception:  # noqa: BLE001 - find the rows polars refuses, one by one
+        keep = []
+        for row_id, row in zip(ok_ids, rows, strict=True):
+            try:
+                pl.DataFrame([row], schema=src.record_schema)
+                keep.append((row_id, row))
+            except Exception as exc:  # noqa: BLE001
+                failed.append((row_id, "unreadable", f"record cannot be stored: {type(exc).__name__}: {exc}"))
+        ok_ids, rows = [k for k, _ in keep], [r for _, r in keep]
+        decoded = pl.DataFrame(rows, schema=src.record_schema, orient="row" if not rows else None)
     decoded = decoded.with_columns(pl.Series("_row", ok_ids, dtype=pl.UInt32)).select(
         "_row", *src.record_schema
     )

@@ -2,7 +2,8 @@
 
 Rules that keep stored data safe:
 - a record is stored once per source id; a re-fetch with the same content hash changes nothing;
-- a failed fetch (`error`) never overwrites a stored `ok` record: the old text stays;
+- a failed fetch (`error`) never overwrites a stored `ok` (or `gone`) record: the old text stays;
+  an error row keeps the body it could not use (`raw_json`) beside its reason;
 - an object the API says is gone keeps its last good text, with status `gone`;
 - with a full listing, stored objects the listing no longer names become `gone`.
 """
@@ -43,6 +44,7 @@ class MergeCounts:
     unchanged: int = 0
     gone: int = 0
     error: int = 0
+    text_repairs: int = 0  # invalid bytes replaced and lone surrogates escaped in this run's texts
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -65,6 +67,7 @@ def merge_results(
         if result.source_id in seen:
             continue  # one result per id and run (a resumed run can meet an id twice)
         seen.add(result.source_id)
+        counts.text_repairs += result.text_repairs
         old = rows.get(result.source_id)
         if result.status == "ok":
             new_hash = result.content_hash
@@ -96,13 +99,14 @@ def merge_results(
             }
         else:
             counts.error += 1
-            if old is not None and old["raw_json"] is not None:
+            if old is not None and old["raw_json"] is not None and old["status"] != "error":
                 continue  # keep what we had; the next run tries again
             rows[result.source_id] = {
                 "source_id": result.source_id,
-                "raw_json": None,
+                # the text that could not be used, when the client kept it (an unparseable body)
+                "raw_json": result.raw_json if result.raw_json is not None else (old or {}).get("raw_json"),
                 "fetched_at": result.fetched_at,
-                "content_hash": None,
+                "content_hash": result.content_hash if result.raw_json is not None else (old or {}).get("content_hash"),
                 "status": "error",
                 "error": result.error,
                 "modified": None,
@@ -134,14 +138,14 @@ class FetchCheckpoint:
         if not self.path.exists():
             return []
         results = []
-        with self.path.open("r", encoding="utf-8") as handle:
+        with self.path.open("rb") as handle:
             for line in handle:
                 try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by the crash: that fetch is simply redone
-                entry["fetched_at"] = datetime.fromisoformat(entry["fetched_at"])
-                results.append(FetchResult(**entry))
+                    entry = json.loads(line.decode("utf-8"))
+                    entry["fetched_at"] = datetime.fromisoformat(entry["fetched_at"])
+                    results.append(FetchResult(**entry))
+                except (ValueError, TypeError, KeyError, RecursionError):
+                    continue  # a line cut short by the crash (or damaged): that fetch is simply redone
         return results
 
     def compact(self, stored: pl.DataFrame | None) -> list[FetchResult]:
@@ -170,7 +174,7 @@ class FetchCheckpoint:
     def _line(result: FetchResult) -> str:
         entry = dict(result.__dict__)
         entry["fetched_at"] = result.fetched_at.isoformat()
-        return json.dumps(entry, ensure_ascii=False) + "\n"
+        return json.dumps(entry, ensure_ascii=True) + "\n"  # ASCII: any text round-trips, whatever it holds
 
     def append(self, result: FetchResult) -> None:
         if self._handle is None:

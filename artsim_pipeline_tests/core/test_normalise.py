@@ -661,3 +661,37 @@ def test_fast_and_slow_decoders_agree_on_real_records():
         "object_KMS1_2019.json", "object_KMSst28_no_image.json") for it in smk_file(name)["items"]]  # fmt: skip
     fast, slow = both(impl._SMK, items, [_guess_id(t) for t in items])
     assert fast.equals(slow)
+
+
+# --------------------------------------------------------------------------------------
+# poison records (issue 17): nothing a stored record holds makes normalisation raise
+# --------------------------------------------------------------------------------------
+def test_lone_surrogates_are_replaced_and_counted_not_raised():
+    from artsim_pipeline.core.text import lone_surrogate_escapes
+
+    good = met_record(436535)
+    broken = {**met_record(436535), "objectID": 1, "title": "\udfff Wheat \ud800", "tags": [{"term": "\udc00"}]}
+    text = json.dumps(broken)  # ASCII: the surrogates arrive as "\udfff" escapes, as from the API
+    raw = raw_frame([good, text], ["436535", "1"])
+    artworks, quarantine = normalise("met", raw)
+    assert_invariant(raw, artworks, quarantine)
+    assert quarantine.height == 0 and artworks.height == 2
+    row = artworks.filter(pl.col("artwork_id") == "met:1").row(0, named=True)
+    assert row["title"] == "\ufffd Wheat \ufffd" and row["tags"] == ["\ufffd"]
+    assert lone_surrogate_escapes(text) == 3 and lone_surrogate_escapes(json.dumps(good)) == 0
+    assert lone_surrogate_escapes('{"t": "\\ud83d\\ude00 a pair is fine"}') == 0
+    artworks.write_parquet(__import__("io").BytesIO())  # storable
+
+
+def test_deeply_nested_stored_records_are_quarantined_and_the_rest_normalise():
+    deep = "[" * 5000 + "]" * 5000
+    raw = raw_frame(
+        [met_record(436535), '{"objectID": 2, "title": "x", "tags": ' + deep + "}", deep],
+        ["436535", "2", "3"],
+    )
+    artworks, quarantine = normalise("met", raw)
+    assert_invariant(raw, artworks, quarantine)
+    assert artworks["artwork_id"].to_list() == ["met:436535"]
+    reasons = dict(zip(quarantine["source_id"], quarantine["reason"], strict=True))
+    assert set(reasons) == {"2", "3"} and all("nested too deeply" in r for r in reasons.values())
+    assert set(quarantine["rule"]) == {"invalid_json"}

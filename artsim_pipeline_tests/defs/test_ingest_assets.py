@@ -3,6 +3,7 @@ against the replay server, with faults, incremental re-runs and a killed-and-res
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -166,3 +167,62 @@ def test_a_killed_run_resumes_without_refetching(artsim_home, replay):
     assert meta["reused_from_checkpoint"] >= len(fetched_before) - 2
     table = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_objects", "met")
     assert table.height == 120 and table["source_id"].n_unique() == 120 and (table["status"] == "ok").all()
+
+
+def test_poison_records_are_error_rows_the_rest_is_stored_and_validated_and_the_cursor_moves(artsim_home, replay):
+    """Issue 17: a body the parser cannot handle, invalid UTF-8 and a lone surrogate never fail
+    the run; the permanent failure is retried by id on the next run, which crawls nothing else."""
+    from artsim_pipeline.defs.validation.assets import artworks
+
+    ids = [str(i) for i in replay.met_ids]
+    nested, latin1, surrogate = ids[1], ids[2], ids[3]
+    replay.set_met_body(int(nested), b"[" * 5000 + b"]" * 5000)
+    body = replay.met_record(int(latin1))
+    body["title"] = "Caf\u00e9 ZZ"
+    replay.set_met_body(int(latin1), json.dumps(body).encode().replace(b"ZZ", b"\xe9t\xe9"))  # latin-1 bytes
+    rec = replay.met_record(int(surrogate))
+    rec["title"] = "\udfff" + rec["title"]
+    replay.set_met_body(int(surrogate), json.dumps(rec).encode())  # ASCII: "\udfff" as an escape
+
+    resources = live_resources(artsim_home, replay)
+    meta = run(resources, "met", [raw_objects, raw_images, artworks])
+    raw = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_objects", "met")
+    assert raw.height == 120 and raw["source_id"].n_unique() == 120
+    bad = raw.filter(pl.col("status") != "ok")
+    assert bad["source_id"].to_list() == [nested]
+    row = bad.row(0, named=True)
+    assert row["status"] == "error" and "nested too deeply" in row["error"] and row["raw_json"].startswith("[[[")
+    assert meta["raw_objects"]["this_run_text_repairs"] == 2  # two invalid bytes (the surrogate stays the escape it came as)
+    assert meta["raw_objects"]["retry_next_run"] == 1
+    assert replay.count(rf"/objects/{nested}$") == 1  # terminal: not retried within the run
+    # the rest is validated: the repaired records are artworks, nothing is lost
+    assert meta["artworks"]["rows"] + meta["artworks"]["quarantined"] == 119
+    assert meta["artworks"]["text_repairs"] == 1
+    works = TableStore(base_dir=str(artsim_home / "storage")).read_table("artworks", "met")
+    titles = dict(zip(works["source_id"], works["title"], strict=True))
+    assert titles[latin1].startswith("Caf\u00e9 \ufffdt\ufffd") and titles[surrogate].startswith("\ufffd")
+    state = json.loads((artsim_home / "state" / "raw_objects" / "met.json").read_text())
+    assert state["cursor"] and state["retry_ids"] == [nested]
+
+    # next run: an incremental listing (nothing changed) plus the failed id, fetched by id
+    replay.clear_requests()
+    meta = run(resources, "met", [raw_objects])["raw_objects"]
+    assert meta["full_listing"] is False and meta["fetched_this_run"] == 1
+    assert replay.count(r"/objects/\d+") == 1 and replay.count(rf"/objects/{nested}$") == 1
+    # the museum fixes the record: the next run picks it up by id
+    replay.met_bodies.pop(int(nested))
+    meta = run(resources, "met", [raw_objects])["raw_objects"]
+    raw = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_objects", "met")
+    assert (raw["status"] == "ok").all() and meta["retry_next_run"] == 0
+
+
+def test_smk_listing_problems_are_rows_with_reasons(artsim_home, replay, shared_smk_records):
+    replay.smk_extra_listing += [{"titles": [{"title": "no number"}]},
+                                 {**shared_smk_records[0], "modified": "2099-01-01T00:00:00Z"}]
+    meta = run(live_resources(artsim_home, replay), "smk", [raw_objects])["raw_objects"]
+    table = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_objects", "smk")
+    assert table.height == len(shared_smk_records) + 2
+    errors = table.filter(pl.col("status") == "error")
+    assert errors.height == 2 and errors["error"].str.len_chars().min() > 10 and errors["raw_json"].is_not_null().all()
+    assert meta["listing_items"] == len(shared_smk_records) + 2
+    assert (meta["listing_without_object_number"], meta["listing_duplicates"]) == (1, 1)

@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "Fault",
     "FaultRegistry",
+    "RawJson",
     "ReplayServer",
     "RequestRecord",
     "default_image_bytes",
@@ -198,7 +199,11 @@ def _utc_now_iso() -> str:
 
 
 def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: served as its \\u escape, as a real API would
+        return json.dumps(obj, ensure_ascii=True).encode("ascii")
 
 
 def _sniff_image_type(data: bytes) -> str:
@@ -247,6 +252,7 @@ def default_image_bytes(path: str, size: int = 64) -> bytes:
 _FAULT_PARAMS: dict[str, dict[str, Any]] = {
     "403": {},
     "firewall": {"burst": 30, "window_s": 1.0, "block_s": 30.0},
+    "rate_firewall": {"rate": 5.0, "burst": 10, "block_s": 20.0, "retry_after": False},
     "429": {"retry_after": 1},
     "500": {"retry_after": None},
     "503": {"retry_after": None},
@@ -270,6 +276,10 @@ class Fault:
     # firewall state
     _arrivals: deque = field(default_factory=deque, init=False, repr=False)
     _blocked_until: float = field(default=0.0, init=False, repr=False)
+    # rate_firewall state: a token bucket (None: full)
+    _tokens: float | None = field(default=None, init=False, repr=False)
+    _last: float = field(default=0.0, init=False, repr=False)
+    blocks: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._regex = re.compile(self.path_pattern)
@@ -282,6 +292,28 @@ class Fault:
     def blocking(self) -> bool:
         """For a firewall fault: whether it is blocking clients right now."""
         return time.monotonic() < self._blocked_until
+
+    @property
+    def block_remaining_s(self) -> float:
+        return max(0.0, self._blocked_until - time.monotonic())
+
+    @property
+    def sustainable_rate(self) -> float | None:
+        """For a rate firewall: the request rate it lets through forever."""
+        return float(self.params["rate"]) if self.kind == "rate_firewall" else None
+
+    def _rate_admits(self, now: float) -> bool:
+        """Rate firewall: take a token (True), or start a block (False). Caller holds the lock."""
+        rate, burst = float(self.params["rate"]), float(self.params["burst"])
+        tokens = burst if self._tokens is None else min(burst, self._tokens + (now - self._last) * rate)
+        self._last = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        self._blocked_until = now + float(self.params["block_s"])
+        self.blocks += 1
+        return False
 
 
 class FaultRegistry:
@@ -306,6 +338,11 @@ class FaultRegistry:
         * ``"403"``: 403 with the firewall's HTML body.
         * ``"firewall"``: more than ``burst`` [30] matching requests within ``window_s`` [1.0]
           block every matching request with 403 for ``block_s`` [30.0] seconds; never used up.
+        * ``"rate_firewall"``: a token bucket of ``rate`` [5.0] requests/s and ``burst`` [10];
+          a request that finds it empty blocks every matching request with 403 for ``block_s``
+          [20.0] seconds (requests during the block are refused and do not extend it; the
+          bucket refills meanwhile). With ``retry_after`` [False] the 403 says how long is left.
+          Its sustainable rate is ``rate``; never used up.
         * ``"429"``: 429 with ``Retry-After: retry_after`` [1].
         * ``"500"`` / ``"503"``: server errors (``Retry-After`` only if ``retry_after`` given).
         * ``"timeout"``: wait ``delay_s`` [5.0] before answering normally.
@@ -322,7 +359,7 @@ class FaultRegistry:
         unknown = set(params) - set(_FAULT_PARAMS[kind])
         if unknown:
             raise TypeError(f"fault {kind!r} takes no parameter(s) {sorted(unknown)}")
-        if kind == "firewall":
+        if kind in ("firewall", "rate_firewall"):
             count = None
         elif count is not None and count < 1:
             raise ValueError("count must be >= 1 (or None for unlimited)")
@@ -351,11 +388,16 @@ class FaultRegistry:
         now = time.monotonic()
         with self._lock:
             for f in self._faults:
-                if f.kind != "firewall" or not f.matches(path):
+                if f.kind not in ("firewall", "rate_firewall") or not f.matches(path):
                     continue
                 if now < f._blocked_until:
                     f.hits += 1
                     return f
+                if f.kind == "rate_firewall":
+                    if not f._rate_admits(now):
+                        f.hits += 1
+                        return f
+                    continue
                 f._arrivals.append(now)
                 while f._arrivals and f._arrivals[0] <= now - f.params["window_s"]:
                     f._arrivals.popleft()
@@ -365,7 +407,7 @@ class FaultRegistry:
                     f.hits += 1
                     return f
             for f in self._faults:
-                if f.kind == "firewall" or not f.matches(path):
+                if f.kind in ("firewall", "rate_firewall") or not f.matches(path):
                     continue
                 if f.kind == "corrupt_image" and not is_image:
                     continue
@@ -376,6 +418,13 @@ class FaultRegistry:
                         self._faults.remove(f)
                 return f
         return None
+
+
+@dataclass(frozen=True)
+class RawJson:
+    """Bytes spliced verbatim into a served JSON body (poison that `json.dumps` cannot make)."""
+
+    data: bytes
 
 
 class RequestRecord(NamedTuple):
@@ -470,6 +519,10 @@ class ReplayServer(ThreadingHTTPServer):
         self.faults = FaultRegistry()
         self.requests: list[RequestRecord] = []
         self.not_a_valid_object_ids: set[int] = set()
+        # poison: Met ids answered with these exact bytes (200), SMK entries listed after the
+        # keyed items exactly as given (a `RawJson` is spliced into the page body as is)
+        self.met_bodies: dict[int, bytes] = {}
+        self.smk_extra_listing: list[Any] = []
 
         self._lock = threading.RLock()  # records and request log
         self._stop_event = threading.Event()
@@ -587,6 +640,15 @@ class ReplayServer(ThreadingHTTPServer):
         with self._lock:
             self._met[int(rec["objectID"])] = [rec, None, index]
 
+    def set_met_body(self, object_id: int, body: bytes) -> None:
+        """Answer ``/objects/{object_id}`` with exactly ``body`` (200), whatever it holds (deeply
+        nested JSON, invalid UTF-8...); the id is listed by ``/objects`` (as modified now)."""
+        object_id = int(object_id)
+        with self._lock:
+            if object_id not in self._met:
+                self._store_met({"objectID": object_id, "metadataDate": _utc_now_iso()})
+            self.met_bodies[object_id] = bytes(body)
+
     def remove_met_record(self, object_id: int) -> bool:
         """Remove a Met record (it then answers 404); returns whether it was there."""
         with self._lock:
@@ -685,8 +747,10 @@ class ReplayServer(ThreadingHTTPServer):
             self._reset(h)
             return
 
-        if kind in ("403", "firewall"):
+        if kind in ("403", "firewall", "rate_firewall"):
             resp = _Response(403, FIREWALL_403_HTML.encode(), "text/html")
+            if kind == "rate_firewall" and fault.params.get("retry_after"):
+                resp.headers["Retry-After"] = str(max(1, round(fault.block_remaining_s + 0.5)))
         elif kind == "429":
             resp = _Response(429, _json_bytes({"message": "Too Many Requests"}),
                              headers={"Retry-After": str(fault.params["retry_after"])})
@@ -781,6 +845,9 @@ class ReplayServer(ThreadingHTTPServer):
             entry = self._met.get(oid)
         if entry is None:
             return _Response(404, _json_bytes({"message": "ObjectID not found"}))
+        poison = self.met_bodies.get(oid)
+        if poison is not None:
+            return _Response(200, poison)
         body = entry[1]
         if body is None:  # render once; a concurrent duplicate render is harmless
             body = entry[1] = _json_bytes(self._rewrite_met(entry[0]))
@@ -881,15 +948,21 @@ class ReplayServer(ThreadingHTTPServer):
             if not self._smk_filter_ok(verbatim, filters):
                 continue
             found.append(served)
+        found += self.smk_extra_listing
+        page = found[offset: offset + rows]
         body = {
             "offset": offset,
             "rows": rows,
             "found": len(found),
-            "items": found[offset: offset + rows],
+            "items": page,
             "facets": {},
             "facets_ranges": {},
             "autocomplete": [],
         }
+        if any(isinstance(item, RawJson) for item in page):
+            parts = [item.data if isinstance(item, RawJson) else _json_bytes(item) for item in page]
+            head = _json_bytes({k: v for k, v in body.items() if k != "items"})[:-1]
+            return _Response(200, head + b', "items": [' + b", ".join(parts) + b"]}")
         return _Response(200, _json_bytes(body))
 
     # ---- images ----------------------------------------------------------------------------

@@ -86,7 +86,8 @@ def test_a_403_burst_trips_the_cooldown_for_all_workers_then_recovers(met, repla
     started = time.monotonic()
     results = list(met.fetch_objects(met.list_ids().ids[:40]))
     assert all(r.status == "ok" for r in results)
-    assert met.http.stats.firewall_hits >= 1 and met.http.gate.trips >= 1
+    assert met.http.stats.firewall_hits >= 1 and met.http.limiter.blocks >= 1
+    assert met.http.limiter.probes >= 1  # the block was ended by a probe, not by everybody at once
     assert time.monotonic() - started >= 0.3  # at least one cooldown was served
     assert len({r.source_id for r in results}) == 40
 
@@ -132,3 +133,142 @@ def test_smk_image_urls_prefer_a_web_size_iiif_image(replay):
     assert any(u and "/full/!1024,/0/default.jpg" in u for u in urls)
     image = client.fetch_image(next(u for u in urls if u))
     assert image.content and image.error is None
+
+
+# -- poison records: bodies a parser cannot handle are terminal per-record errors -----------------
+
+
+def deeply_nested(levels: int = 5000) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+def test_a_deeply_nested_body_is_a_terminal_error_row_and_the_rest_arrive(met, replay):
+    ids = met.list_ids().ids[:10]
+    replay.set_met_body(int(ids[3]), b'{"objectID": ' + ids[3].encode() + b', "x": ' + deeply_nested() + b"}")
+    replay.set_met_body(int(ids[5]), deeply_nested())
+    results = {r.source_id: r for r in met.fetch_objects(ids)}
+    assert sorted(results) == sorted(ids)
+    for bad in (ids[3], ids[5]):
+        assert results[bad].status == "error" and "nested too deeply" in results[bad].error
+        assert replay.count(rf"/objects/{bad}$") == 1  # terminal: never retried
+        assert results[bad].raw_json is not None and results[bad].raw_json.startswith(("{", "["))  # kept as answered
+    assert all(results[i].status == "ok" for i in ids if i not in (ids[3], ids[5]))
+    assert met.http.stats.unparseable == 2 and met.http.stats.retries == 0
+
+
+def test_a_complete_body_that_is_not_json_is_terminal_not_retried(met, replay):
+    [oid] = met.list_ids().ids[:1]
+    replay.set_met_body(int(oid), b"<html>maintenance</html>")
+    [result] = list(met.fetch_objects([oid]))
+    assert result.status == "error" and result.error.startswith("unparseable body")
+    assert replay.count(rf"/objects/{oid}$") == 1
+
+
+def test_invalid_utf8_is_replaced_and_counted_not_retried(met, replay):
+    [oid] = met.list_ids().ids[:1]
+    body = json.dumps({"objectID": int(oid), "title": "Caf\u00e9 XX", "isPublicDomain": False}).encode()
+    replay.set_met_body(int(oid), body.replace(b"XX", b"\xff\xfe\xc3"))  # 3 invalid bytes
+    [result] = list(met.fetch_objects([oid]))
+    assert result.status == "ok", result.error
+    assert json.loads(result.raw_json)["title"] == "Caf\u00e9 \ufffd\ufffd\ufffd"
+    assert result.text_repairs == 3 and met.http.stats.text_repairs == 3
+    assert replay.count(rf"/objects/{oid}$") == 1
+    result.raw_json.encode("utf-8")  # storable
+
+
+def test_a_lone_surrogate_escape_is_stored_as_received_and_always_encodable(met, replay, shared_smk_records):
+    [oid] = met.list_ids().ids[:1]
+    replay.set_met_body(int(oid), b'{"objectID": ' + oid.encode() + b', "title": "\\udfff broken"}')
+    [result] = list(met.fetch_objects([oid]))
+    assert result.status == "ok" and "\\udfff" in result.raw_json
+    result.raw_json.encode("utf-8")
+    # SMK items are re-serialised: a lone surrogate becomes an escape again (the same JSON value)
+    item = {**shared_smk_records[0], "object_number": "KMS-surrogate", "titles": [{"title": "\udfff"}]}
+    replay.set_smk_record(item)
+    smk = SmkClient(replay.smk_base_url, PoliteSession(fast_policy()))
+    by_id = {r.source_id: r for r in smk.fetch_objects(smk.list_ids().ids)}
+    stored = by_id["KMS-surrogate"]
+    assert stored.status == "ok" and stored.text_repairs == 1 and "\\udfff" in stored.raw_json
+    stored.raw_json.encode("utf-8")
+    assert json.loads(stored.raw_json)["titles"][0]["title"] == "\udfff"
+
+
+def test_anything_a_client_raises_for_one_record_becomes_its_error_row(met, monkeypatch):
+    original = met.fetch_object
+
+    def flaky(object_id):
+        if object_id == "2":
+            raise RecursionError("maximum recursion depth exceeded")
+        return original(object_id)
+
+    monkeypatch.setattr(met, "fetch_object", flaky)
+    ids = met.list_ids().ids[:3] + ["2"]
+    results = {r.source_id: r for r in met.fetch_objects(ids)}
+    assert results["2"].status == "error" and "RecursionError" in results["2"].error
+    assert all(results[i].status == "ok" for i in ids[:3])
+
+
+# -- SMK: every listed item becomes a row -----------------------------------------------------------
+
+
+def test_smk_listing_makes_a_row_of_every_item(replay, shared_smk_records):
+    from artsim_pipeline_tests.replay.server import RawJson
+
+    newer = {**shared_smk_records[0], "modified": "2099-01-01T00:00:00Z", "titles": [{"title": "newer copy"}]}
+    twice = {"object_number": "KMS-twice", "titles": [{"title": "listed twice"}]}
+    replay.smk_extra_listing += [
+        {**shared_smk_records[1], "object_number": None},  # no id
+        {"titles": [{"title": "no object_number at all"}]},
+        "not an object",
+        newer,  # a second item with the object number of the first, modified later
+        twice,
+        twice,  # an exact repeat
+        RawJson(b'{"object_number": "KMS-poison", "x": ' + deeply_nested() + b"}"),
+    ]
+    client = SmkClient(replay.smk_base_url, PoliteSession(fast_policy()), rows=7)
+    listing = client.list_ids()
+    n_items = len(shared_smk_records) + 7
+    assert listing.notes == {"items": n_items, "without_object_number": 3, "duplicates": 2, "unreadable": 1}
+    results = {r.source_id: r for r in client.fetch_objects(listing.ids)}
+    assert len(results) == n_items  # one row per listed item (KMS-twice: one ok, one duplicate)
+    errors = {k: r for k, r in results.items() if r.status == "error"}
+    assert len(errors) == 6 and all(r.error for r in errors.values())
+    assert sum("no usable object_number" in r.error for r in errors.values()) == 3
+    dups = [r for r in errors.values() if r.error.startswith("duplicate_id")]
+    assert len(dups) == 2 and {"(same content)" in r.error for r in dups} == {True, False}
+    # the item modified last keeps the object number; the other is kept beside it
+    first = shared_smk_records[0]["object_number"]
+    assert json.loads(results[first].raw_json)["titles"] == [{"title": "newer copy"}]
+    assert any(json.loads(r.raw_json).get("modified") == shared_smk_records[0].get("modified") for r in dups)
+    [poison] = [r for r in errors.values() if "cannot be read" in r.error]
+    assert "nested too deeply" in poison.error
+    # a listing problem that disappears later is gone, without asking the API for it
+    fresh = SmkClient(replay.smk_base_url, PoliteSession(fast_policy()))
+    [again] = list(fresh.fetch_objects([poison.source_id]))
+    assert again.status == "gone"
+
+
+# -- the adaptive limiter against a rate firewall (fast: a 40/s firewall, half-second blocks) ---------
+
+
+def test_the_limiter_learns_what_a_rate_firewall_sustains_and_remembers_it(replay):
+    firewall = replay.faults.add("rate_firewall", r"/objects/\d+", rate=40.0, burst=80, block_s=0.5)
+    policy = fast_policy(requests_per_second=400, burst=5, firewall_cooldown_s=2.0)
+    client = MetClient(replay.met_base_url, PoliteSession(policy))
+    ids = client.list_ids().ids
+    results = list(client.fetch_objects(ids[:90]))
+    assert all(r.status == "ok" for r in results) and len(results) == 90
+    limiter = client.http.limiter
+    assert 1 <= firewall.blocks <= 2 and limiter.blocks == firewall.blocks
+    assert 5.0 <= limiter.rate < 40.0  # lowered under the firewall's rate, not to a crawl
+    assert limiter.probes >= 1 and replay.count(r"/objects/\d+", status=403) <= 8 * 3 + limiter.probes
+    state = limiter.state()
+    assert state["rate"] == pytest.approx(limiter.rate, rel=1e-3) and state["ceiling"] == 400
+    client.close()
+    # the next run starts from the learned rate and is not blocked
+    again = MetClient(replay.met_base_url, PoliteSession(policy))
+    again.http.limiter.restore(state)
+    assert again.http.limiter.rate == pytest.approx(state["rate"], rel=1e-3)
+    blocks = firewall.blocks
+    assert all(r.status == "ok" for r in again.fetch_objects(ids[90:120]))
+    assert firewall.blocks == blocks

@@ -62,12 +62,17 @@ def raw_objects(
     checkpoint = FetchCheckpoint(storage.checkpoint_path("raw_objects", source))
     resumed = checkpoint.compact(previous)
     client = museum_api.client(source)
+    limiter = getattr(getattr(client, "http", None), "limiter", None)
+    if limiter is not None:
+        limiter.restore(state.get("rate_limit"))  # start from the rate the API tolerated last time
     started = time.monotonic()
     try:
         listing = client.list_ids(since=state.get("cursor"))
         already = {r.source_id for r in resumed}
-        # objects that failed last time are tried again even when an incremental listing skips them
+        # objects that failed last time are tried again by id, even when an incremental listing
+        # skips them: error rows, and failures that left an older good record in place
         retry_ids = set(previous.filter(pl.col("status") == "error")["source_id"].to_list()) if previous is not None else set()
+        retry_ids |= {str(i) for i in state.get("retry_ids") or []}
         to_fetch = [i for i in dict.fromkeys([*listing.ids, *sorted(retry_ids)]) if i not in already]
         context.log.info(
             f"{source}: listing names {len(listing.ids)} objects (full={listing.full}, since={state.get('cursor')}); "
@@ -85,9 +90,19 @@ def raw_objects(
         client.close()
     elapsed = time.monotonic() - started
     table, counts = merge_results(previous, results, full_listing_ids=set(listing.ids) if listing.full else None)
-    # Advance the cursor only when nothing failed, so an incremental run never skips a failure.
-    cursor = listing.cursor if counts.error == 0 else state.get("cursor")
-    storage.write_state(state_name, {"cursor": cursor, "updated_at": datetime.now(timezone.utc).isoformat()})
+    # The cursor always advances: what failed is remembered by id and fetched again next run, so
+    # a record that keeps failing never makes every later run crawl the whole source again.
+    failed = sorted({r.source_id for r in results if r.status == "error"})
+    cursor = listing.cursor
+    new_state = {"cursor": cursor, "retry_ids": failed, "updated_at": datetime.now(timezone.utc).isoformat()}
+    if limiter is not None:
+        new_state["rate_limit"] = {**limiter.state(), "learned_at": new_state["updated_at"]}
+    elif state.get("rate_limit"):
+        new_state["rate_limit"] = state["rate_limit"]
+    storage.write_state(state_name, new_state)
+    if failed:
+        context.log.warning(f"{source}: {len(failed)} objects failed and will be fetched again by id next run "
+                            f"(first: {', '.join(failed[:5])})")
     status_counts = dict(table.group_by("status").len().iter_rows()) if table.height else {}
     metadata = {
         "rows": table.height,
@@ -100,11 +115,17 @@ def raw_objects(
         "fetched_this_run": len(to_fetch),
         "reused_from_checkpoint": len(resumed),
         "cursor": str(cursor),
+        "retry_next_run": len(failed),
+        **{f"listing_{k}": v for k, v in listing.notes.items()},
         "fetch_seconds": round(elapsed, 2),
         "preview": markdown_table(table, ["source_id", "status", "modified", "content_hash", "error"]),
     }
     if stats is not None:
         metadata.update({f"http_{k}": v for k, v in stats.as_dict().items()})
+    if limiter is not None:
+        metadata.update({"rate_limit_rps": round(limiter.rate, 3), "rate_limit_blocks": limiter.blocks,
+                         "rate_limit_blocked_seconds": round(limiter.blocked_s, 1),
+                         "rate_limit_changes": MetadataValue.json(limiter.changes[-20:])})
     # the data version is the content, not the fetch: a re-ingest that changed nothing leaves
     # everything downstream up to date
     return Output(table, metadata=metadata, data_version=DataVersion(frame_fingerprint(table.select("source_id", "status", "content_hash"))))

@@ -29,6 +29,14 @@ CHECK_GROUPS: dict[str, tuple[str, bool, str]] = {
 }
 
 
+def _lone_surrogates(raw_objects: pl.DataFrame) -> int:
+    """How many lone surrogates the ok records' JSON decodes to (normalisation replaces them)."""
+    from artsim_pipeline.core.text import lone_surrogate_escapes
+
+    suspects = raw_objects.filter((pl.col("status") == "ok") & pl.col("raw_json").str.contains(r"\\u[dD][89a-fA-F]"))
+    return sum(lone_surrogate_escapes(text) for text in suspects["raw_json"].to_list())
+
+
 def check_group(outcome_name: str) -> str:
     if outcome_name.startswith("date_"):
         return "dates_plausible"
@@ -70,6 +78,9 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
     source = context.partition_key
     table, quarantine = normalise(source, raw_objects, raw_images)
     raw_ok = raw_objects.filter(pl.col("status") == "ok").height
+    text_repairs = _lone_surrogates(raw_objects)
+    if text_repairs:
+        context.log.warning(f"{source}: {text_repairs} lone surrogates in stored records were replaced with U+FFFD")
     by_rule = dict(quarantine.group_by("rule").len().sort("rule").iter_rows()) if quarantine.height else {}
 
     yield Output(
@@ -79,6 +90,7 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
             "rows": table.height,
             "raw_ok": raw_ok,
             "quarantined": quarantine.height,
+            "text_repairs": text_repairs,
             "with_image": table.filter(pl.col("image_sha256").is_not_null()).height,
             "public_domain": table.filter(pl.col("is_public_domain")).height,
             "departments": table["department"].n_unique(),

@@ -20,12 +20,18 @@ def utc_now() -> datetime:
 
 
 def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # total: any str hashes
 
 
 @dataclass
 class FetchResult:
-    """One object fetch: the verbatim JSON text when ok, the reason otherwise."""
+    """One object fetch: the verbatim JSON text when ok, the reason otherwise (an error may
+    carry the text it could not use in `raw_json`).
+
+    Text is made storable on construction: lone surrogates (which no UTF-8 file, Parquet column
+    or polars frame accepts) become `\\uXXXX` escapes, the same JSON value; `text_repairs`
+    counts them plus the invalid bytes the client replaced while decoding the body.
+    """
 
     source_id: str
     status: Status
@@ -33,6 +39,21 @@ class FetchResult:
     error: str | None = None
     modified: str | None = None
     fetched_at: datetime = field(default_factory=utc_now)
+    text_repairs: int = 0
+
+    def __post_init__(self) -> None:
+        from artsim_pipeline.core.text import escape_surrogates, scrub_surrogates
+
+        if isinstance(self.raw_json, str):
+            self.raw_json, n = escape_surrogates(self.raw_json)
+            self.text_repairs += n
+        for name in ("source_id", "error", "modified"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                fixed, n = scrub_surrogates(value)
+                if n:
+                    setattr(self, name, fixed)
+                    self.text_repairs += n
 
     @property
     def content_hash(self) -> str | None:
@@ -50,6 +71,7 @@ class Listing:
     ids: list[str]
     full: bool
     cursor: str | None = None
+    notes: dict[str, int] = field(default_factory=dict)  # what the listing met (items, problems), for metadata
 
 
 @dataclass
@@ -96,7 +118,15 @@ class LiveMuseumClient(MuseumClient):
         """Fetch one record."""
 
     def fetch_objects(self, ids: Iterable[str]) -> Iterator[FetchResult]:
-        return bounded_parallel_map(self.fetch_object, ids, self.http.policy.max_workers)
+        return bounded_parallel_map(self._fetch_one, ids, self.http.policy.max_workers)
+
+    def _fetch_one(self, source_id: str) -> FetchResult:
+        """`fetch_object`, with anything it raises turned into that record's error row: one record
+        the client cannot handle never costs the rest of the source."""
+        try:
+            return self.fetch_object(source_id)
+        except Exception as exc:  # noqa: BLE001 - recorded per record, with its reason
+            return FetchResult(source_id, "error", error=f"could not fetch or read this record: {type(exc).__name__}: {exc}"[:2000])
 
     def fetch_image(self, url: str) -> ImageFetch:
         outcome = self.http.get(url)
@@ -131,3 +161,11 @@ def bounded_parallel_map(fn: Callable[[T], R], items: Iterable[T], max_workers: 
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
+
+
+MAX_KEPT_ERROR_TEXT = 1_000_000
+
+
+def kept_text(text: str | None) -> str | None:
+    """The body text an error row keeps beside its reason (bodies over 1 MB are not kept)."""
+    return text if text and len(text) <= MAX_KEPT_ERROR_TEXT else None

@@ -1,9 +1,14 @@
 """A polite HTTP GET shared by all workers of one museum client.
 
-One `requests.Session` (connection pooling sized to the worker count), a shared token bucket,
-retries with exponential backoff and jitter on 429 / 5xx / timeouts / connection errors /
-truncated bodies, `Retry-After` honoured, and a cooldown that pauses *every* worker when a
-firewall answers 403. Terminal answers (404, 410, other 4xx) are returned at once, never retried.
+One `requests.Session` (connection pooling sized to the worker count), one adaptive limiter
+(`core.ratelimit.AdaptiveLimiter`: a token bucket whose rate drops when a firewall answers 403
+or the API 429, a gate that holds *every* worker through the block while single probes test
+whether it is over, and a rate that creeps back up), retries with exponential backoff and
+jitter on 429 / 5xx / timeouts / connection errors / truncated bodies, `Retry-After` honoured.
+
+Terminal answers are returned at once, never retried: 404, 410 and other 4xx, and a complete
+200 body that cannot be parsed (JSON nested too deeply for the parser, or not JSON at all).
+Bodies are decoded totally: invalid bytes become U+FFFD and are counted (`text_repairs`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any, Callable, Mapping
 import requests
 from requests.adapters import HTTPAdapter
 
-from artsim_pipeline.core.ratelimit import CooldownGate, TokenBucket
+from artsim_pipeline.core.ratelimit import AdaptiveLimiter, AdaptiveSettings, Ticket
+from artsim_pipeline.core.text import decode_bytes
 
 USER_AGENT = "artsim/0.1 (+https://github.com/artsim/artsim; museum open-data research)"
 
@@ -35,9 +41,11 @@ class HttpPolicy:
     max_retries: int = 5
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
-    firewall_cooldown_s: float = 60.0
-    max_firewall_hits: int = 6
+    firewall_cooldown_s: float = 60.0  # the longest wait between two probes of a block
+    max_blocked_s: float = 900.0  # a request waits at most this long for blocks to end
+    max_refusals: int = 3  # 403s for one request while others got through: that URL is refused
     max_retry_after_s: float = 300.0
+    min_rate: float = 0.2  # the adaptive limiter never goes below this
 
 
 @dataclass
@@ -54,6 +62,7 @@ class HttpOutcome:
     headers: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None
     attempts: int = 0
+    text_repairs: int = 0  # invalid byte sequences replaced with U+FFFD while decoding the body
 
 
 @dataclass
@@ -62,14 +71,17 @@ class HttpStats:
     retries: int = 0
     firewall_hits: int = 0
     throttled: int = 0
+    unparseable: int = 0
+    text_repairs: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def bump(self, name: str) -> None:
+    def bump(self, name: str, by: int = 1) -> None:
         with self.lock:
-            setattr(self, name, getattr(self, name) + 1)
+            setattr(self, name, getattr(self, name) + by)
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "retries": self.retries, "firewall_hits": self.firewall_hits, "throttled": self.throttled}
+        return {"requests": self.requests, "retries": self.retries, "firewall_hits": self.firewall_hits,
+                "throttled": self.throttled, "unparseable": self.unparseable, "text_repairs": self.text_repairs}
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -90,6 +102,28 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+class _Unparseable(Exception):
+    """A complete body the JSON parser cannot handle: retrying cannot help."""
+
+
+def parse_json_body(text: str) -> Any:
+    """`json.loads`, with a body nested too deeply for the parser reported as `_Unparseable`."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _Unparseable(f"JSON nested too deeply to parse ({len(text)} characters)") from None
+
+
+def _body_complete(response: requests.Response, content: bytes) -> bool:
+    """Whether the whole body arrived: its Content-Length matched (requests raises otherwise) or
+    it was chunked. A body read until the connection closed may have been cut short."""
+    headers = response.headers
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return True
+    length = headers.get("Content-Length")
+    return length is not None and length.strip().isdigit() and int(length) == len(content) and not headers.get("Content-Encoding")
+
+
 class PoliteSession:
     """Rate-limited, retrying GETs; safe to share between threads."""
 
@@ -100,6 +134,7 @@ class PoliteSession:
         user_agent: str = USER_AGENT,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        adaptive: AdaptiveSettings | None = None,
     ) -> None:
         self.policy = policy or HttpPolicy()
         self.session = requests.Session()
@@ -108,12 +143,18 @@ class PoliteSession:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.bucket = TokenBucket(self.policy.requests_per_second, self.policy.burst, sleep=sleep)
-        self.gate = CooldownGate(sleep=sleep)
+        settings = adaptive or AdaptiveSettings(min_rate=min(self.policy.min_rate, self.policy.requests_per_second),
+                                                max_probe_interval_s=self.policy.firewall_cooldown_s,
+                                                first_probe_s=min(1.0, self.policy.firewall_cooldown_s))
+        self.limiter = AdaptiveLimiter(self.policy.requests_per_second, self.policy.burst, settings, sleep=sleep)
         self.stats = HttpStats()
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
+
+    @property
+    def bucket(self):
+        return self.limiter.bucket
 
     def close(self) -> None:
         self.session.close()
@@ -127,56 +168,77 @@ class PoliteSession:
         """GET with retries; returns the final outcome instead of raising."""
         policy = self.policy
         attempt = 0
-        firewall_hits = 0
+        refusals = 0  # 403s for this request after a block had ended in between
+        blocked_since: float | None = None
+        last_block_episode = -1
         last_error = "not attempted"
         last_status: int | None = None
         while True:
-            self.gate.wait()
-            self.bucket.acquire()
+            ticket = self.limiter.acquire()
+            if blocked_since is not None and time.monotonic() - blocked_since > policy.max_blocked_s:
+                self.limiter.on_no_answer(ticket)
+                return HttpOutcome(url, 403, False, False, error=f"HTTP 403 (firewall): still blocked after {policy.max_blocked_s:.0f} s",
+                                   attempts=attempt + 1)
             self.stats.bump("requests")
             retry_wait: float | None = None
             try:
                 response = self.session.get(url, params=params, timeout=policy.timeout_s)
                 content = response.content  # raises on a body shorter than its Content-Length
             except requests.RequestException as exc:
+                self.limiter.on_no_answer(ticket)
                 last_status, last_error = None, f"{type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
                 last_status = status
-                if status == 200:
-                    outcome = HttpOutcome(url, status, True, False, content, headers=dict(response.headers), attempts=attempt + 1)
-                    if not expect_json:
-                        return outcome
-                    try:
-                        outcome.text = content.decode(response.encoding or "utf-8")
-                        outcome.json = json.loads(outcome.text)
-                        return outcome
-                    except (UnicodeDecodeError, ValueError) as exc:
-                        last_error = f"invalid or truncated JSON body ({len(content)} bytes): {exc}"
-                elif status == 403:
-                    # The Met firewall: everybody stops, for a while, then we try again.
-                    firewall_hits += 1
+                if status == 403:
+                    # The Met firewall: everybody stops until a probe gets through, at a lower rate.
                     self.stats.bump("firewall_hits")
-                    last_error = "HTTP 403 (firewall)"
-                    if firewall_hits > policy.max_firewall_hits:
-                        return HttpOutcome(url, status, False, False, content, headers=dict(response.headers), error=last_error, attempts=attempt + 1)
-                    self.gate.trip(policy.firewall_cooldown_s)
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    self.limiter.on_block(ticket, None if retry_after is None else min(retry_after, policy.max_retry_after_s))
+                    blocked_since = blocked_since if blocked_since is not None else time.monotonic()
+                    if ticket.episode != last_block_episode and last_block_episode >= 0:
+                        refusals += 1
+                    last_block_episode = ticket.episode
+                    if refusals >= policy.max_refusals:
+                        return HttpOutcome(url, status, False, True, content, headers=dict(response.headers), attempts=attempt + 1,
+                                           error=f"HTTP 403: refused {refusals + 1} times while other requests got through")
                     continue  # a firewall block is not the request's fault: not counted as a retry
-                elif status == 429:
+                if status == 429:
                     self.stats.bump("throttled")
                     retry_wait = parse_retry_after(response.headers.get("Retry-After"))
                     if retry_wait is not None:
                         retry_wait = min(retry_wait, policy.max_retry_after_s)
-                        self.gate.trip(retry_wait)
+                    self.limiter.on_block(ticket, retry_wait if retry_wait is not None else self._backoff(attempt), throttle=True)
+                    retry_wait = 0.0  # the limiter's gate does the waiting
                     last_error = f"HTTP 429 (Retry-After: {response.headers.get('Retry-After')})"
+                else:
+                    self.limiter.on_answer(ticket)
+                    blocked_since = None
+                if status == 200:
+                    outcome = HttpOutcome(url, status, True, False, content, headers=dict(response.headers), attempts=attempt + 1)
+                    if not expect_json:
+                        return outcome
+                    outcome.text, outcome.text_repairs = decode_bytes(content, response.encoding or "utf-8")
+                    if outcome.text_repairs:
+                        self.stats.bump("text_repairs", outcome.text_repairs)
+                    try:
+                        outcome.json = parse_json_body(outcome.text)
+                        return outcome
+                    except _Unparseable as exc:
+                        return self._unparseable(outcome, str(exc))
+                    except ValueError as exc:
+                        last_error = f"invalid JSON body ({len(content)} bytes): {exc}"
+                        if _body_complete(response, content):
+                            # the whole body arrived and is not JSON: that is the answer, not a glitch
+                            return self._unparseable(outcome, last_error)
                 elif status >= 500:
                     last_error = f"HTTP {status}"
-                else:
-                    text = content.decode("utf-8", errors="replace")
+                elif status != 429:
+                    text, _ = decode_bytes(content, response.encoding or "utf-8")
                     body_json = None
                     try:
-                        body_json = json.loads(text)
-                    except ValueError:
+                        body_json = parse_json_body(text)
+                    except (ValueError, _Unparseable):
                         pass
                     message = body_json.get("message") if isinstance(body_json, dict) else None
                     return HttpOutcome(
@@ -189,3 +251,9 @@ class PoliteSession:
             if retry_wait is None:
                 self._sleep(self._backoff(attempt))
             attempt += 1
+
+    def _unparseable(self, outcome: HttpOutcome, reason: str) -> HttpOutcome:
+        self.stats.bump("unparseable")
+        outcome.ok, outcome.terminal, outcome.json = False, True, None
+        outcome.error = f"unparseable body: {reason}"
+        return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Sequence
 
-from artsim_pipeline.resources.clients.base import FetchResult, Listing, LiveMuseumClient
+from artsim_pipeline.resources.clients.base import FetchResult, Listing, LiveMuseumClient, kept_text
 from artsim_pipeline.resources.clients.http import PoliteSession
 
 # The Met answers 404 with these bodies for ids it will never serve; both are terminal.
@@ -14,9 +14,13 @@ GONE_MESSAGES = ("ObjectID not found", "Not a valid object")
 
 def met_image_url(record: dict) -> str | None:
     """The web-size image of a public-domain Met record (None when in copyright or imageless)."""
-    if not record.get("isPublicDomain"):
+    if not isinstance(record, dict) or not record.get("isPublicDomain"):
         return None
-    return record.get("primaryImageSmall") or record.get("primaryImage") or None
+    for key in ("primaryImageSmall", "primaryImage"):
+        url = record.get(key)
+        if isinstance(url, str) and url:
+            return url
+    return None
 
 
 class MetClient(LiveMuseumClient):
@@ -58,14 +62,20 @@ class MetClient(LiveMuseumClient):
 
     def fetch_object(self, object_id: str) -> FetchResult:
         outcome = self.http.get(f"{self.base_url}/objects/{object_id}", expect_json=True)
+        repairs = outcome.text_repairs
         if outcome.ok:
             body = outcome.json
             if not isinstance(body, dict) or "objectID" not in body:
-                return FetchResult(object_id, "error", error=f"unexpected body: {outcome.text[:200]!r}")
-            return FetchResult(object_id, "ok", raw_json=outcome.text, modified=body.get("metadataDate") or None)
+                return FetchResult(object_id, "error", raw_json=kept_text(outcome.text), error=f"unexpected body: {outcome.text[:200]!r}",
+                                   text_repairs=repairs)
+            modified = body.get("metadataDate")
+            return FetchResult(object_id, "ok", raw_json=outcome.text, modified=modified if isinstance(modified, str) and modified else None,
+                               text_repairs=repairs)
         if outcome.terminal and outcome.status_code in (404, 410):
             return FetchResult(object_id, "gone", error=outcome.error)
-        return FetchResult(object_id, "error", error=outcome.error)
+        # an unparseable 200 body is kept with its reason (it is what the API answered)
+        text = kept_text(outcome.text) if outcome.status_code == 200 else None
+        return FetchResult(object_id, "error", raw_json=text, error=outcome.error, text_repairs=repairs)
 
     def image_url(self, record: dict) -> str | None:
         return met_image_url(record)
