@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--source", choices=["met", "smk"], help="only works held by this museum")
     sim.add_argument("--image", metavar="FILE", help="search with a local image instead of an artwork id")
     sim.add_argument("--json", action="store_true", help="print a JSON list")
+    add_search_parser(sub)
     serve = sub.add_parser("serve", help="the similar-works browser and curator feedback web app")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "similar":
         return run_similar(args, parser)
+    if args.command == "search":
+        return run_search(args)
     if args.command == "serve":
         from artsim_pipeline.web import serve as serve_app
 
@@ -224,6 +227,52 @@ def run_similar(args, parser) -> int:
         makers = ", ".join(r.get("artists") or []) or "unknown maker"
         print(f"{rank:>3}. {r['score']:.3f}  [{r['source']}] {r['title'] or '(untitled)'} — {makers}\n        {r['artwork_id']}  {r['landing_url']}")
     return 0
+
+
+def add_search_parser(sub) -> None:
+    from artsim_pipeline.resources.museum_api import SOURCES
+
+    search = sub.add_parser("search", help="works ranked by meaning for some words (keywords, metadata and, with a CLIP backbone, pixels)")
+    search.add_argument("text", nargs="*", help='what to look for, e.g. "mother holding her infant", a maker or an accession number')
+    search.add_argument("-k", type=int, default=10, help="how many works (default 10)")
+    search.add_argument("--source", choices=list(SOURCES), help="only works held by this museum")
+    search.add_argument("--type", dest="kind", metavar="T", help="only this kind of work (classification or object type, any case)")
+    search.add_argument("--from", dest="date_from", metavar="YEAR", help="only works dated in or after YEAR (negative: BC)")
+    search.add_argument("--to", dest="date_to", metavar="YEAR", help="only works dated in or before YEAR")
+    search.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def run_search(args) -> int:
+    import json
+
+    from artsim_pipeline.core.text_search import SearchFilters, SearchQueryError, public
+    from artsim_pipeline.service import NotBuiltError, SimilarityService
+
+    query = " ".join(args.text).strip()
+    try:
+        if not query:
+            raise SearchQueryError("the search text is empty: type some words, a maker or an accession number")
+        if args.k < 1:
+            raise SearchQueryError("-k must be at least 1")
+        filters = SearchFilters.clean(args.source, args.kind, args.date_from, args.date_to)
+        results = SimilarityService.for_environment().search(query, args.k, filters)
+    except SearchQueryError as exc:
+        print(f"artsim: {exc}", file=sys.stderr)
+        return 2
+    except NotBuiltError as exc:
+        print(f"artsim: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps([public(r) for r in results], ensure_ascii=False, indent=2))
+        return 0
+    print(f"works matching {query!r}:" if results else f"no works match {query!r}")
+    for rank, r in enumerate(results, start=1):
+        makers = ", ".join(r.get("artists") or []) or "unknown maker"
+        why = ", ".join(f"{name} #{pos}" for name, pos in r["ranks"].items())
+        print(f"{rank:>3}. {r['score']:.3f}  [{r['source']}] {r['title'] or '(untitled)'} — {makers}"
+              f"\n        {r['artwork_id']}  {r.get('classification') or ''}  ({why})  {r['landing_url']}")
+    return 0
+
 
 
 if __name__ == "__main__":

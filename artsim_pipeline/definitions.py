@@ -10,6 +10,7 @@ from artsim_pipeline import settings
 from artsim_pipeline.defs.curation import assets as curation_assets
 from artsim_pipeline.defs.embeddings import assets as embedding_assets
 from artsim_pipeline.defs.indexing import assets as indexing_assets
+from artsim_pipeline.defs.indexing import search_assets
 from artsim_pipeline.defs.ingest import assets as ingest_assets
 from artsim_pipeline.defs.labels import assets as label_assets
 from artsim_pipeline.defs.operations import automation
@@ -64,7 +65,8 @@ def build_defs(env: str | None = None) -> Definitions:
     gpu_tags = settings.gpu_run_tags()
     return Definitions(
         assets=automation.with_automation(load_assets_from_modules(
-            [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, curation_assets])),
+            [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, search_assets,
+             curation_assets])),
         resources=build_resources(env),
         jobs=[*automation.JOBS, automation.embed_images_job(gpu_tags)],
         schedules=automation.SCHEDULES,

@@ -65,17 +65,72 @@ class SimilarityService:
     def vectors(self) -> pl.DataFrame:
         return self._table("artwork_vectors")
 
-    def similar(self, artwork_id: str, k: int = 10, source: str | None = None) -> list[dict]:
-        """The k works most like `artwork_id` (never itself); raises UnknownArtworkError."""
+    def similar(self, artwork_id: str, k: int = 10, source: str | None = None, filters=None) -> list[dict]:
+        """The k works most like `artwork_id` (never itself); raises UnknownArtworkError.
+        `filters` (a `core.text_search.SearchFilters`) restricts them by museum, kind and years
+        (raises SearchQueryError when no work passes)."""
         from artsim_pipeline.core.search import similar
 
-        return similar(artwork_id, k, self.index, self.vectors, self.artworks, source=source)
+        return similar(artwork_id, k, self.index, self.vectors, self.artworks, source=source,
+                       filter_labels=self._filter_labels(filters))
+
+    # -- search by words -----------------------------------------------------------------------
+
+    @cached_property
+    def catalog(self):
+        """Every work with what search filters and results need (`core.text_search.Catalog`)."""
+        from artsim_pipeline.core.text_search import Catalog
+
+        return Catalog(self.artworks)
+
+    @cached_property
+    def _index_ranking(self):
+        from artsim_pipeline.core.text_search import VectorRanking
+
+        return VectorRanking(self.index, self.catalog)
+
+    def _filter_labels(self, filters):
+        """`ann_index` labels the filters allow (None: every label)."""
+        if filters is None or not filters.active:
+            return None
+        return self._index_ranking.allowed(self.catalog.mask(filters))
+
+    @cached_property
+    def text_search(self):
+        """The stored `search_index` with its query embedders (`core.text_search.TextSearch`)."""
+        from artsim_pipeline.core import text_search as ts
+        from artsim_pipeline.defs.indexing.search_assets import SEARCH_INDEX_KEY
+
+        directory = self.storage.fetch_dir(SEARCH_INDEX_KEY)
+        if directory is None or not (directory / ts.INFO_FILE).exists():
+            raise NotBuiltError(f"no search_index under {self.storage.objects.uri(SEARCH_INDEX_KEY)} (run `make run` first)")
+        info, keyword, text_index, image_index = ts.load_parts(directory)
+        return ts.TextSearch(self.catalog, keyword, text_index, _text_embedder(info.get("text_model_id")),
+                             image_index, _image_text_embedder(info) if image_index is not None else None,
+                             ts.FusionConfig.from_dict(info.get("fusion")))
+
+    def search(self, query: str, k: int = 10, filters=None, only=None) -> list[dict]:
+        """Works ranked by meaning for a text query (see `core.text_search.TextSearch.search`);
+        raises SearchQueryError for an empty query or filters no work passes."""
+        return self.text_search.search(query, k, filters, only)
+
+    # -- search by image -----------------------------------------------------------------------
 
     def embed_image_file(self, path: str | Path) -> np.ndarray:
-        """A local image as a query vector in the index's space: the backbone the model was
-        trained on (recorded in its row), then the head when the index serves trained vectors."""
+        """A local image as a query vector in the index's space (see `embed_image`)."""
         from PIL import Image, UnidentifiedImageError
 
+        try:
+            with Image.open(path) as image:
+                image.load()
+                rgb = image.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ImageQueryError(f"cannot read image {path}: {exc}") from exc
+        return self.embed_image(rgb)
+
+    def embed_image(self, rgb) -> np.ndarray:
+        """An RGB PIL image as a query vector in the index's space: the backbone the model was
+        trained on (recorded in its row), then the head when the index serves trained vectors."""
         from artsim_pipeline.core.ml.backbones import load_backbone
         from artsim_pipeline.core.ml.embed import embed_batch
         from artsim_pipeline.defs.training.assets import load_stored_head
@@ -83,12 +138,6 @@ class SimilarityService:
         model = self._table("similarity_model").row(0, named=True)
         if model["fusion"] != "image":
             raise ImageQueryError(f"the model uses fusion={model['fusion']!r}; an image alone cannot be searched with it")
-        try:
-            with Image.open(path) as image:
-                image.load()
-                rgb = image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise ImageQueryError(f"cannot read image {path}: {exc}") from exc
         backbone = load_backbone(model["backbone_spec"])
         if backbone.model_id != model["image_model_id"]:
             raise ImageQueryError(f"backbone {backbone.model_id} differs from the model's {model['image_model_id']}")
@@ -99,7 +148,43 @@ class SimilarityService:
             vector = apply_head(load_stored_head(self.storage, model["head_key"])[0], vector)
         return vector[0]
 
-    def similar_to_image(self, path: str | Path, k: int = 10, source: str | None = None) -> list[dict]:
+    def similar_to_image(self, path: str | Path, k: int = 10, source: str | None = None, filters=None) -> list[dict]:
+        return self.similar_to_vector(self.embed_image_file(path), k, source, filters)
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, source: str | None = None, filters=None) -> list[dict]:
         from artsim_pipeline.core.search import similar_to_vector
 
-        return similar_to_vector(self.embed_image_file(path), k, self.index, self.artworks, source=source)
+        return similar_to_vector(vector, k, self.index, self.artworks, source=source, filter_labels=self._filter_labels(filters))
+
+
+def _text_embedder(model_id: str | None):
+    """Query text -> vector with the model the search index's text vectors came from."""
+    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID
+
+    path = None if model_id in (None, TEXT_MODEL_ID) else model_id
+
+    def embed(query: str) -> np.ndarray:
+        from artsim_pipeline.core.ml.text import embed_texts
+
+        return embed_texts([query], model_path=path)[0]
+
+    return embed
+
+
+def _image_text_embedder(info: dict):
+    """Query text -> vector by the dual encoder's text tower (loaded on first use), checked to be
+    the model the index's image vectors came from."""
+    loaded: list = []
+
+    def embed(query: str) -> np.ndarray:
+        if not loaded:
+            from artsim_pipeline.core.ml.backbones import load_backbone
+
+            backbone = load_backbone(info["backbone_spec"])
+            if backbone.model_id != info.get("image_model_id"):
+                raise NotBuiltError(f"backbone {backbone.model_id} differs from the search index's {info.get('image_model_id')}: "
+                                    "materialise search_index again")
+            loaded.append(backbone)
+        return loaded[0].embed_text([query])[0]
+
+    return embed

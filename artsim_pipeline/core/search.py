@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from artsim_pipeline.core.ann import AnnIndex, normalize, source_of
+from artsim_pipeline.core.ann import AnnIndex, LabelFilter, normalize, source_of
 
 RESULT_KEYS = ("artwork_id", "score", "title", "artists", "source", "landing_url")
 
@@ -64,6 +64,17 @@ def _source_filter(index: AnnIndex, source: str | None) -> frozenset[int] | None
     return None if source is None else index.labels_for_source(source)
 
 
+def _combine(first: LabelFilter | None, second: LabelFilter | None) -> LabelFilter | None:
+    """Labels both filters allow (either may be None: no restriction)."""
+    if first is None or second is None:
+        return second if first is None else first
+    if not callable(first) and not callable(second):
+        return frozenset(first) & frozenset(second)
+    def allowed(label: int, a=first, b=second) -> bool:
+        return (a(label) if callable(a) else label in a) and (b(label) if callable(b) else label in b)
+    return allowed
+
+
 def _decorate(
     ids: Iterable[str | None], scores: Iterable[float], artworks: pl.DataFrame | None
 ) -> list[dict]:
@@ -100,20 +111,23 @@ def similar(
     vectors_lookup: VectorsLookup,
     artworks: pl.DataFrame | None,
     source: str | None = None,
+    filter_labels: LabelFilter | None = None,
 ) -> list[dict]:
     """The ``k`` works most similar to ``artwork_id``, best first, never the work itself.
 
     ``vectors_lookup`` gives the query vector: a mapping or callable ``artwork_id -> vector``,
     an ``artwork_vectors`` frame (``artwork_id``, ``vector``), or None; when it has no vector
     the index's stored vector is used. ``source`` (``"met"``, ``"smk"``) restricts results to
-    one museum. Fewer than ``k`` come back only when fewer candidates exist. Raises
+    one museum; ``filter_labels`` (index labels, or a ``label -> bool`` callable) restricts them
+    further (see :class:`~artsim_pipeline.core.text_search.VectorRanking` for one built from
+    search filters). Fewer than ``k`` come back only when fewer candidates exist. Raises
     :class:`UnknownArtworkError` (a ``KeyError``) when the id has no vector anywhere.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
     vector = _lookup_vector(artwork_id, vectors_lookup, index)
     ids, scores = index.query(
-        vector, k, exclude_ids=[artwork_id], filter_labels=_source_filter(index, source)
+        vector, k, exclude_ids=[artwork_id], filter_labels=_combine(_source_filter(index, source), filter_labels)
     )
     return _decorate(ids[0], scores[0], artworks)
 
@@ -125,12 +139,13 @@ def similar_to_vector(
     artworks: pl.DataFrame | None = None,
     source: str | None = None,
     exclude_ids: Iterable[str] = (),
+    filter_labels: LabelFilter | None = None,
 ) -> list[dict]:
     """The ``k`` works most similar to an arbitrary query vector (e.g. an embedded image file)."""
     if k < 1:
         raise ValueError("k must be >= 1")
     ids, scores = index.query(
-        vector, k, exclude_ids=list(exclude_ids), filter_labels=_source_filter(index, source)
+        vector, k, exclude_ids=list(exclude_ids), filter_labels=_combine(_source_filter(index, source), filter_labels)
     )
     return _decorate(ids[0], scores[0], artworks)
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -259,6 +260,33 @@ class HFImageBackbone(ImageBackbone):
         self.pooling = _choose_pooling(model, self.model_type, probe, pooler_usable=not pooler_missing)
         with torch.inference_mode():
             self.dim = int(self.forward(probe).shape[-1])
+
+    @property
+    def has_text_tower(self) -> bool:
+        """Whether this is a dual image-text encoder (CLIP, SigLIP, ...) whose image vectors
+        (``image_embeds``) share a space with the vectors of its text tower."""
+        return self.pooling == "image_embeds" and hasattr(self.module, "get_text_features")
+
+    def embed_text(self, texts: "list[str]") -> "np.ndarray":
+        """L2-normalised float32 text-tower vectors [len(texts), dim], in the space of this
+        backbone's image vectors (a dual encoder only; ``has_text_tower``)."""
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+        from transformers import AutoTokenizer
+
+        if not self.has_text_tower:
+            raise ValueError(f"{self.backbone_id} has no text tower (not a dual image-text encoder)")
+        if getattr(self, "_tokenizer", None) is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+        limit = getattr(getattr(self.module.config, "text_config", None), "max_position_embeddings", None) or 77
+        # SigLIP was trained on texts padded to its full length; CLIP on unpadded ones
+        padding = "max_length" if "siglip" in self.model_type else True
+        enc = self._tokenizer(list(texts), padding=padding, truncation=True, max_length=limit, return_tensors="pt")
+        with torch.inference_mode():
+            out = self.module.get_text_features(**{k: v.to(self.device) for k, v in enc.items()})
+            out = out if _is_tensor(out) else out.pooler_output
+            return F.normalize(out.float(), dim=-1).cpu().numpy().astype(np.float32)
 
     def forward(self, batch: "torch.Tensor") -> "torch.Tensor":
         batch = batch.to(self.device, non_blocking=True)

@@ -1,0 +1,188 @@
+"""Search by words: the index `artsim search`, the web app's search box and `/api/search` read.
+
+One asset, `search_index`, stored under `indexes/search_index/` of the storage (S3 in prod):
+a BM25 keyword index over every work's metadata, an hnswlib index over the works' metadata text
+vectors (`text_embeddings`), and, when the image backbone is a dual image-text encoder (CLIP /
+SigLIP), an hnswlib index over the works' image vectors that text queries reach through the
+encoder's text tower. The vector indexes are updated incrementally, like `ann_index`.
+"""
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AllPartitionMapping,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from artsim_pipeline.core.features import as_matrix
+from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.defs.partitions import embedding_buckets
+from artsim_pipeline.resources.encoders import EncoderResource
+from artsim_pipeline.resources.storage import ArtsimStorage
+from artsim_pipeline.resources.tables import TableStore
+
+SEARCH_INDEX_KEY = "indexes/search_index"
+RECALL_GATE = 0.98
+
+
+class SearchIndexConfig(Config):
+    """hnswlib parameters of the vector indexes, and how the search fuses its rankings (stored
+    with the index, so `artsim search` and `artsim serve` use what was configured here)."""
+
+    M: int = 16
+    ef_construction: int = 200
+    ef: int = 100
+    recall_sample: int = 1000
+    keyword_weight: float = 1.0
+    text_weight: float = 1.0
+    image_weight: float = 1.0
+    rrf_k: int = 60
+    candidates: int = 100
+    min_text_similarity: float = 0.15
+    min_image_similarity: float = 0.0
+    keyword_all_terms: bool = True
+
+
+def _vector_index(existing: Path | None, part: str, ids: list[str], vectors: np.ndarray, model_id: str, ann_config):
+    """The stored index of `part` brought up to (ids, vectors), or a fresh one; and what was done."""
+    from artsim_pipeline.core.ann import AnnIndex, build_index
+
+    stored = existing / part if existing is not None else None
+    if stored is not None and (stored / "index.bin").exists():
+        index = AnnIndex.load(stored, ann_config)
+        return index, index.update(ids, vectors, model_id).as_dict()
+    return build_index(ids, vectors, ann_config, model_run_id=model_id), {"added": len(ids), "rebuilt": True, "reason": "no index yet"}
+
+
+def image_vectors(artworks: pl.DataFrame, tables: TableStore, model_id: str) -> tuple[list[str], np.ndarray]:
+    """(artwork ids, image vectors of `model_id`) for the works whose image was embedded with it."""
+    chunks = [t.filter(pl.col("model_id") == model_id).select("image_sha256", "vector")
+              for t in (tables.read_table("image_embeddings", b) for b in embedding_buckets.get_partition_keys()) if t is not None]
+    if not chunks:
+        return [], np.zeros((0, 0), np.float32)
+    vectors = pl.concat(chunks).unique("image_sha256")
+    works = (artworks.select("artwork_id", "image_sha256").unique("artwork_id", keep="first", maintain_order=True)
+             .join(vectors, on="image_sha256", how="inner").sort("artwork_id"))
+    return works["artwork_id"].to_list(), as_matrix(works["vector"]) if works.height else np.zeros((0, 0), np.float32)
+
+
+@asset(
+    group_name="indexing",
+    kinds={"hnswlib", "parquet"},
+    code_version="1",
+    deps=[AssetDep("image_embeddings", partition_mapping=AllPartitionMapping())],
+    check_specs=[AssetCheckSpec("text_recall_at_10_vs_exact", asset="search_index", blocking=True,
+                                description=f"recall@10 of the text-vector index against exact search >= {RECALL_GATE}")],
+)
+def search_index(
+    context: AssetExecutionContext,
+    config: SearchIndexConfig,
+    artworks: pl.DataFrame,
+    text_embeddings: pl.DataFrame,
+    encoder: EncoderResource,
+    storage: ArtsimStorage,
+    tables: TableStore,
+):
+    """Find works by words: BM25 over each work's title, makers, kind, medium, culture, tags and
+    numbers; hnswlib over its metadata text vectors (all-MiniLM-L6-v2); with a CLIP/SigLIP
+    backbone, hnswlib over its image vectors for the encoder's text tower. Files under
+    `indexes/search_index/`; the table lists each work and which rankings can find it."""
+    from artsim_pipeline.core import text_search as ts
+    from artsim_pipeline.core.ann import AnnConfig, recall_at_k
+
+    started = time.monotonic()
+    ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
+    existing = storage.fetch_dir(SEARCH_INDEX_KEY)
+    works = artworks.unique("artwork_id", keep="first", maintain_order=True).sort("artwork_id")
+    ids, documents = zip(*ts.iter_documents(works)) if works.height else ((), ())
+    keyword = ts.KeywordIndex.build(list(ids), list(documents))
+    keyword_seconds = time.monotonic() - started
+
+    text_model_id = encoder.text_model_id()
+    texts = (text_embeddings.filter(pl.col("model_id") == text_model_id).unique("artwork_id")
+             .join(works.select("artwork_id"), on="artwork_id", how="semi").sort("artwork_id"))
+    text_ids, text_matrix = texts["artwork_id"].to_list(), as_matrix(texts["vector"])
+    parts, updates, indexes = [ts.KEYWORD_DIR], {}, {}
+    if text_ids:
+        indexes[ts.TEXT_DIR], updates[ts.TEXT_DIR] = _vector_index(existing, ts.TEXT_DIR, text_ids, text_matrix, text_model_id, ann_config)
+        parts.append(ts.TEXT_DIR)
+    image_model_id = None
+    if encoder.backbone.startswith("hf:"):
+        backbone = encoder.load_backbone()
+        if backbone.has_text_tower:
+            image_model_id = backbone.model_id
+            image_ids, image_matrix = image_vectors(works, tables, image_model_id)
+            if image_ids:
+                indexes[ts.IMAGE_DIR], updates[ts.IMAGE_DIR] = _vector_index(
+                    existing, ts.IMAGE_DIR, image_ids, image_matrix, image_model_id, ann_config)
+                parts.append(ts.IMAGE_DIR)
+    fusion = ts.FusionConfig(**{f: getattr(config, f) for f in ts.FusionConfig.__dataclass_fields__})
+    info = {"parts": parts, "fusion": fusion.as_dict(), "works": len(ids), "text_model_id": text_model_id,
+            "image_model_id": image_model_id, "backbone_spec": encoder.backbone if image_model_id else None,
+            "vocabulary": len(keyword.vocab), "updates": updates}
+    with storage.staged_dir(SEARCH_INDEX_KEY) as directory:
+        _write_parts(Path(directory), keyword, indexes, info)
+    seconds = time.monotonic() - started
+    recall = recall_at_k(indexes[ts.TEXT_DIR], text_ids, text_matrix, sample=config.recall_sample) if text_ids else 1.0
+    text_set = set(text_ids)
+    image_set = set(indexes[ts.IMAGE_DIR].ids) if ts.IMAGE_DIR in indexes else set()
+    table = pl.DataFrame({"artwork_id": list(ids), "text_vector": [a in text_set for a in ids],
+                          "image_vector": [a in image_set for a in ids]}, schema={"artwork_id": pl.String, "text_vector": pl.Boolean,
+                                                                                  "image_vector": pl.Boolean})
+    yield Output(
+        table,
+        metadata={
+            "works": len(ids),
+            "with_text_vector": len(text_set),
+            "with_image_vector": len(image_set),
+            "rankings": ", ".join(["keyword", *(["text"] if text_ids else []), *(["image"] if image_set else [])]),
+            "keyword_vocabulary": len(keyword.vocab),
+            "keyword_seconds": round(keyword_seconds, 2),
+            "seconds": round(seconds, 2),
+            "updates": MetadataValue.json(updates),
+            "fusion": MetadataValue.json(fusion.as_dict()),
+            "text_recall_at_10": round(recall, 4),
+            "index": storage.objects.uri(SEARCH_INDEX_KEY),
+            "example_document": MetadataValue.md(f"`{' '.join(documents[0])[:300]}`" if documents else "(none)"),
+            "preview": markdown_table(table, ["artwork_id", "text_vector", "image_vector"]),
+        },
+    )
+    yield AssetCheckResult(check_name="text_recall_at_10_vs_exact", passed=recall >= RECALL_GATE,
+                           metadata={"recall_at_10": recall, "gate": RECALL_GATE, "queries": min(config.recall_sample, len(text_ids))})
+
+
+def _write_parts(directory: Path, keyword, indexes: dict, info: dict) -> None:
+    """Each part replaced whole (written beside, then renamed), parts no longer built removed,
+    and search_info.json (what readers reload on) written last."""
+    from artsim_pipeline.core import text_search as ts
+
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".keyword.tmp-", dir=directory))
+    keyword.save(staging)
+    old = directory / f".{ts.KEYWORD_DIR}.old-{time.time_ns()}"
+    if (directory / ts.KEYWORD_DIR).exists():
+        (directory / ts.KEYWORD_DIR).rename(old)
+    staging.rename(directory / ts.KEYWORD_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+    for part in (ts.TEXT_DIR, ts.IMAGE_DIR):
+        if part in indexes:
+            indexes[part].save(directory / part)
+        elif (directory / part).exists():
+            shutil.rmtree(directory / part)
+    info = {**info, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    staging = Path(tempfile.mkdtemp(prefix=".info.tmp-", dir=directory))
+    ts.save_info(staging, info)
+    (staging / ts.INFO_FILE).replace(directory / ts.INFO_FILE)
+    staging.rmdir()
