@@ -8,6 +8,7 @@ import sys
 import time
 
 from artsim_pipeline import settings
+from artsim_pipeline.core.sources import SOURCES
 
 
 def _prepare_environment() -> None:
@@ -154,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="artsim", description="Learn which artworks are similar across museum collections.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("materialize", help="materialise the whole asset graph for ARTSIM_ENV (default: the bundled sample)")
-    run.add_argument("--source", action="append", choices=["met", "smk"], help="only these sources (repeatable)")
+    run.add_argument("--source", action="append", choices=list(SOURCES), help="only these sources (repeatable)")
     run.add_argument("--force", action="store_true", help="recompute every asset, not only missing or stale ones")
     sim = sub.add_parser("similar", help="the works most similar to one artwork (or to a local image)")
     sim.add_argument("artwork_id", nargs="?", help="e.g. met:436535 or smk:KMS1")
     sim.add_argument("-k", type=int, default=10, help="how many works (default 10)")
-    sim.add_argument("--source", choices=["met", "smk"], help="only works held by this museum")
+    sim.add_argument("--source", choices=list(SOURCES), help="only works held by this museum")
     sim.add_argument("--image", metavar="FILE", help="search with a local image instead of an artwork id")
     sim.add_argument("--json", action="store_true", help="print a JSON list")
     add_search_parser(sub)

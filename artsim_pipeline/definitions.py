@@ -55,6 +55,7 @@ def build_resources(env: str) -> dict:
             mode="snapshot" if env == "sample" else "live",
             met_base_url=settings.met_base_url(),
             smk_base_url=settings.smk_base_url(),
+            exports_dir=str(exports) if (exports := settings.exports_dir()) else None,
         ),
     }
 

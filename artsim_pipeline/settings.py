@@ -34,6 +34,14 @@ def smk_base_url() -> str:
     return os.environ.get("ARTSIM_SMK_BASE_URL", SMK_DEFAULT_BASE_URL).rstrip("/")
 
 
+def exports_dir() -> Path | None:
+    """`ARTSIM_EXPORTS_DIR` (`local`, `prod`): a folder with one sub-folder per collection export
+    source, named by its key (`met_medialab/` holding the export file, its images and, optionally,
+    its `mapping.toml`); unset: the copies bundled with the sample are read."""
+    raw = os.environ.get("ARTSIM_EXPORTS_DIR")
+    return Path(raw).expanduser().resolve() if raw else None
+
+
 def storage_url() -> str | None:
     """`ARTSIM_STORAGE_URL` (`s3://bucket/prefix`): where prod keeps tables and files."""
     return os.environ.get("ARTSIM_STORAGE_URL") or None

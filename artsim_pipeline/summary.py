@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from artsim_pipeline import settings
-from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.core.sources import SOURCES
 
 
 def _counts(df: pl.DataFrame, column: str) -> dict:

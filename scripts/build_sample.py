@@ -17,6 +17,10 @@ Reads the real API records in the shared data folder (``<repo>/../shared/data`` 
   (Met ``primaryImageSmall``, SMK ``image_thumbnail``), and ``images/index.json`` mapping each
   image URL to its file name. Aliases map to the same file: the Met ``primaryImage`` and the SMK
   IIIF URL ``<image_iiif_id>/full/!1024,/0/default.jpg``.
+* ``exports/<source>/``: the collection exports of the source registry, copied verbatim (quirks
+  kept: bytes that are not UTF-8, broken maker lists, file names with spaces) from the shared folder
+  (``EXPORT_ORIGINS``); the ``mapping.toml`` beside them is written by hand and left alone. Files
+  no longer in the shared export are removed.
 
 The build is byte-reproducible: gzip members carry ``mtime=0`` and no file name, JSON is written
 with sorted keys, and the images are rendered deterministically. Stale images are removed.
@@ -51,6 +55,11 @@ from artsim_pipeline.core.standin_images import (  # noqa: E402
     traits_from_met,
     traits_from_smk,
 )
+
+#: Where each collection export of the registry comes from, under the shared data folder.
+EXPORT_ORIGINS: dict[str, str] = {"met_medialab": "real_photos/met_medialab"}
+#: Files of an export folder that are ours, not the export's.
+EXPORT_OWN_FILES = {"mapping.toml"}
 
 IMAGE_SIZE = 128
 JPEG_QUALITY = 85
@@ -263,6 +272,35 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def copy_exports(shared: Path, out: Path) -> dict[str, int]:
+    """Copy every export of ``EXPORT_ORIGINS`` verbatim into ``out/exports/<source>/``."""
+    from artsim_pipeline.core.sources import EXPORT_SOURCES
+
+    missing = set(EXPORT_SOURCES) - set(EXPORT_ORIGINS)
+    if missing:
+        raise SystemExit(f"no shared origin for export source(s) {', '.join(sorted(missing))}: add them to EXPORT_ORIGINS")
+    files = written = removed = 0
+    for source, origin in sorted(EXPORT_ORIGINS.items()):
+        src, dst = shared / origin, out / "exports" / source
+        if not src.is_dir():
+            raise SystemExit(f"no shared export {src} for source {source}")
+        wanted = {p.relative_to(src) for p in src.rglob("*") if p.is_file() and p.name != "README.md"}
+        for rel in sorted(wanted):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            written += write_if_changed(dst / rel, (src / rel).read_bytes())
+        files += len(wanted)
+        for path in sorted(dst.rglob("*"), reverse=True):
+            rel = path.relative_to(dst)
+            if path.is_file() and rel not in wanted and rel.name not in EXPORT_OWN_FILES:
+                path.unlink()
+                removed += 1
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        if not (dst / "mapping.toml").is_file():
+            raise SystemExit(f"{dst / 'mapping.toml'} is missing: an export needs its mapping (see the README)")
+    return {"export_files": files, "export_files_written": written, "export_files_removed": removed}
+
+
 def build(shared: Path, out: Path, met_target: int, jobs: int) -> dict[str, Any]:
     """Build the sample into ``out`` and return summary statistics."""
     started = time.monotonic()
@@ -295,6 +333,7 @@ def build(shared: Path, out: Path, met_target: int, jobs: int) -> dict[str, Any]
     stale = [p for p in images_dir.iterdir() if p.suffix == ".jpg" and p.name not in render]
     for path in stale:
         path.unlink()
+    exports = copy_exports(shared, out)
 
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py")
     return {
@@ -305,6 +344,7 @@ def build(shared: Path, out: Path, met_target: int, jobs: int) -> dict[str, Any]
         "index_urls": len(index),
         "images_written": written,
         "stale_removed": len(stale),
+        **exports,
         "data_mb": round(total / 1e6, 2),
         "seconds": round(time.monotonic() - started, 1),
     }

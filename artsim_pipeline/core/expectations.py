@@ -32,6 +32,7 @@ from artsim_pipeline.core.schema import (
     MET_CANONICAL_DEPARTMENTS,
     MIN_YEAR,
 )
+from artsim_pipeline.core.sources import REGISTRY
 
 __all__ = [
     "CheckOutcome",
@@ -45,8 +46,8 @@ __all__ = [
 Severity = Literal["error", "warn"]
 
 URL_PATTERN = r"^https?://"
-#: ``artwork_id`` pattern per source.
-ID_PATTERNS: dict[str, str] = {"met": r"^met:\d+$", "smk": r"^smk:\S.*$"}
+#: ``artwork_id`` pattern per source (``met:\d+``, ``smk:...``, ``met_medialab:\d+``), from the registry.
+ID_PATTERNS: dict[str, str] = {spec.key: spec.artwork_id_pattern for spec in REGISTRY}
 #: Columns that must never be null.
 REQUIRED_COLUMNS: tuple[str, ...] = ("artwork_id", "source", "source_id", "landing_url")
 

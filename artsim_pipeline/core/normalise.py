@@ -59,7 +59,7 @@ from artsim_pipeline.core.schema import (
     empty_quarantine,
 )
 
-__all__ = ["normalise", "normalise_met", "normalise_smk", "MET_LANDING_URL", "SMK_LANDING_URL"]
+__all__ = ["normalise", "normalise_met", "normalise_smk", "normalise_staged", "STAGE_SCHEMA", "MET_LANDING_URL", "SMK_LANDING_URL"]
 
 MET_LANDING_URL = "https://www.metmuseum.org/art/collection/search/"
 SMK_LANDING_URL = "https://open.smk.dk/artwork/image/"
@@ -217,25 +217,57 @@ _STAGE_SCHEMA: dict[str, pl.DataType] = {
     "modified": _S,
 }
 _FAILURE_SCHEMA = {"_row": pl.UInt32(), "rule": _S, "reason": _S}
+#: The staging layout a source mapping produces and the shared finishing consumes (public for
+#: the collection exports of :mod:`artsim_pipeline.core.exports.normalise`).
+STAGE_SCHEMA = _STAGE_SCHEMA
+FAILURE_SCHEMA = _FAILURE_SCHEMA
 
 
 # ======================================================================================
 # Public API
 # ======================================================================================
 def normalise(
-    source: str, raw_objects: pl.DataFrame, raw_images: pl.DataFrame | None = None
+    source: str, raw_objects: pl.DataFrame, raw_images: pl.DataFrame | None = None, *, export: Any = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Normalise one source's ``raw_objects`` into ``(artworks, quarantine)``.
 
     ``raw_images`` (optional) supplies ``image_sha256``: rows with ``status == "ok"`` joined on
     ``source_id`` and ``url`` (falling back to the object's last ok image when the URL has
-    changed since the download).
+    changed since the download). ``export`` is the
+    :class:`~artsim_pipeline.core.exports.mapping.ExportMapping` of a collection export source.
     """
+    if export is not None:
+        from artsim_pipeline.core.exports.normalise import normalise_export
+
+        if export.source != source:
+            raise ValueError(f"the mapping is for source {export.source!r}, not {source!r}")
+        return normalise_export(export, raw_objects, raw_images)
     if source == "met":
         return normalise_met(raw_objects, raw_images)
     if source == "smk":
         return normalise_smk(raw_objects, raw_images)
-    raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    raise ValueError(f"unknown source {source!r}; expected one of {SOURCES} (an export needs its mapping)")
+
+
+def normalise_staged(
+    source: str,
+    raw_objects: pl.DataFrame,
+    raw_images: pl.DataFrame | None,
+    stager: Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]],
+    *,
+    id_field: str,
+    id_pattern: str,
+    id_prefix: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The shared driver for records decoded outside this module (collection exports).
+
+    ``stager(raw)`` maps the ok raw rows (``_row``, ``source_id``, ``raw_json``, ...) to
+    :data:`STAGE_SCHEMA` rows plus failures (``_row``, ``rule``, ``reason``); ids (which must
+    match ``id_pattern``), cleaning, row rules, image hashes, duplicates and the quarantine
+    frame are then exactly as for the APIs, and artwork ids read ``<id_prefix>:<id>``.
+    """
+    src = _Source(source, {}, {}, id_field, id_pattern=id_pattern, id_prefix=id_prefix)
+    return _normalise(src, raw_objects, raw_images, stager)
 
 
 def normalise_met(
@@ -261,6 +293,8 @@ class _Source:
     decode_schema: dict[str, pl.DataType]
     record_schema: dict[str, pl.DataType]
     id_field: str
+    id_pattern: str | None = None  # ids that do not match are quarantined (invalid_id)
+    id_prefix: str | None = None  # artwork ids read <id_prefix>:<id> (default: the name)
 
 
 _MET = _Source("met", MET_DECODE_SCHEMA, MET_RECORD_SCHEMA, "objectID")
@@ -268,15 +302,21 @@ _SMK = _Source("smk", SMK_DECODE_SCHEMA, SMK_ITEM_SCHEMA, "object_number")
 
 
 def _normalise(
-    src: _Source, raw_objects: pl.DataFrame, raw_images: pl.DataFrame | None
+    src: _Source,
+    raw_objects: pl.DataFrame,
+    raw_images: pl.DataFrame | None,
+    stager: Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     raw = _ok_rows(raw_objects)
     if raw.height == 0:
         return empty_artworks(), empty_quarantine()
     quarantined_at = datetime.now(UTC)
 
-    decoded, failures = _decode(src, raw)
-    stage = _met_stage(decoded) if src.name == "met" else _smk_stage(decoded)
+    if stager is not None:
+        stage, failures = stager(raw)
+    else:
+        decoded, failures = _decode(src, raw)
+        stage = _met_stage(decoded) if src.name == "met" else _smk_stage(decoded)
     artworks, more_failures = _finish(src, stage, raw, raw_images)
     failures = pl.concat([failures, *more_failures], how="vertical")
     quarantine = _quarantine_frame(src.name, raw, failures, quarantined_at)
@@ -1001,6 +1041,9 @@ def _id_failures(src: _Source) -> pl.Expr:
     if src.name == "met":
         malformed = ~rec_id.str.contains(r"^\d{1,12}$")
         malformed_reason = pl.format("objectID {} is not a positive integer", rec_id)
+    elif src.id_pattern is not None:
+        malformed = ~rec_id.str.contains(src.id_pattern) | rec_id.str.contains(r"[\x00-\x1F\x7F]")
+        malformed_reason = pl.format(f"{field} {{}} does not match {src.id_pattern}", rec_id.str.slice(0, 60))
     else:
         malformed = rec_id.str.contains(r"[\x00-\x1F\x7F]") | (rec_id.str.len_chars() > 200)
         malformed_reason = pl.format("object_number {} has control characters or is too long",
@@ -1068,13 +1111,16 @@ def _finish(
     )
     for name in _LIST_COLUMNS:
         stage = _clean_list(stage, name)
-    stage = _met_post(stage) if src.name == "met" else _smk_post(stage)
+    if src.name == "met":
+        stage = _met_post(stage)
+    elif src.name == "smk":
+        stage = _smk_post(stage)  # (a collection export's staging is already final)
 
     # --- dates, ids, timestamps -------------------------------------------------------
     begin, end = pl.col("begin"), pl.col("end")
     swapped = (begin.is_not_null() & end.is_not_null() & (begin > end)).fill_null(False)
     stage = stage.with_columns(
-        pl.concat_str(pl.lit(f"{src.name}:"), pl.col("rec_id")).alias("artwork_id"),
+        pl.concat_str(pl.lit(f"{src.id_prefix or src.name}:"), pl.col("rec_id")).alias("artwork_id"),
         pl.lit(src.name).alias("source"),
         pl.col("rec_id").alias("source_id"),
         pl.col("makers").list.eval(el.struct.field("name")).alias("artists"),

@@ -9,7 +9,7 @@ Column contract (``ARTWORKS_SCHEMA``, in contract order; ARCHITECTURE.md names t
 column                    dtype                  meaning
 ========================  =====================  ==============================================
 ``artwork_id``            String                 ``"<source>:<source_id>"``, e.g. ``met:436535``
-``source``                String                 ``met`` or ``smk``
+``source``                String                 a key of the source registry (``met``, ``smk``, ``met_medialab``)
 ``source_id``             String                 the museum's own id (Met objectID, SMK object_number)
 ``title``                 String                 preferred (English) title, HTML stripped
 ``artists``               List(String)           makers in the order the museum lists them
@@ -40,6 +40,8 @@ List columns are never null: an absent list is an empty list.
 from __future__ import annotations
 
 import polars as pl
+
+from artsim_pipeline.core.sources import SOURCES as _REGISTRY_SOURCES
 
 #: Timestamps in both tables are timezone-aware UTC microseconds.
 UTC_DATETIME = pl.Datetime("us", "UTC")
@@ -90,7 +92,8 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "quarantined_at": UTC_DATETIME,
 }
 
-SOURCES: tuple[str, ...] = ("met", "smk")
+#: Every source key, from the registry (core/sources.py).
+SOURCES: tuple[str, ...] = _REGISTRY_SOURCES
 
 #: Plausible year range for ``date_begin`` / ``date_end``; outside it a record is quarantined.
 MIN_YEAR = -10_000
@@ -112,7 +115,10 @@ QUARANTINE_RULES: dict[str, str] = {
     "id_mismatch": "the record's id differs from the raw row's source_id",
     "no_title_and_no_artist": "neither a title nor any artist",
     "date_out_of_range": f"date_begin or date_end outside {MIN_YEAR}..{MAX_YEAR}",
-    "duplicate_id": "another record with the same artwork_id and a later metadata_modified won",
+    "duplicate_id": "another record with the same artwork_id and a later metadata_modified won "
+    "(collection exports: a later row repeating an id; the first row is kept)",
+    "ragged_row": "a collection export row with more fields than the header, or without a column the mapping reads",
+    "unparseable_makers": "a collection export's maker list that cannot be read unambiguously (unbalanced quote, unclosed list)",
 }
 
 # --------------------------------------------------------------------------------------

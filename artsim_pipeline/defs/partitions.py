@@ -2,8 +2,9 @@
 
 from dagster import StaticPartitionsDefinition
 
-from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.core.sources import SOURCES
 
+# one partition per source of the registry: the museum APIs, then the collection exports
 source_partitions = StaticPartitionsDefinition(list(SOURCES))
 
 # Image embedding runs in chunks by the first hex digit of the image sha256 (16 values folded

@@ -1,15 +1,19 @@
-"""The museum API resource: live clients or the bundled snapshot, behind one interface."""
+"""The museum API resource: live clients or the bundled snapshot, and the collection exports,
+behind one interface."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.core.exports.mapping import ExportMapping
+from artsim_pipeline.core.sources import EXPORT_SOURCES, SOURCES, is_export
 from artsim_pipeline.resources.clients.base import MuseumClient
 
-SOURCES = ("met", "smk")
+__all__ = ["MuseumApiResource", "SOURCES"]  # SOURCES: the registry's (core/sources.py), re-exported
 
 
 class MuseumApiResource(ConfigurableResource):
@@ -29,10 +33,19 @@ class MuseumApiResource(ConfigurableResource):
     max_objects: Optional[int] = Field(default=None, description="cap per run (for trial runs against live APIs)")
     met_department_ids: list[int] = Field(default_factory=list)
     smk_filters: Optional[str] = Field(default=None, description='e.g. "[public_domain:true]"')
+    exports_dir: Optional[str] = Field(
+        default=None,
+        description="live mode: a folder with one sub-folder per collection export (ARTSIM_EXPORTS_DIR); "
+        "unset, or in snapshot mode: the copies bundled with the sample",
+    )
 
     def client(self, source: str) -> MuseumClient:
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+        if is_export(source):
+            from artsim_pipeline.resources.clients.export import ExportClient
+
+            return ExportClient(source, self.export_folder(source), self.export_mapping(source), max_objects=self.max_objects)
         if self.mode == "snapshot":
             from artsim_pipeline.resources.clients.snapshot import SnapshotClient
 
@@ -58,3 +71,34 @@ class MuseumApiResource(ConfigurableResource):
         from artsim_pipeline.resources.clients.smk import SmkClient
 
         return SmkClient(self.smk_base_url, http, filters=self.smk_filters, max_objects=self.max_objects)
+
+    def export_folder(self, source: str) -> Path:
+        """Where an export source's files are: `<exports_dir>/<source>/` in live mode when
+        `exports_dir` is set, else the bundled copy (`artsim_pipeline/sample/exports/<source>/`)."""
+        if not is_export(source):
+            raise ValueError(f"{source!r} is an API source, not a collection export")
+        if self.mode == "live" and self.exports_dir:
+            folder = Path(self.exports_dir) / source
+            if not folder.is_dir():
+                raise FileNotFoundError(f"collection export {source}: no folder {folder} (ARTSIM_EXPORTS_DIR={self.exports_dir})")
+            return folder
+        from artsim_pipeline.sample import bundled_export_dir
+
+        return bundled_export_dir(source)
+
+    def export_mapping(self, source: str) -> ExportMapping:
+        """The checked mapping of an export source: the folder's `mapping.toml`,
+        else the bundled one (an export folder may hold only the data)."""
+        from artsim_pipeline.resources.clients.export import MAPPING_FILE, load_mapping
+        from artsim_pipeline.sample import bundled_export_dir
+
+        path = self.export_folder(source) / MAPPING_FILE
+        return load_mapping(path if path.is_file() else bundled_export_dir(source) / MAPPING_FILE, source)
+
+    def real_image_sources(self) -> set[str]:
+        """The sources whose images are real photographs in this mode: in `live` mode every source
+        (the museums' own images); in `snapshot` mode only the collection exports whose mapping
+        says `[images] real = true` (the API sources' sample images are stand-ins)."""
+        if self.mode == "live":
+            return set(SOURCES)
+        return {source for source in EXPORT_SOURCES if self.export_mapping(source).real_images}

@@ -1,4 +1,5 @@
-"""The bundled sample collection: real Met and SMK API records with stand-in images.
+"""The bundled sample collection: real Met and SMK API records with stand-in images, and a
+real collection export with real photographs.
 
 Built by ``scripts/build_sample.py`` from the shared real-data folder. It stands in for the live
 APIs and image hosts in the ``sample`` environment and in tests:
@@ -7,7 +8,10 @@ APIs and image hosts in the ``sample`` environment and in tests:
   JSON text exactly as the API returned it;
 * ``images/index.json``: image URL -> file name under ``images/``; the files are deterministic
   stand-in JPEGs rendered from each record's metadata
-  (:mod:`artsim_pipeline.core.standin_images`), since the real image hosts are unreachable.
+  (:mod:`artsim_pipeline.core.standin_images`), since the real image hosts are unreachable;
+* ``exports/<source>/``: each collection export source of the registry
+  (:mod:`artsim_pipeline.core.sources`), copied verbatim with its ``mapping.toml``:
+  ``exports/met_medialab/`` holds the Met MediaLab's ``records.csv`` and 427 real photographs.
 """
 
 from __future__ import annotations
@@ -17,13 +21,24 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["SAMPLE_DIR", "SOURCES", "load_sample_raw_lines", "load_sample_records", "sample_image_bytes"]
+from artsim_pipeline.core.sources import API_SOURCES, EXPORT_SOURCES
+
+__all__ = ["SAMPLE_DIR", "SOURCES", "EXPORTS_DIR", "bundled_export_dir", "load_sample_raw_lines", "load_sample_records",
+           "sample_image_bytes"]
 
 #: Folder holding the sample files.
 SAMPLE_DIR: Path = Path(__file__).resolve().parent
-#: Sources the sample covers.
-SOURCES: tuple[str, ...] = ("met", "smk")
+#: API sources the sample holds snapshots of (the exports are under EXPORTS_DIR).
+SOURCES: tuple[str, ...] = API_SOURCES
 IMAGES_DIR: Path = SAMPLE_DIR / "images"
+EXPORTS_DIR: Path = SAMPLE_DIR / "exports"
+
+
+def bundled_export_dir(source: str) -> Path:
+    """The folder of the bundled copy of an export source (its ``mapping.toml`` and files)."""
+    if source not in EXPORT_SOURCES:
+        raise ValueError(f"{source!r} is not a collection export; exports: {', '.join(EXPORT_SOURCES)}")
+    return EXPORTS_DIR / source
 
 
 def _records_path(source: str) -> Path:

@@ -44,7 +44,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from artsim_pipeline.core import feedback as fb
 from artsim_pipeline.core.names import normalise_artist
-from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.core.sources import SOURCES
 
 logger = logging.getLogger(__name__)
 

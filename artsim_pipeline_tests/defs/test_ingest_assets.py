@@ -226,3 +226,53 @@ def test_smk_listing_problems_are_rows_with_reasons(artsim_home, replay, shared_
     assert errors.height == 2 and errors["error"].str.len_chars().min() > 10 and errors["raw_json"].is_not_null().all()
     assert meta["listing_items"] == len(shared_smk_records) + 2
     assert (meta["listing_without_object_number"], meta["listing_duplicates"]) == (1, 1)
+
+
+def export_resources(home: Path, **api) -> dict:
+    tables = TableStore(base_dir=str(home / "storage"))
+    return {"tables": tables, "io_manager": PolarsParquetIOManager(store=tables), "storage": ArtsimStorage(home=str(home)),
+            "museum_api": MuseumApiResource(**api)}
+
+
+def test_the_collection_export_is_ingested_with_its_quirks_counted_and_reruns_change_nothing(artsim_home):
+    resources = export_resources(artsim_home)  # the sample's snapshot mode: the bundled Met MediaLab export
+    first = run(resources, "met_medialab")
+    raw = first["raw_objects"]
+    assert raw["rows"] == raw["ok"] == raw["this_run_new"] == 428 and raw["full_listing"] is True
+    assert (raw["listing_text_values_decoded_with_fallback"], raw["listing_text_values_repaired"],
+            raw["listing_text_values_undecodable"]) == (6, 26, 2)
+    assert "Sèvres" in " ".join(raw["text_repair_examples"]["repaired"])
+    assert first["raw_images"]["ok"] == 428 and first["raw_images"]["failed_this_run"] == 0
+
+    second = run(resources, "met_medialab")
+    assert second["raw_objects"]["this_run_unchanged"] == 428
+    assert second["raw_objects"]["this_run_new"] == second["raw_objects"]["this_run_changed"] == 0
+    assert second["raw_images"]["downloaded_this_run"] == 0 and second["raw_images"]["reused"] == 428
+
+    store = TableStore(base_dir=str(artsim_home / "storage"))
+    table = store.read_table("raw_objects", "met_medialab")
+    assert table["raw_json"].str.starts_with('{"id": ').all() and table["content_hash"].n_unique() == 428
+    images = store.read_table("raw_images", "met_medialab")
+    shared = images.filter(pl.col("url").str.ends_with("/ES4199.jpg"))
+    assert sorted(shared["source_id"]) == ["203491", "203517"] and (shared["status"] == "ok").all()
+    assert shared["sha256"].n_unique() == 1
+    assert images["sha256"].n_unique() == 427  # 427 photographs for 428 records
+    spaced = images.filter(pl.col("url").str.contains("%20"))
+    assert spaced.height == 2 and (spaced["status"] == "ok").all()
+    assert all((artsim_home / "images" / p).is_file() for p in images["path"])
+
+
+def test_a_missing_image_file_in_an_export_is_a_failure_row(artsim_home, tmp_path):
+    import shutil
+
+    from artsim_pipeline.sample import bundled_export_dir
+
+    exports = tmp_path / "exports"
+    shutil.copytree(bundled_export_dir("met_medialab"), exports / "met_medialab")
+    (exports / "met_medialab" / "images" / "CRDImages" / "gr" / "original" / "DP261238.jpg").unlink()
+    meta = run(export_resources(artsim_home, mode="live", exports_dir=str(exports)), "met_medialab")
+    assert meta["raw_images"]["failures_by_status"] == {"not_found": 1} and meta["raw_images"]["ok"] == 427
+    images = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_images", "met_medialab")
+    failed = images.filter(pl.col("status") != "ok").row(0, named=True)
+    assert failed["source_id"] == "245497" and failed["status"] == "not_found" and "DP261238.jpg" in failed["error"]
+    assert failed["sha256"] is None

@@ -70,8 +70,8 @@ def test_a_broken_table_fails_the_blocking_checks(artsim_home, shared_met_record
 
     real_normalise = validation_assets.normalise
 
-    def broken_normalise(source, raw_objects, raw_images=None):
-        table, quarantine = real_normalise(source, raw_objects, raw_images)
+    def broken_normalise(source, raw_objects, raw_images=None, export=None):
+        table, quarantine = real_normalise(source, raw_objects, raw_images, export=export)
         broken = pl.concat([table, table.head(1)])  # a duplicate artwork_id
         broken = broken.with_columns(
             pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(3000, pl.Int32)).otherwise(pl.col("date_begin")).alias("date_begin"),
@@ -92,11 +92,15 @@ def test_a_broken_table_fails_the_blocking_checks(artsim_home, shared_met_record
 def test_load_asset_value_returns_the_polars_frame_for_each_source(artsim_home):
     from artsim_pipeline.definitions import build_defs
 
+    from artsim_pipeline.core.sources import SOURCES
+
     defs = build_defs("sample")
-    for source in ("met", "smk"):
+    for source in SOURCES:
         keys = [AssetKey(k) for k in ("raw_objects", "raw_images", "artworks", "artworks_quarantine")]
-        assert materialize(list(defs.assets), selection=keys, partition_key=source, resources=defs.resources).success
-    for source, minimum in (("met", 1500), ("smk", 20)):
+        result = materialize(list(defs.assets), selection=keys, partition_key=source, resources=defs.resources)
+        blocking = [c for c in result.get_asset_check_evaluations() if c.severity.value == "ERROR"]
+        assert result.success and len(blocking) == 4 and all(c.passed for c in blocking), source
+    for source, minimum in (("met", 1500), ("smk", 20), ("met_medialab", 428)):
         df = defs.load_asset_value("artworks", partition_key=source)
         assert isinstance(df, pl.DataFrame) and df.height >= minimum
         raw = defs.load_asset_value("raw_objects", partition_key=source)
@@ -105,3 +109,7 @@ def test_load_asset_value_returns_the_polars_frame_for_each_source(artsim_home):
     met = defs.load_asset_value("artworks", partition_key="met")
     assert met["department"].n_unique() >= 12
     assert met.filter(pl.col("image_sha256").is_not_null()).height > 1000
+    # the real photographs: every one of the 428 records keeps its image (two share one)
+    real = defs.load_asset_value("artworks", partition_key="met_medialab")
+    assert real["image_sha256"].is_not_null().all() and real["image_sha256"].n_unique() == 427
+    assert real["artwork_id"].str.starts_with("met_medialab:").all() and real["department"].n_unique() == 7

@@ -49,11 +49,14 @@ def raw_objects(
     storage: ArtsimStorage,
     tables: TableStore,
 ) -> Output[pl.DataFrame]:
-    """API records exactly as received (verbatim JSON), one row per object, upserted by source id.
+    """API records exactly as received (verbatim JSON), one row per object, upserted by source id;
+    for a collection export, each row as the JSON object column -> string, exactly as read.
 
     Incremental: only objects changed since the stored cursor are fetched (Met: `metadataDate`;
-    SMK: a full listing with content-hash change detection). Resumable: every fetch is journalled
-    to a checkpoint, so a killed run restarted later does not fetch those objects again.
+    SMK and exports: a full listing with content-hash change detection). Resumable: every fetch is
+    journalled to a checkpoint, so a killed run restarted later does not fetch those objects again.
+    An export's metadata also counts its text values decoded with the fallback encoding,
+    repaired and undecodable.
     """
     source = context.partition_key
     previous = tables.read_table("raw_objects", source)
@@ -120,6 +123,9 @@ def raw_objects(
         "fetch_seconds": round(elapsed, 2),
         "preview": markdown_table(table, ["source_id", "status", "modified", "content_hash", "error"]),
     }
+    examples = getattr(client, "examples", None)
+    if examples:
+        metadata["text_repair_examples"] = MetadataValue.json(examples)
     if stats is not None:
         metadata.update({f"http_{k}": v for k, v in stats.as_dict().items()})
     if limiter is not None:
@@ -177,7 +183,7 @@ def raw_images(
                "fetched_at": datetime.now(timezone.utc)}
         fetched = client.fetch_image(url)
         if fetched.content is None:
-            return {**row, "status": "not_found" if fetched.gone else "http_error", "error": fetched.error}
+            return {**row, "status": fetched.status or ("not_found" if fetched.gone else "http_error"), "error": fetched.error}
         try:
             checked = check_image(fetched.content)
         except ImageRejected as exc:

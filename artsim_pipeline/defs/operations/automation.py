@@ -26,7 +26,7 @@ from dagster import (
 )
 
 from artsim_pipeline.defs.partitions import embedding_buckets, source_partitions
-from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.core.sources import SOURCES
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 alert_log = logging.getLogger("artsim.alerts")

@@ -15,8 +15,10 @@ from dagster import (
 )
 
 from artsim_pipeline.core.normalise import normalise
+from artsim_pipeline.core.sources import is_export
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
+from artsim_pipeline.resources.museum_api import MuseumApiResource
 
 # The GX outcomes, grouped into the checks a person sees in the UI. Blocking checks stop
 # everything downstream of a broken table; the warnings are reported with counts.
@@ -70,13 +72,15 @@ def check_group(outcome_name: str) -> str:
         for name, (_, blocking, description) in CHECK_GROUPS.items()
     ],
 )
-def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_images: pl.DataFrame):
+def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_images: pl.DataFrame, museum_api: MuseumApiResource):
     """Normalise one source's raw records, quarantine what breaks a row rule, then validate
     the table with great-expectations (offline, ephemeral context)."""
     from artsim_pipeline.core.expectations import validate_artworks
 
     source = context.partition_key
-    table, quarantine = normalise(source, raw_objects, raw_images)
+    # a collection export is read through its mapping (where its files are depends on the mode)
+    export = museum_api.export_mapping(source) if is_export(source) else None
+    table, quarantine = normalise(source, raw_objects, raw_images, export=export)
     raw_ok = raw_objects.filter(pl.col("status") == "ok").height
     text_repairs = _lone_surrogates(raw_objects)
     if text_repairs:

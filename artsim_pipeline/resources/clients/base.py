@@ -80,6 +80,7 @@ class ImageFetch:
     content: bytes | None
     error: str | None = None
     gone: bool = False
+    status: str | None = None  # the raw_images failure word, when neither not_found nor http_error fits
 
 
 class MuseumClient(ABC):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Iterable, Iterator
 
+from artsim_pipeline.core.sources import API_SOURCES
 from artsim_pipeline.resources.clients.base import FetchResult, ImageFetch, Listing, MuseumClient, utc_now
 from artsim_pipeline.resources.clients.met import met_image_url
 from artsim_pipeline.resources.clients.smk import item_json, smk_image_url
@@ -14,8 +15,8 @@ class SnapshotClient(MuseumClient):
     """Serves recorded API records and the sample's stand-in images, offline."""
 
     def __init__(self, source: str, raw_lines: list[str], image_bytes=None, max_objects: int | None = None) -> None:
-        if source not in ("met", "smk"):
-            raise ValueError(f"no snapshot for source {source!r}")
+        if source not in API_SOURCES:
+            raise ValueError(f"no snapshot for source {source!r}; snapshots: {', '.join(API_SOURCES)}")
         self.source = source
         self._image_bytes = image_bytes
         self._records: dict[str, tuple[str, dict]] = {}
