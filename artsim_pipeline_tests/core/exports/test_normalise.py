@@ -190,3 +190,30 @@ def test_the_mapping_must_match_the_source(medialab_raw, medialab_mapping):
         normalise("met", medialab_raw, None, export=medialab_mapping)
     with pytest.raises(ValueError, match="an export needs its mapping"):
         normalise("met_medialab", medialab_raw)
+
+
+def test_the_readme_worked_example_gives_what_the_readme_says():
+    import re
+    from pathlib import Path
+
+    from artsim_pipeline.core.exports.mapping import image_file_for_url
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Collection exports"):]
+    csv_text = re.search(r"```csv\n(.*?)```", section, re.S).group(1)
+    mapping = parse_mapping(re.search(r"```toml\n(.*?)```", section, re.S).group(1))
+    rows = read_export(csv_text.encode("utf-8"), mapping).rows
+    artworks, quarantine = normalise("museo", raw_table((r.source_id, r.raw_json) for r in rows), None, export=mapping)
+    assert quarantine.height == 0
+    got = {r["artwork_id"]: r for r in artworks.iter_rows(named=True)}
+    assert got["museo:P-1"]["artists"] == ["Rachel Ruysch", "Jan van Huysum"]
+    assert (got["museo:P-1"]["date_begin"], got["museo:P-1"]["date_end"]) == (1695, 1705)
+    assert (got["museo:P-1"]["classification"], got["museo:P-1"]["medium"]) == ("Paintings", "Oil")
+    assert got["museo:P-1"]["tags"] == ["Paintings", "Oil", "Flowers"]
+    assert got["museo:P-1"]["image_url"] == "https://img.example.org/photos/P%201.jpg"
+    assert image_file_for_url(got["museo:P-1"]["image_url"]) == "photos/P 1.jpg"
+    assert (got["museo:P-2"]["artists"], got["museo:P-2"]["culture"]) == ([], "Dutch")
+    assert (got["museo:P-2"]["date_begin"], got["museo:P-2"]["date_end"], got["museo:P-2"]["medium"]) == (1666, 1699, "Marble")
+    for line in ("| `museo:P-1` | Rachel Ruysch, Jan van Huysum | 1695..1705 | Paintings | Oil |",
+                 "| `museo:P-2` | (none: \"Unknown\" names nobody) | 1666..1699 | Sculpture | Marble |"):
+        assert line in section
