@@ -160,3 +160,20 @@ def build_search_home(home: Path, clip_dir: Path, search_config: dict | None = N
                              run_config={"ops": {"search_index": {"config": config}}})
         assert result.success
     return {"ids": ids, "images": images, "image_vectors": dict(zip(ids, image_vectors)), "backbone": backbone, "result": result}
+
+
+def write_search_index(home: Path, artworks: pl.DataFrame) -> Path:
+    """A search index over `artworks` (keyword + real all-MiniLM-L6-v2 text vectors) stored the
+    way `search_index` stores it, for homes built by hand (no picture ranking)."""
+    from artsim_pipeline.core import text_search as ts
+    from artsim_pipeline.core.ann import build_index
+    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text, embed_texts
+
+    works = artworks.unique("artwork_id", keep="first", maintain_order=True)
+    directory = Path(home) / "indexes" / "search_index"
+    ts.KeywordIndex.build(*zip(*ts.iter_documents(works))).save(directory / ts.KEYWORD_DIR)
+    vectors = embed_texts([artwork_text(r) for r in works.iter_rows(named=True)])
+    build_index(works["artwork_id"].to_list(), vectors, model_run_id=TEXT_MODEL_ID).save(directory / ts.TEXT_DIR)
+    ts.save_info(directory, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "fusion": ts.FusionConfig().as_dict(),
+                             "text_model_id": TEXT_MODEL_ID, "works": works.height})
+    return directory

@@ -2,9 +2,11 @@
 
 Pages (HTML, Jinja2 with autoescaping, no JavaScript):
 
-- ``GET /?q=`` - search works by title or maker (case-insensitive substring);
-- ``GET /work/{artwork_id}`` - one work, its nearest works in each museum with scores and the
-  metadata they share with it (makers, culture, classification, department, tags, dates);
+- ``GET /?q=&source=&type=&from=&to=`` - search works by meaning, maker or number, with filters,
+  and ``POST /search/image`` - search with an uploaded image (both in :mod:`.search_routes`);
+- ``GET /work/{artwork_id}?source=&type=&from=&to=`` - one work, its nearest works in each museum
+  (or only those the filters allow) with scores and the metadata they share with it (makers,
+  culture, classification, department, tags, dates);
 - ``GET /feedback?anchor=&curator=`` - an anchor work and 8 candidates (its nearest works and
   random ones, shuffled deterministically per anchor); the curator picks the most similar.
 
@@ -12,7 +14,7 @@ JSON:
 
 - ``GET /api/similar/{artwork_id}?k=10&source=`` - the list ``artsim similar --json`` prints;
   404 ``{"error": ..., "artwork_id": ...}`` for an id that is not in the index;
-- ``GET /api/search?q=&limit=`` - matching works (id, title, artists, source, ...);
+- ``GET /api/search?q=&k=&source=&type=&from=&to=`` - the list ``artsim search --json`` prints;
 - ``GET /api/feedback/task?anchor=`` - an anchor and its candidates (what ``/feedback`` shows);
 - ``POST /api/feedback`` - record a judgment: JSON ``{"anchor_id", "candidate_ids",
   "chosen_id", "curator"}`` answers 201 with the record; an HTML form post answers 303 to
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-import polars as pl
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -53,7 +54,6 @@ ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}:[^\x00-\x1f\x7f<>\"'`\\]{1,200}$")
 SHA_RE = re.compile(r"^([0-9a-f]{64})(?:\.(?:jpg|jpeg|png|webp|gif))?$")
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif"}
 MAX_K = 100
-SEARCH_LIMIT = 60
 PER_MUSEUM = 8
 MAX_BODY = 64 * 1024
 CSP = (
@@ -143,13 +143,14 @@ class _State:
         self._stamp: tuple | None = None
         self._service = None
         self._works: dict[str, dict[str, Any]] | None = None
-        self._search: pl.DataFrame | None = None
         self._pool: list[str] | None = None
 
     def _disk_stamp(self) -> tuple:
         from artsim_pipeline.defs.indexing.assets import INDEX_KEY
+        from artsim_pipeline.defs.indexing.search_assets import SEARCH_INDEX_KEY
 
         return (self.storage.objects.stamp(f"{INDEX_KEY}/build_info.json"),
+                self.storage.objects.stamp(f"{SEARCH_INDEX_KEY}/search_info.json"),
                 *(self.tables.objects.stamp(self.tables.table_key("artworks", s)) for s in SOURCES))
 
     def _fresh(self) -> None:
@@ -158,7 +159,7 @@ class _State:
             from artsim_pipeline.service import SimilarityService
 
             self._service = SimilarityService(self.home, tables=self.tables, storage=self.storage)
-            self._works = self._search = self._pool = None
+            self._works = self._pool = None
             self._stamp = stamp
 
     @property
@@ -175,27 +176,6 @@ class _State:
                 frame = service.artworks.unique("artwork_id", keep="first", maintain_order=True)
                 self._works = {row["artwork_id"]: row for row in frame.iter_rows(named=True)}
             return self._works
-
-    def search_frame(self) -> pl.DataFrame:
-        service = self.service
-        with self._lock:
-            if self._search is None:
-                frame = service.artworks.unique("artwork_id", keep="first", maintain_order=True)
-                artists = (
-                    pl.col("artists").list.join(" ; ")
-                    if "artists" in frame.columns
-                    else pl.lit("")
-                )
-                self._search = frame.select(
-                    "artwork_id",
-                    pl.concat_str(
-                        [pl.col("title").fill_null(""), artists.fill_null("")], separator=" | "
-                    )
-                    .str.to_lowercase()
-                    .alias("haystack"),
-                    pl.col("title").fill_null("").str.to_lowercase().alias("title_lc"),
-                )
-            return self._search
 
     def in_index(self, artwork_id: str) -> bool:
         """Whether the id is a live item of the index (False while no index is built)."""
@@ -222,7 +202,9 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
     with a storage, every recorded judgment also publishes the journal there for the pipeline."""
     from artsim_pipeline import settings
     from artsim_pipeline.core.search import UnknownArtworkError
+    from artsim_pipeline.core.text_search import SearchQueryError
     from artsim_pipeline.service import NotBuiltError
+    from artsim_pipeline.web.search_routes import filters_from, register_search_routes
 
     home = Path(home) if home is not None else settings.artsim_home()
     state = _State(home, tables, storage)
@@ -286,44 +268,9 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
         return source
 
-    # -- search ----------------------------------------------------------------------------------
+    # -- search (words, filters, an uploaded image) ----------------------------------------------
 
-    def search(q: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        q = q.strip().lower()
-        if not q:
-            return [], False
-        frame = state.search_frame()
-        hits = (
-            frame.filter(pl.col("haystack").str.contains(q, literal=True))
-            .with_columns(
-                pl.col("title_lc").str.starts_with(q).alias("prefix"),
-                pl.col("title_lc").str.contains(q, literal=True).alias("in_title"),
-            )
-            .sort(["prefix", "in_title", "title_lc", "artwork_id"], descending=[True, True, False, False])
-        )
-        truncated = hits.height > limit
-        return [view(a) for a in hits["artwork_id"].head(limit).to_list()], truncated
-
-    @app.get("/", response_class=HTMLResponse)
-    def index_page(q: str = Query("", max_length=200)):
-        results, truncated = search(q, SEARCH_LIMIT)
-        for r in results:
-            r["in_index"] = state.in_index(r["artwork_id"])
-        return page(
-            "index.html",
-            q=q,
-            results=results,
-            truncated=truncated,
-            n_works=f"{len(state.works()):,}",
-            museums=list(SOURCES),
-        )
-
-    @app.get("/api/search")
-    def api_search(q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=200)):
-        results, _ = search(q, limit)
-        keys = ("artwork_id", "title", "artists", "source", "date_text", "department",
-                "classification", "culture", "landing_url", "image_sha256")
-        return [{k: r.get(k) for k in keys} | {"in_index": state.in_index(r["artwork_id"])} for r in results]
+    register_search_routes(app, state, page=page, view=view, api_error=api_error)
 
     # -- similar works ---------------------------------------------------------------------------
 
@@ -341,7 +288,8 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
             return api_error(404, str(exc), artwork_id=artwork_id)
 
     @app.get("/work/{artwork_id:path}", response_class=HTMLResponse)
-    def work_page(artwork_id: str):
+    def work_page(artwork_id: str, source: str = Query("", max_length=40), type: str = Query("", max_length=200),
+                  date_from: str = Query("", alias="from", max_length=12), date_to: str = Query("", alias="to", max_length=12)):
         if not valid_id(artwork_id):
             return not_found("That is not a valid artwork id.")
         works = state.works()
@@ -352,15 +300,24 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
             "feedback_href": "/feedback?" + urlencode({"anchor": artwork_id}),
             "api_href": "/api/similar/" + quote(artwork_id, safe=":"),
         })
-        sections = []
-        for source in SOURCES:
+        shown = {"source": source, "type": type, "from": date_from, "to": date_to}
+        sections, error = [], None
+        try:
+            filters = filters_from(source, type, date_from, date_to)
+            if in_index and filters.active:
+                state.service.catalog.mask(filters)  # a filter no work passes is said once, above the sections
+        except SearchQueryError as exc:
+            filters, error = None, str(exc)
+        for museum in [filters.source] if filters is not None and filters.source else SOURCES:
             results = []
-            if in_index:
-                for r in state.service.similar(artwork_id, PER_MUSEUM, source=source):
+            if in_index and error is None:
+                for r in state.service.similar(artwork_id, PER_MUSEUM, source=museum, filters=filters):
                     other = works.get(r["artwork_id"], {})
                     results.append(view(r["artwork_id"], {"score": r["score"], "shared": shared_metadata(work, other)}))
-            sections.append({"source": source, "results": results})
-        return page("work.html", work=work, sections=sections, in_index=in_index)
+            sections.append({"source": museum, "results": results})
+        kinds = [name for name, _ in state.service.catalog.kinds()[:300]] if works else []
+        return page("work.html", status_code=422 if error else 200, work=work, sections=sections, in_index=in_index,
+                    error=error, filters=shown, filtered=any(shown.values()), museums=list(SOURCES), kinds=kinds)
 
     # -- images ----------------------------------------------------------------------------------
 
