@@ -89,8 +89,33 @@ def test_a_second_run_with_nothing_changed_recomputes_nothing_but_ingestion(pipe
 
     home, encoder, instance = pipeline
     report = materialize_all(instance=instance, resources={"encoder": encoder}, run_config=TRAINING)
-    assert report["recomputed"] == ["raw_objects[met]", "raw_objects[smk]"]
+    assert report["recomputed"] == ["raw_objects[met]", "raw_objects[smk]", "raw_objects[met_medialab]"]
     assert report["up_to_date"] >= 20  # every other asset (partition) was found up to date
+
+
+def test_the_real_photographs_go_all_the_way_to_the_index(pipeline, capsys):
+    """The collection export `met_medialab` (real photographs): ingested, validated, paired,
+    embedded, trained on and indexed beside the stand-ins; `artsim similar` answers for it."""
+    from artsim_pipeline.cli import main
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.summary import collect_summary
+
+    home, _, _ = pipeline
+    defs = build_defs("sample")
+    artworks = defs.load_asset_value("artworks", partition_key="met_medialab")
+    assert artworks.height == 428 and artworks["image_sha256"].is_not_null().all()
+    images = defs.load_asset_value("raw_images", partition_key="met_medialab")
+    embedded = set(pl.concat([defs.load_asset_value("image_embeddings", partition_key=f"bucket{i}") for i in range(8)])["image_sha256"])
+    assert set(images["sha256"]) <= embedded  # all 427 photographs
+    pairs = defs.load_asset_value("weak_pairs")
+    ends = pl.concat([pairs["artwork_id_a"], pairs["artwork_id_b"]])
+    assert ends.str.starts_with("met_medialab:").sum() > 0
+    vectors = defs.load_asset_value("artwork_vectors")
+    assert vectors.filter(pl.col("artwork_id").str.starts_with("met_medialab:")).height == 428
+    assert main(["similar", "met_medialab:195533", "-k", "3", "--source", "met_medialab", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 3 and {r["source"] for r in results} == {"met_medialab"}
+    assert any(line.startswith("artworks[met_medialab]: 428 rows") for line in collect_summary())
 
 
 def test_automation_follows_changed_data_versions_only(pipeline):
@@ -291,5 +316,5 @@ def test_what_ingestion_finds_is_carried_downstream_in_the_same_run(pipeline):
                              run_config=TRAINING)
     recomputed = set(report["recomputed"])
     assert {"raw_objects[smk]", "artworks[smk]", "artworks_quarantine[smk]", "weak_pairs", "similarity_model", "ann_index"} <= recomputed
-    assert not any(k.startswith("image_embeddings") or "[met]" in k for k in recomputed)  # same images, same vectors
+    assert not any(k.startswith("image_embeddings") or "[met]" in k or "[met_medialab]" in k for k in recomputed)  # same images
     assert latest_metadata(instance, "raw_objects")["gone"] == 1
