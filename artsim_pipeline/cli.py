@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     add_search_parser(sub)
     serve = sub.add_parser("serve", help="the similar-works browser and curator feedback web app")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    emb = sub.add_parser("embed", help="image files as vectors in the index's space (JSON lines on stdout, or Parquet)")
+    emb.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    emb.add_argument("--raw", action="store_true", help="the backbone's vectors, without the trained head")
+    emb.add_argument("--out", metavar="FILE", help="write a Parquet file (path, model_id, vector) instead of JSON lines")
     serve.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
@@ -192,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.error(f"unknown command {args.command}")
     return 2
 
+    if args.command == "embed":
+        return run_embed(args)
 
 def run_similar(args, parser) -> int:
     import json
@@ -241,6 +247,41 @@ def add_search_parser(sub) -> None:
     search.add_argument("--from", dest="date_from", metavar="YEAR", help="only works dated in or after YEAR (negative: BC)")
     search.add_argument("--to", dest="date_to", metavar="YEAR", help="only works dated in or before YEAR")
     search.add_argument("--json", action="store_true", help="print a JSON list")
+
+def run_embed(args) -> int:
+    """Exit 0 when at least one image was embedded (unreadable ones are listed on stderr), 2 when
+    none could be."""
+    import json
+
+    from artsim_pipeline.service import ImageQueryError, NotBuiltError, SimilarityService
+
+    print(f"embedding {len(args.images)} image(s) ...", file=sys.stderr, flush=True)
+    try:
+        rows, failures = SimilarityService.for_environment().embed_image_files(args.images, raw=args.raw)
+    except ImageQueryError as exc:
+        print(f"artsim: {exc}", file=sys.stderr)
+        return 2
+    except NotBuiltError as exc:
+        print(f"artsim: {exc}", file=sys.stderr)
+        return 3
+    for path, reason in failures:
+        print(f"artsim: cannot embed {path}: {reason}", file=sys.stderr)
+    if not rows:
+        print("artsim: no image could be embedded", file=sys.stderr)
+        return 2
+    if args.out:
+        import polars as pl
+
+        frame = pl.DataFrame({"path": [r["path"] for r in rows], "model_id": [r["model_id"] for r in rows],
+                              "vector": [r["vector"].tolist() for r in rows]},
+                             schema={"path": pl.String, "model_id": pl.String, "vector": pl.List(pl.Float32)})
+        frame.write_parquet(args.out)
+        print(f"wrote {frame.height} vectors ({len(rows[0]['vector'])}-d, {rows[0]['model_id']}) to {args.out}", file=sys.stderr)
+        return 0
+    for r in rows:
+        print(json.dumps({"path": r["path"], "model_id": r["model_id"], "vector": [round(float(x), 7) for x in r["vector"]]}))
+    return 0
+
 
 
 def run_search(args) -> int:

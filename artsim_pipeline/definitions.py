@@ -15,6 +15,7 @@ from artsim_pipeline.defs.ingest import assets as ingest_assets
 from artsim_pipeline.defs.labels import assets as label_assets
 from artsim_pipeline.defs.operations import automation
 from artsim_pipeline.defs.training import assets as training_assets
+from artsim_pipeline.defs.training import evaluation as evaluation_assets
 from artsim_pipeline.defs.validation import assets as validation_assets
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
@@ -66,7 +67,7 @@ def build_defs(env: str | None = None) -> Definitions:
     gpu_tags = settings.gpu_run_tags()
     return Definitions(
         assets=automation.with_automation(load_assets_from_modules(
-            [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, indexing_assets, search_assets,
+            [ingest_assets, validation_assets, label_assets, embedding_assets, training_assets, evaluation_assets, indexing_assets, search_assets,
              curation_assets])),
         resources=build_resources(env),
         jobs=[*automation.JOBS, automation.embed_images_job(gpu_tags)],

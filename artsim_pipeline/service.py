@@ -128,11 +128,11 @@ class SimilarityService:
             raise ImageQueryError(f"cannot read image {path}: {exc}") from exc
         return self.embed_image(rgb)
 
-    def embed_image(self, rgb) -> np.ndarray:
-        """An RGB PIL image as a query vector in the index's space: the backbone the model was
-        trained on (recorded in its row), then the head when the index serves trained vectors."""
+    def image_encoder(self, raw: bool = False):
+        """(backbone, head or None, model id) that put an image into the index's space: the
+        backbone the model was trained on (recorded in its row), then the head when the index
+        serves trained vectors and `raw` is False."""
         from artsim_pipeline.core.ml.backbones import load_backbone
-        from artsim_pipeline.core.ml.embed import embed_batch
         from artsim_pipeline.defs.training.assets import load_stored_head
 
         model = self._table("similarity_model").row(0, named=True)
@@ -141,12 +141,50 @@ class SimilarityService:
         backbone = load_backbone(model["backbone_spec"])
         if backbone.model_id != model["image_model_id"]:
             raise ImageQueryError(f"backbone {backbone.model_id} differs from the model's {model['image_model_id']}")
+        served = self.vectors["vector_source"][0] if self.vectors.height else "trained"
+        if raw or served != "trained":
+            return backbone, None, backbone.model_id
+        head = load_stored_head(self.storage, model["head_key"])[0]
+        return backbone, head, f"{backbone.model_id}+{model['head_key']}"
+
+    def embed_image(self, rgb) -> np.ndarray:
+        """An RGB PIL image as a query vector in the index's space (see `image_encoder`)."""
+        from artsim_pipeline.core.ml.embed import embed_batch
+
+        backbone, head, _ = self.image_encoder()
         vector = embed_batch(backbone, backbone.preprocess(rgb).unsqueeze(0)).cpu().numpy()
-        if (self.vectors["vector_source"][0] if self.vectors.height else "trained") == "trained":
+        if head is not None:
             from artsim_pipeline.core.ml.similarity import apply_head
 
-            vector = apply_head(load_stored_head(self.storage, model["head_key"])[0], vector)
+            vector = apply_head(head, vector)
         return vector[0]
+
+    def embed_image_files(self, paths: list[str], raw: bool = False, batch_size: int = 32):
+        """Image files as vectors in the index's space (`raw`: the backbone's space).
+
+        Returns (rows of ``path``, ``model_id``, ``vector`` in input order, [(path, reason)] for
+        the files that could not be read or embedded).
+        """
+        from artsim_pipeline.core.ml.embed import embed_images
+
+        backbone, head, model_id = self.image_encoder(raw)
+        failures: list[tuple[str, str]] = []
+        readable = []
+        for path in paths:
+            if not Path(path).is_file():
+                failures.append((path, "no such file"))
+            else:
+                readable.append(path)
+        result = embed_images([(path, path) for path in readable], backbone, batch_size=batch_size, num_workers=0)
+        failures += [(str(key), str(reason)) for key, reason in result.failures]
+        vectors = result.vectors
+        if head is not None and len(vectors):
+            from artsim_pipeline.core.ml.similarity import apply_head
+
+            vectors = apply_head(head, vectors)
+        by_path = dict(zip(result.keys, vectors))
+        rows = [{"path": path, "model_id": model_id, "vector": by_path[path]} for path in readable if path in by_path]
+        return rows, failures
 
     def similar_to_image(self, path: str | Path, k: int = 10, source: str | None = None, filters=None) -> list[dict]:
         return self.similar_to_vector(self.embed_image_file(path), k, source, filters)

@@ -45,8 +45,7 @@ def collect_summary() -> list[str]:
                      f"{row['epochs_run']} epochs, best val mAP@10 {row['best_val_map_at_10']:.3f}")
     evaluation = store.read_table("similarity_evaluation")
     if evaluation is not None:
-        scores = ", ".join(f"{r['model']} {r['recall_at_10']:.3f}" for r in evaluation.iter_rows(named=True))
-        lines.append(f"test recall@10: {scores}")
+        lines.extend(_evaluation_lines(evaluation))
     for key in ("department_classifier", "period_classifier"):
         table = store.read_table(key)
         if table is not None:
@@ -71,4 +70,23 @@ def _example_query(vectors: pl.DataFrame) -> list[str]:
     lines = [f"example: artsim similar {query} -k 5   ({title})"]
     for r in results:
         lines.append(f"    {r['score']:.3f}  {r['artwork_id']:<16} {(r['title'] or '')[:60]} — {', '.join(r['artists'] or []) or 'unknown maker'}")
+    return lines
+
+
+def _evaluation_lines(evaluation: pl.DataFrame) -> list[str]:
+    """Weak-pair recall@10 over all test works, and department / classification agreement of the
+    10 nearest works per image kind, for each set of vectors."""
+    def figures(group: str, criterion: str) -> str:
+        rows = evaluation.filter((pl.col("group") == group) & (pl.col("criterion") == criterion))
+        if rows.height == 0:
+            return ""
+        n = rows["n_queries"][0]
+        return ", ".join(f"{r['model']} {r['value']:.3f}" for r in rows.iter_rows(named=True)) + f"  ({n} queries)"
+
+    lines = [f"test weak-pair recall@10: {figures('all', 'weak_pair_recall_at_10')}"]
+    for group in ("stand-in", "real photo"):
+        for attribute in ("department", "classification"):
+            text = figures(group, f"agreement_{attribute}")
+            if text:
+                lines.append(f"test {group} works, same {attribute} among the 10 nearest: {text}")
     return lines

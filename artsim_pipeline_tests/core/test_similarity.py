@@ -293,3 +293,37 @@ def test_mlflow_run_has_params_history_figures_and_a_registered_model(tmp_path, 
     failed = client.search_runs([experiment_id], "attributes.run_name = 'fails'")
     assert [r.info.status for r in failed] == ["FAILED"]
     assert run_url(uri, experiment_id, run_id) == f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def test_the_identity_head_starts_as_the_raw_backbone(data):
+    from artsim_pipeline.core.ml.similarity import ResidualHead
+
+    _, X, _, _ = data
+    head = ResidualHead(X.shape[1], 32, dropout=0.0).fit_init(X[:50])
+    assert head.out_dim == X.shape[1]
+    np.testing.assert_allclose(apply_head(head, X), X, atol=1e-6)
+
+
+def test_metadata_targets_use_train_items_only_and_neighbourhoods_are_kept(data):
+    from artsim_pipeline.core.ml.similarity import _aux_targets
+
+    ids, X, pairs, cluster = data
+    train = set(pairs.filter(pl.col("split") == "train")["artwork_id_a"].to_list())
+    labels = [f"c{c}" for c in cluster]
+    positions = np.array([i for i, x in enumerate(ids) if x in train])
+    codes = _aux_targets({"department": labels}, positions, len(ids), min_count=2)["department"]
+    assert (codes[positions] >= 0).all()
+    assert (np.delete(codes, positions) == -1).all()  # val and test labels never reach training
+    # too rare a class is left out; a single class is not a target at all
+    assert _aux_targets({"x": ["a"] * len(ids)}, positions, len(ids), min_count=2) == {}
+
+    config = small_config(init="identity", aux_weight=1.0, preserve_weight=1.0, residual_scale=0.3, max_epochs=4)
+    result = train_similarity(ids, X, pairs, config, aux_labels={"department": labels})
+    assert result.head.out_dim == X.shape[1]
+    assert result.counts["aux_classes_department"] == len(set(cluster))
+    assert "train_aux_loss" in result.history[0] and "train_preserve_loss" in result.history[0]
+    again = train_similarity(ids, X, pairs, config, aux_labels={"department": labels})
+    np.testing.assert_array_equal(apply_head(result.head, X), apply_head(again.head, X))
+    trained = evaluate_retrieval(ids, apply_head(result.head, X), pairs)
+    raw = evaluate_retrieval(ids, X, pairs)
+    assert trained["map_at_10"] >= raw["map_at_10"]

@@ -64,7 +64,9 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     assert run.info.status == "FINISHED"
     assert {"lr", "temperature", "fusion", "data_version.weak_pairs", "data_version.image_embeddings"} <= set(run.data.params)
     assert len(client.get_metric_history(run.info.run_id, "val_map_at_10")) == model["epochs_run"]
-    assert {"test_trained_recall_at_10", "test_backbone_recall_at_10", "test_random_recall_at_10"} <= set(run.data.metrics)
+    assert {"test_trained_recall_at_10", "test_backbone_recall_at_10", "test_random_recall_at_10",
+            "test_trained_agreement_department", "test_backbone_real_photo_agreement_department",
+            "test_trained_minus_backbone_stand_in_agreement_classification", "gate_serves_trained"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/recall_at_k.png", "evaluation/similarity_histograms.png"} <= artifacts
     assert client.get_latest_versions("artsim-similarity-head")
@@ -72,12 +74,28 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     assert meta["mlflow_run"].endswith(model["mlflow_run_id"])
     evaluation = defs.load_asset_value("similarity_evaluation")
     assert set(evaluation["model"]) == {"trained", "backbone", "random"}
-    random = evaluation.filter(pl.col("model") == "random")["recall_at_10"].item()
-    backbone = evaluation.filter(pl.col("model") == "backbone")["recall_at_10"].item()
-    assert backbone > random  # even a tiny random ViT sees the stand-ins' palettes
+    # stand-in and real-photo works are reported apart, every figure with its queries
+    assert set(evaluation["group"]) == {"all", "stand-in", "real photo"}
+    assert {"weak_pair_recall_at_10", "weak_pair_map_at_10", "agreement_department", "agreement_classification",
+            "agreement_culture", "agreement_period"} <= set(evaluation["criterion"])
+    assert (evaluation["n_queries"] > 0).all()
+    real = evaluation.filter((pl.col("group") == "real photo") & (pl.col("criterion") == "agreement_department"))
+    assert real.height == 3 and real["n_queries"][0] >= 10
+
+    def recall(model):
+        return evaluation.filter((pl.col("model") == model) & (pl.col("group") == "all")
+                                 & (pl.col("criterion") == "weak_pair_recall_at_10"))["value"].item()
+
+    assert recall("backbone") > recall("random")  # even a tiny random ViT sees the stand-ins' palettes
+    from artsim_pipeline.core.ml.agreement import gate_from_rows
+
+    decision = gate_from_rows(evaluation.to_dicts())
     vectors = defs.load_asset_value("artwork_vectors")
-    expected = "trained" if evaluation.filter(pl.col("model") == "trained")["recall_at_10"].item() > backbone else "backbone"
-    assert set(vectors["vector_source"]) == {expected}  # the gate decides what the index serves
+    assert set(vectors["vector_source"]) == {"trained" if decision.serve_trained else "backbone"}  # the gate decides
+    evaluation_meta = latest_metadata(instance, "similarity_evaluation")
+    assert evaluation_meta["vectors_served"] == vectors["vector_source"][0]
+    assert "| group | criterion | n_queries | trained | backbone | random |" in evaluation_meta["evaluation"]
+    assert latest_metadata(instance, "artwork_vectors")["gate"] == decision.reason
     dept = latest_metadata(instance, "department_classifier")
     assert dept["accuracy"] > dept["baseline_accuracy"]
     classifier_runs = client.search_runs([client.get_experiment_by_name("artsim-classifiers").experiment_id])
@@ -205,6 +223,42 @@ def test_the_index_passes_its_gate_and_artsim_similar_answers(pipeline, capsys):
     broken.write_bytes(b"garbage")
     assert main(["similar", "--image", str(broken)]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+def test_artsim_embed_writes_vectors_in_the_index_space(pipeline, capsys, tmp_path):
+    import numpy as np
+
+    from artsim_pipeline.cli import main
+
+    home, _, _ = pipeline
+    images = pl.read_parquet(home / "storage" / "raw_images" / "met.parquet").filter(pl.col("status") == "ok")
+    row = images.row(0, named=True)
+    image = home / "images" / row["path"]
+    renamed = tmp_path / "a photo with spaces.jpg"
+    renamed.write_bytes(image.read_bytes())
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert main(["embed", str(image), str(broken), str(renamed), str(tmp_path / "missing.jpg")]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [line["path"] for line in lines] == [str(image), str(renamed)]
+    assert f"cannot embed {broken}" in captured.err and f"cannot embed {tmp_path / 'missing.jpg'}" in captured.err
+    # the vector is the one the index holds for the work with that image
+    vectors = pl.read_parquet(home / "storage" / "artwork_vectors.parquet")
+    owner = images.filter(pl.col("sha256") == row["sha256"])["source_id"][0]
+    stored = np.asarray(vectors.filter(pl.col("artwork_id") == f"met:{owner}")["vector"][0])
+    got = np.asarray(lines[0]["vector"])
+    assert got.shape == stored.shape and float(got @ stored) > 0.999
+    served = vectors["vector_source"][0]
+    assert ("+models/similarity_model/" in lines[0]["model_id"]) == (served == "trained")
+    # --raw: the backbone's vector, written as Parquet
+    out = tmp_path / "raw.parquet"
+    assert main(["embed", str(image), "--raw", "--out", str(out)]) == 0
+    raw = pl.read_parquet(out)
+    assert raw.columns == ["path", "model_id", "vector"] and raw.height == 1
+    assert "+models/" not in raw["model_id"][0]
+    assert main(["embed", str(broken)]) == 2
+    assert "no image could be embedded" in capsys.readouterr().err
 
 
 def test_ann_index_adds_and_deletes_without_rebuild_and_rebuilds_for_a_new_model(pipeline):

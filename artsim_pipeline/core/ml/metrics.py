@@ -178,13 +178,21 @@ def task_metrics(
     ks: Sequence[int] = DEFAULT_KS,
     map_k: int = DEFAULT_MAP_K,
     chunk: int = 2048,
+    query_mask: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """recall_at_{k} and map_at_{map_k} for vectors of `task`'s candidates (in task order)."""
+    """recall_at_{k} and map_at_{map_k} for vectors of `task`'s candidates (in task order).
+
+    `query_mask` (bool per candidate) keeps only those queries (e.g. the real-photo works);
+    every candidate still competes as an answer.
+    """
     vectors = _normalise(candidate_vectors)
     m = len(task.index)
     if vectors.shape[0] != m:
         raise ValueError(f"expected {m} candidate vectors, got {vectors.shape[0]}")
-    queries = np.flatnonzero(task.positives.any(axis=1))
+    is_query = task.positives.any(axis=1)
+    if query_mask is not None:
+        is_query &= np.asarray(query_mask, dtype=bool)
+    queries = np.flatnonzero(is_query)
     if len(queries) == 0:
         raise ValueError(f"split {task.split!r} has no artwork with a positive partner")
     top = max(max(ks), map_k)
@@ -220,17 +228,21 @@ def evaluate_retrieval(
     split: str = "test",
     ks: Sequence[int] = DEFAULT_KS,
     map_k: int = DEFAULT_MAP_K,
+    query_ids: set[str] | None = None,
 ) -> dict[str, float]:
     """Retrieval metrics of `vectors` (rows aligned with `ids`) on one split of `pairs`.
 
-    Returns ``recall_at_1/5/10``, ``map_at_10``, ``n_queries``, ``n_candidates``.
+    Returns ``recall_at_1/5/10``, ``map_at_10``, ``n_queries``, ``n_candidates``. With
+    `query_ids`, only those artworks are queries (all candidates are still ranked).
     """
     vectors = np.asarray(vectors)
     if vectors.shape[0] != len(ids):
         raise ValueError(f"{len(ids)} ids but {vectors.shape[0]} vectors")
     task = retrieval_task(ids, pairs, split)
-    out = task_metrics(task, vectors[task.index], ks=ks, map_k=map_k)
-    out["n_queries"] = task.n_queries
+    mask = None if query_ids is None else np.array([c in query_ids for c in task.candidate_ids], dtype=bool)
+    out = task_metrics(task, vectors[task.index], ks=ks, map_k=map_k, query_mask=mask)
+    is_query = task.positives.any(axis=1)
+    out["n_queries"] = int((is_query if mask is None else is_query & mask).sum())
     out["n_candidates"] = len(task.index)
     return out
 

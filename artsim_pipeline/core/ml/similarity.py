@@ -58,6 +58,9 @@ import lightning as L
 from artsim_pipeline.core.ml.metrics import RetrievalTask, retrieval_task, task_metrics
 
 FUSIONS = ("image", "text", "concat")
+#: "identity": `ResidualHead` (starts as the raw backbone, out_dim = in_dim); "pca" / "random":
+#: `ProjectionHead` started from the centred principal directions or a random projection.
+HEAD_INITS = ("identity", "pca", "random")
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,20 @@ class TrainConfig:
     # from the loss, its pairs still count as known positives). shared_tags pairs (weights
     # <= 0.5) are the ones whose relation carries over to unseen makers; see the module notes.
     rule_weights: dict[str, float] | None = field(default_factory=lambda: {"shared_tags": 3.0})
+    # Auxiliary metadata targets (see `train_similarity`'s `aux_labels`): a linear classifier per
+    # attribute on the head's output, trained on train-split works only; 0 switches them off.
+    aux_weight: float = 0.0
+    aux_batch_size: int = 256
+    aux_min_class_count: int = 5
+    # Neighbourhood preservation: KL between the in-batch similarity distributions of the raw
+    # inputs and of the head's outputs, so the head pulls weak positives together without
+    # scrambling the backbone's neighbourhoods; 0 switches it off.
+    preserve_weight: float = 0.0
+    preserve_temperature: float = 0.05
+    # `val_selection` = val mAP@10 + agreement_penalty * (the largest drop, if any, of val
+    # metadata agreement below the untrained head's, over the `aux_labels` attributes): a
+    # monitor that picks the epoch which wins weak pairs without costing curators neighbours.
+    agreement_penalty: float = 2.0
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -110,12 +127,18 @@ class TrainConfig:
             raise ValueError("temperature must be > 0")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (in-batch negatives)")
-        if self.init not in ("pca", "random"):
-            raise ValueError(f"init must be 'pca' or 'random', got {self.init!r}")
+        if self.init not in HEAD_INITS:
+            raise ValueError(f"init must be one of {HEAD_INITS}, got {self.init!r}")
         if not 0.0 <= self.whiten <= 1.0:
             raise ValueError("whiten must be in [0, 1]")
         if self.rule_weights and any(not (math.isfinite(w) and w >= 0) for w in self.rule_weights.values()):
             raise ValueError("rule_weights must be finite and >= 0")
+        for name in ("aux_weight", "preserve_weight", "agreement_penalty"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0")
+        if self.preserve_temperature <= 0:
+            raise ValueError("preserve_temperature must be > 0")
 
     @property
     def monitor_mode(self) -> str:
@@ -194,6 +217,48 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.skip(h) + self.residual_scale * self.mlp(h), dim=-1)
 
 
+class ResidualHead(nn.Module):
+    """``normalize(x + residual_scale * MLP(x - shift))``: starts as the identity.
+
+    The MLP's last layer starts at zero, so the untrained head ranks exactly like the raw
+    backbone and training can only move away from it as far as the losses justify (the
+    neighbourhood-preserving term pulls it back). The output keeps the input's dimension.
+    """
+
+    kind = "identity"
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, in_dim
+        self.register_buffer("shift", torch.zeros(in_dim))
+        self.register_buffer("residual_scale", torch.tensor(1.0))
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, in_dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    @torch.no_grad()
+    def fit_init(self, X: np.ndarray | torch.Tensor, whiten: float = 0.0, residual_scale: float = 1.0) -> "ResidualHead":
+        """``shift`` = the mean of the train rows `X` (`whiten` is ignored: the skip path is the identity)."""
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        if X.ndim != 2 or X.shape[1] != self.in_dim or X.shape[0] < 1:
+            raise ValueError(f"fit_init needs [n >= 1, {self.in_dim}] features, got {tuple(X.shape)}")
+        self.shift.copy_(X.mean(0))
+        self.residual_scale.fill_(float(residual_scale))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x + self.residual_scale * self.mlp(x - self.shift), dim=-1)
+
+
+def build_head(kind: str, in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Module:
+    """An untrained head of `kind` (a `HEAD_INITS` value; "pca" and "random" share `ProjectionHead`)."""
+    if kind == "identity":
+        return ResidualHead(in_dim, hidden_dim, dropout=dropout)
+    if kind in ("pca", "random"):
+        return ProjectionHead(in_dim, hidden_dim, out_dim, dropout)
+    raise ValueError(f"unknown head kind {kind!r}; expected one of {HEAD_INITS}")
+
+
 Inputs = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -219,6 +284,8 @@ class SimilarityModule(L.LightningModule):
         val_task: RetrievalTask | None = None,
         val_negatives: np.ndarray | None = None,
         val_positives: np.ndarray | None = None,
+        aux_targets: dict[str, np.ndarray] | None = None,
+        val_labels: dict[str, list] | None = None,
     ):
         super().__init__()
         self.head = head
@@ -241,6 +308,22 @@ class SimilarityModule(L.LightningModule):
         self.val_task = val_task
         self._val_neg = val_negatives if val_negatives is not None else np.zeros((0, 3))
         self._val_pos = val_positives if val_positives is not None else np.zeros((0, 3))
+        # Auxiliary targets: class codes per item position (-1: no label), one linear
+        # classifier each on the head's output; items with any label are sampled per step.
+        aux_targets = {k: v for k, v in (aux_targets or {}).items() if (np.asarray(v) >= 0).any()}
+        self.aux_heads = nn.ModuleDict({
+            name: nn.Linear(int(getattr(head, "out_dim")), int(np.asarray(codes).max()) + 1)
+            for name, codes in aux_targets.items()
+        })
+        for name, codes in aux_targets.items():
+            self.register_buffer(f"aux_{name}", torch.as_tensor(np.asarray(codes), dtype=torch.long), persistent=False)
+        labelled = np.zeros(self.n_items, dtype=bool)
+        for codes in aux_targets.values():
+            labelled |= np.asarray(codes) >= 0
+        self._aux_items = np.flatnonzero(labelled)
+        # metadata of the val candidates (in val_task order): model selection only, never a target
+        self.val_labels = val_labels or {}
+        self._initial_agreement: dict[str, float] | None = None
         self.history: list[dict[str, float]] = []
         self._generator: torch.Generator | None = None
         self._epoch: dict[str, float] = {}
@@ -285,6 +368,33 @@ class SimilarityModule(L.LightningModule):
         cos = (za * zb).sum(-1)
         return (w * F.relu(cos - self.config.neg_margin)).sum() / w.sum().clamp_min(1e-12)
 
+    def aux_loss(self) -> torch.Tensor | None:
+        """Cross-entropy of each attribute's classifier on a sample of labelled train items."""
+        if not len(self.aux_heads) or self.config.aux_weight == 0 or not len(self._aux_items):
+            return None
+        size = min(self.config.aux_batch_size, len(self._aux_items))
+        pick = torch.as_tensor(self._aux_items[torch.randperm(len(self._aux_items), generator=self._generator)[:size].numpy()])
+        z = self.encode(pick)
+        losses = []
+        for name, classifier in self.aux_heads.items():
+            target = getattr(self, f"aux_{name}")[pick.to(self.device)]
+            known = target >= 0
+            if known.any():
+                losses.append(F.cross_entropy(classifier(z[known]), target[known]))
+        return torch.stack(losses).mean() if losses else None
+
+    def preserve_loss(self, positions: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(raw in-batch neighbourhood distribution || the head's), self-similarity masked."""
+        with torch.no_grad():
+            raw = F.normalize(self._inputs(positions).float(), dim=-1)
+            if self.backbone is not None:
+                raw = F.normalize(self.backbone(raw).float(), dim=-1)
+        t = self.config.preserve_temperature
+        eye = torch.eye(len(positions), dtype=torch.bool, device=z.device)
+        target = F.softmax((raw @ raw.T / t).masked_fill(eye, float("-inf")), dim=-1)
+        log_pred = F.log_softmax((z @ z.T / t).masked_fill(eye, float("-inf")), dim=-1)
+        return F.kl_div(log_pred.masked_fill(eye, 0.0), target, reduction="batchmean")
+
     def _sample_negatives(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         n = len(self._train_neg)
         if n == 0 or self.config.neg_weight == 0:
@@ -318,6 +428,14 @@ class SimilarityModule(L.LightningModule):
             neg = self.negative_loss(self.encode(na), self.encode(nb), nw)
             loss = loss + self.config.neg_weight * neg
             neg_value = float(neg.detach())
+        aux = self.aux_loss()
+        if aux is not None:
+            loss = loss + self.config.aux_weight * aux
+            self._epoch["aux"] = self._epoch.get("aux", 0.0) + float(aux.detach())
+        if self.config.preserve_weight:
+            preserve = self.preserve_loss(a, za)
+            loss = loss + self.config.preserve_weight * preserve
+            self._epoch["preserve"] = self._epoch.get("preserve", 0.0) + float(preserve.detach())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at epoch {self.current_epoch}")
         self._epoch["loss"] += float(loss.detach())
@@ -356,9 +474,27 @@ class SimilarityModule(L.LightningModule):
             ib = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 1]], device=z.device)
             nw = torch.as_tensor(self._val_neg[:, 2], dtype=torch.float32, device=z.device)
             metrics["_val_neg_loss"] = float(self.negative_loss(z[ia], z[ib], nw))
-        scores = task_metrics(self.val_task, z.float().cpu().numpy())
+        vectors = z.float().cpu().numpy()
+        scores = task_metrics(self.val_task, vectors)
         metrics.update({f"val_{k}": float(v) for k, v in scores.items()})
+        agreement = self._val_agreement(vectors)
+        metrics.update({f"val_agreement_{k}": v for k, v in agreement.items()})
+        if self._initial_agreement is None:
+            self._initial_agreement = agreement
+        drops = [agreement[k] - self._initial_agreement[k] for k in agreement if k in self._initial_agreement]
+        worst = min([0.0, *drops])
+        metrics["val_selection"] = metrics["val_map_at_10"] + self.config.agreement_penalty * worst
         return metrics
+
+    def _val_agreement(self, vectors: np.ndarray) -> dict[str, float]:
+        from artsim_pipeline.core.ml.agreement import agreement_scores
+
+        out = {}
+        for name, values in self.val_labels.items():
+            queries, scores = agreement_scores(vectors, values)
+            if len(queries):
+                out[name] = float(scores.mean())
+        return out
 
     @torch.no_grad()
     def validation_metrics(self) -> dict[str, float]:
@@ -395,13 +531,16 @@ class SimilarityModule(L.LightningModule):
             "train_loss": self._epoch["loss"] / steps,
             "train_info_nce": self._epoch["nce"] / steps,
             "train_neg_loss": self._epoch["neg"] / steps,
+            **({"train_aux_loss": self._epoch["aux"] / steps} if "aux" in self._epoch else {}),
+            **({"train_preserve_loss": self._epoch["preserve"] / steps} if "preserve" in self._epoch else {}),
             **getattr(self, "_val_metrics", {}),
             "epoch_seconds": time.perf_counter() - self._epoch_start,
         }
         self.history.append(row)
 
     def configure_optimizers(self):
-        groups = [{"params": [p for p in self.head.parameters() if p.requires_grad], "lr": self.config.lr}]
+        head_params = [*self.head.parameters(), *self.aux_heads.parameters()]
+        groups = [{"params": [p for p in head_params if p.requires_grad], "lr": self.config.lr}]
         if self.backbone is not None:
             params = [p for p in self.backbone.parameters() if p.requires_grad]
             if params:
@@ -528,6 +667,7 @@ def train_similarity(
     X_text: np.ndarray | None = None,
     backbone: nn.Module | None = None,
     inputs: Inputs | None = None,
+    aux_labels: dict[str, Sequence[Any]] | None = None,
 ) -> TrainResult:
     """Fit a `ProjectionHead` on the train split of `pairs`; early-stop on the val split.
 
@@ -538,6 +678,10 @@ def train_similarity(
     dimension is then taken from the backbone's output on one item. The backbone is trained in
     place (lr scaled by `backbone_lr_scale`); ``result.head`` is the head alone, so embed new
     items as ``apply_head(result.head, backbone(inputs))``.
+    `aux_labels` (attribute -> one value per id, None when unknown): with ``config.aux_weight > 0``
+    the train-split items' values are auxiliary classification targets (classes with fewer than
+    ``config.aux_min_class_count`` train items are left out); the val-split items' values only
+    help pick the epoch (``val_agreement_*`` and ``val_selection``); test labels are never read.
     """
     config = config or TrainConfig()
     ids = list(ids)
@@ -584,8 +728,8 @@ def train_similarity(
         if len(train_pos) < 2:
             raise ValueError(f"need >= 2 positive train pairs with weight > 0, got {len(train_pos)}")
 
-        head = ProjectionHead(in_dim, config.hidden_dim, config.out_dim, config.dropout)
-        if config.init == "pca":
+        head = build_head(config.init, in_dim, config.hidden_dim, config.out_dim, config.dropout)
+        if config.init in ("pca", "identity"):
             # Train items only: val/test features never shape the head.
             head.fit_init(
                 _input_features(module_inputs, backbone, train_items, config.eval_batch_size),
@@ -604,6 +748,8 @@ def train_similarity(
             val_task=val_task,
             val_negatives=val_neg,
             val_positives=val_pos,
+            aux_targets=_aux_targets(aux_labels, train_items, n, config.aux_min_class_count) if config.aux_weight else None,
+            val_labels={name: [values[int(i)] for i in val_task.index] for name, values in (aux_labels or {}).items()},
         )
 
         def loader(rows: np.ndarray, shuffle: bool):
@@ -663,6 +809,7 @@ def train_similarity(
             "val_pos": len(val_pos), "val_neg": len(val_neg),
             "dropped_train": drop_train, "dropped_val": drop_val,
             "val_candidates": len(val_task.index),
+            **{f"aux_classes_{name}": layer.out_features for name, layer in module.aux_heads.items()},
         }
         return TrainResult(
             head=head,
@@ -681,6 +828,28 @@ def train_similarity(
     finally:
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+
+
+def _aux_targets(aux_labels: dict[str, Sequence[Any]] | None, train_items: np.ndarray, n: int, min_count: int) -> dict[str, np.ndarray]:
+    """Class codes per position (-1: unknown, not a train item, or a class too rare)."""
+    out: dict[str, np.ndarray] = {}
+    for name, values in (aux_labels or {}).items():
+        if len(values) != n:
+            raise ValueError(f"aux_labels[{name!r}] has {len(values)} values for {n} items")
+        train_values = [values[int(i)] for i in train_items]
+        counts: dict[Any, int] = {}
+        for v in train_values:
+            if v is not None:
+                counts[v] = counts.get(v, 0) + 1
+        classes = sorted(v for v, c in counts.items() if c >= min_count)
+        if len(classes) < 2:
+            continue
+        code = {v: i for i, v in enumerate(classes)}
+        codes = np.full(n, -1, dtype=np.int64)
+        for i, v in zip(train_items, train_values):
+            codes[int(i)] = code.get(v, -1)
+        out[name] = codes
+    return out
 
 
 class _BestWeights(L.Callback):
@@ -778,11 +947,14 @@ def apply_head(head: nn.Module, X: np.ndarray, batch_size: int = 2048, device: s
 
 __all__ = [
     "FUSIONS",
+    "HEAD_INITS",
     "ProjectionHead",
+    "ResidualHead",
     "SimilarityModule",
     "TrainConfig",
     "TrainResult",
     "apply_head",
+    "build_head",
     "fuse_features",
     "train_similarity",
 ]
