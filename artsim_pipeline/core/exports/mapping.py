@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
@@ -138,7 +138,6 @@ class ExportMapping:
     fields: Mapping[str, FieldRule]
     images: ImageRule | None = None
     delimiter: str = ","
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def real_images(self) -> bool:
