@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("materialize", help="materialise the whole asset graph for ARTSIM_ENV (default: the bundled sample)")
     run.add_argument("--source", action="append", choices=list(SOURCES), help="only these sources (repeatable)")
     run.add_argument("--force", action="store_true", help="recompute every asset, not only missing or stale ones")
+    run.add_argument("--wait", action="store_true",
+                     help="when another materialize runs on this ARTSIM_HOME, wait for it (default: exit with code 75)")
     sim = sub.add_parser("similar", help="the works most similar to one artwork (or to a local image)")
     sim.add_argument("artwork_id", nargs="?", help="e.g. met:436535 or smk:KMS1")
     sim.add_argument("-k", type=int, default=10, help="how many works (default 10)")
@@ -177,7 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "materialize":
         what = "every asset" if args.force else "new records, then whatever is missing or stale"
         print(f"artsim: materialising {what} (ARTSIM_ENV={settings.artsim_env()}, ARTSIM_HOME={os.environ['ARTSIM_HOME']})", flush=True)
-        report = materialize_all(args.source, force=args.force)
+        from artsim_pipeline.runlock import RunLockBusy, run_lock
+
+        def waiting(holder: str) -> None:
+            print(f"artsim: waiting for {holder} to finish on this ARTSIM_HOME ...", file=sys.stderr, flush=True)
+
+        try:
+            with run_lock(os.environ["ARTSIM_HOME"], wait=args.wait, on_wait=waiting):
+                report = materialize_all(args.source, force=args.force)
+        except RunLockBusy as exc:
+            print(f"artsim: {exc}", file=sys.stderr)
+            return 75  # EX_TEMPFAIL: try again later
         print_summary(report)
         return 0
     if args.command == "similar":

@@ -8,6 +8,7 @@ asset tables under `$ARTSIM_HOME/storage/`.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from dagster import Field, StringSource
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
@@ -40,4 +41,29 @@ class HomeComputeLogManager(_UnderHome, LocalComputeLogManager):
 
 
 class HomeSqliteStorage(_UnderHome, DagsterSqliteStorage):
-    """Run, event-log and schedule storage (SQLite) at `<home>/dagster/`."""
+    """Run, event-log and schedule storage (SQLite) at `<home>/dagster/`.
+
+    Creating it is serialised between processes by a file lock: on a fresh home two processes
+    (two `artsim materialize`, or one beside `make dev`) would otherwise both create the SQLite
+    schemas and stamp their versions, and one dies on `table alembic_version already exists`.
+    """
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        base_dir = os.path.join(config_value["home"], "dagster")
+        with exclusive_file_lock(os.path.join(base_dir, ".storage-init.lock")):
+            return cls(base_dir=base_dir, inst_data=inst_data)
+
+
+@contextmanager
+def exclusive_file_lock(path: str):
+    """An exclusive `flock` on `path` (created with its directory) for the duration of the block."""
+    import fcntl
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -90,3 +90,9 @@ def mlflow_tracking_uri() -> str:
     directory = artsim_home() / "mlflow"
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def allowed_hosts() -> list[str]:
+    """`ARTSIM_ALLOWED_HOSTS` (comma-separated): more Host names `artsim serve` answers feedback
+    under (loopback names and the bound address always are), e.g. the name of a reverse proxy."""
+    return [h.strip() for h in os.environ.get("ARTSIM_ALLOWED_HOSTS", "").split(",") if h.strip()]

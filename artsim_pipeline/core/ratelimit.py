@@ -95,11 +95,11 @@ class AdaptiveSettings:
 
     min_rate: float = 0.2  # requests/s never go below this
     decrease: float = 0.5  # a block after a long calm stretch halves the rate
-    burst_seconds: float = 3.0  # a quick block: what got through is taken as ~3 s of the firewall's rate
+    burst_seconds: float = 2.5  # a quick block: what got through is taken as ~2.5 s of the firewall's rate
     min_quick_answers: int = 5  # ... when at least this many got through (fewer: a stray 403)
     safety: float = 0.9  # run at this fraction of a fitted sustainable rate
-    probe_after_s: float = 20.0  # calm seconds before the rate is raised again
-    probe_step: float = 0.1  # ... by this fraction
+    probe_after_s: float = 30.0  # calm seconds before the rate is raised again
+    probe_step: float = 0.05  # ... by this fraction (each probe past the firewall's rate costs a block)
     ceiling_probe_after_s: float = 300.0  # calm seconds at the cap before a once-blocked rate is tried
     first_probe_s: float = 1.0  # first probe of a block of unknown length
     probe_growth: float = 1.5  # each failed probe waits this much longer

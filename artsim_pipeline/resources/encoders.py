@@ -6,10 +6,11 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.resources.config import MergingConfig
 from artsim_pipeline.settings import DEFAULT_IMAGE_BACKBONE
 
 
-class EncoderResource(ConfigurableResource):
+class EncoderResource(MergingConfig, ConfigurableResource):
     """Backbone choice and inference settings. Heavy imports happen only when a model is loaded."""
 
     backbone: str = Field(default=DEFAULT_IMAGE_BACKBONE,

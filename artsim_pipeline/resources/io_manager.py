@@ -8,10 +8,11 @@ from __future__ import annotations
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
+from artsim_pipeline.resources.config import MergingConfig
 from artsim_pipeline.resources.tables import TableStore
 
 
-class PolarsParquetIOManager(ConfigurableIOManager):
+class PolarsParquetIOManager(MergingConfig, ConfigurableIOManager):
     """Stores polars DataFrames as Parquet files in a `TableStore`."""
 
     store: TableStore

@@ -7,8 +7,10 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.resources.config import MergingConfig
 
-class MlflowResource(ConfigurableResource):
+
+class MlflowResource(MergingConfig, ConfigurableResource):
     """Tracking URI, experiment names and the registered model name. mlflow is imported lazily."""
 
     tracking_uri: str = Field(description="sqlite:///... (default under $ARTSIM_HOME/mlflow) or http(s)://server")

@@ -9,6 +9,8 @@ from typing import Literal, Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.resources.config import MergingConfig
+
 from artsim_pipeline.core.exports.mapping import ExportMapping
 from artsim_pipeline.core.sources import EXPORT_SOURCES, SOURCES, is_export
 from artsim_pipeline.resources.clients.base import MuseumClient
@@ -16,7 +18,7 @@ from artsim_pipeline.resources.clients.base import MuseumClient
 __all__ = ["MuseumApiResource", "SOURCES"]  # SOURCES: the registry's (core/sources.py), re-exported
 
 
-class MuseumApiResource(ConfigurableResource):
+class MuseumApiResource(MergingConfig, ConfigurableResource):
     """Builds a `MuseumClient` per source. Rate limits apply per client (one per run and source)."""
 
     mode: Literal["live", "snapshot"] = Field(default="snapshot", description="live APIs, or the bundled sample")

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.resources.config import MergingConfig
 from artsim_pipeline.resources.objects import LocalObjectStore, ObjectStore, open_store
 
 
@@ -27,7 +28,7 @@ JUDGMENTS_KEY = "feedback/judgments.jsonl"  # where core.feedback keeps the jour
 JUDGMENTS_PREFIX = "feedback/judgments"  # remote: one object per judgment, named by its id
 
 
-class ArtsimStorage(ConfigurableResource):
+class ArtsimStorage(MergingConfig, ConfigurableResource):
     """Durable files (local or S3) plus local scratch space under one home directory."""
 
     home: str = Field(description="local state directory ($ARTSIM_HOME); scratch and cache when remote_url is set")

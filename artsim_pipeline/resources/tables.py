@@ -17,10 +17,11 @@ import polars as pl
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline.resources.config import MergingConfig
 from artsim_pipeline.resources.objects import ObjectStore, open_store
 
 
-class TableStore(ConfigurableResource):
+class TableStore(MergingConfig, ConfigurableResource):
     """Reads and writes the Parquet table of an asset (partition)."""
 
     base_dir: str = Field(description="a local directory or s3://bucket/prefix")

@@ -15,10 +15,15 @@ JSON:
 - ``GET /api/similar/{artwork_id}?k=10&source=`` - the list ``artsim similar --json`` prints;
   404 ``{"error": ..., "artwork_id": ...}`` for an id that is not in the index;
 - ``GET /api/search?q=&k=&source=&type=&from=&to=`` - the list ``artsim search --json`` prints;
-- ``GET /api/feedback/task?anchor=`` - an anchor and its candidates (what ``/feedback`` shows);
-- ``POST /api/feedback`` - record a judgment: JSON ``{"anchor_id", "candidate_ids",
-  "chosen_id", "curator"}`` answers 201 with the record; an HTML form post answers 303 to
-  the next task;
+- ``GET /api/feedback/task?anchor=`` - an anchor and its candidates (what ``/feedback`` shows),
+  with the ``task_id`` to answer and this session's ``csrf_token`` (the session cookie is set);
+- ``POST /api/feedback`` - record a judgment: JSON ``{"task_id", "chosen_id", "curator"}``
+  (``anchor_id`` / ``candidate_ids`` may be repeated; they must be the task's) with the token in
+  ``X-CSRF-Token`` (or ``csrf_token``), the session cookie and this site's ``Origin``; answers 201
+  with the record; the HTML form post answers 303 to the next task. Refused: another Host or
+  Origin (403), no or a wrong token (403), a task not issued to this session or answered (403),
+  a body over 64 KiB (413, checked while reading), malformed JSON or text (400). See
+  :mod:`.guard`;
 - ``GET /api/feedback`` - how many judgments exist, and the latest ones.
 
 Images: ``GET /images/{sha256}`` serves ``$ARTSIM_HOME/images/<sha[:2]>/<sha>.<ext>``; only a
@@ -30,14 +35,13 @@ when the index on disk changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
 import threading
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from typing import Any, Iterable
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -45,6 +49,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from artsim_pipeline.core import feedback as fb
 from artsim_pipeline.core.names import normalise_artist
+from artsim_pipeline.web import guard
 from artsim_pipeline.core.sources import SOURCES
 
 logger = logging.getLogger(__name__)
@@ -196,7 +201,7 @@ class _State:
             return self._pool
 
 
-def create_app(home: str | Path | None = None, storage=None, tables=None) -> FastAPI:
+def create_app(home: str | Path | None = None, storage=None, tables=None, allowed_hosts: Iterable[str] = ()) -> FastAPI:
     """The FastAPI app over ``home`` (default: ``$ARTSIM_HOME``), or over the given `TableStore`
     and `ArtsimStorage` (S3 in prod: `home` then only holds the judgments journal and a cache);
     with a storage, every recorded judgment also publishes the journal there for the pipeline."""
@@ -218,21 +223,36 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
     )
     app = FastAPI(title="artsim", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.artsim = state
+    # feedback writes: allowed Host names, a per-session token, tasks kept server-side (web/guard.py)
+    host_policy = guard.HostPolicy(allowed_hosts)
+    sessions = guard.Sessions()
+    tasks = guard.TaskRegistry()
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # not "no-referrer": with it a browser sends `Origin: null` on the page's own form posts,
+        # and those are refused (see guard.py); "same-origin" still tells other sites nothing
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         if response.headers.get("content-type", "").startswith("text/html"):
             response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     @app.exception_handler(NotBuiltError)
     async def not_built(request: Request, exc: NotBuiltError):
+        message = guard.redact_paths(str(exc))  # never where the files are
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": str(exc)}, status_code=503)
-        return page("error.html", status_code=503, status=503, heading="Not built yet", message=str(exc))
+            return JSONResponse({"error": message}, status_code=503)
+        return page("error.html", status_code=503, status=503, heading="Not built yet", message=message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        logger.exception("artsim serve: %s %s failed", request.method, request.url.path)
+        message = "the server could not answer this request (see the server log)"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status_code=500)
+        return page("error.html", status_code=500, status=500, heading="Something went wrong", message=message)
 
     def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context), status_code=status_code)
@@ -359,74 +379,113 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
         choices = [a for a in pool if a != exclude] or pool
         return random.choice(choices) if choices else None
 
+    def issue_task(request: Request, anchor: str) -> tuple[guard.Task, str, bool]:
+        """A task for this session (the server keeps its anchor and candidates)."""
+        session, new_session = sessions.begin(request)
+        return tasks.issue(session, anchor, task(anchor)), session, new_session
+
     @app.get("/feedback", response_class=HTMLResponse)
     def feedback_page(
+        request: Request,
         anchor: str | None = Query(None, max_length=220),
         curator: str = Query("", max_length=fb.MAX_CURATOR_LEN),
         saved: str | None = None,
         skip: str | None = Query(None, max_length=220),
     ):
+        if not host_policy.allows(request.headers.get("host")):
+            return page("error.html", status_code=400, status=400, heading="Unknown host",
+                        message="This server does not answer to that name.")
         if anchor is None:
             anchor = pick_anchor(exclude=skip)
             if anchor is None:
                 return not_found("The similarity index is empty: nothing to judge yet.")
         if not valid_id(anchor) or not state.in_index(anchor):
             return not_found(f"No indexed artwork {anchor}.")
-        candidates = [view(c) for c in task(anchor)]
-        return page(
+        issued, session, new_session = issue_task(request, anchor)
+        response = page(
             "feedback.html",
             anchor=view(anchor),
-            candidates=candidates,
+            candidates=[view(c) for c in issued.candidate_ids],
             curator=curator,
             saved=bool(saved),
             error=None,
             judged=len(fb.read_judgment_records(home)),
             skip_href="/feedback?" + urlencode({"curator": curator, "skip": anchor}),
+            task_id=issued.task_id,
+            csrf_token=sessions.token(session),
         )
+        if new_session:
+            sessions.set_cookie(response, session)
+        return response
 
     @app.get("/api/feedback/task")
-    def api_feedback_task(anchor: str | None = Query(None, max_length=220)):
+    def api_feedback_task(request: Request, anchor: str | None = Query(None, max_length=220)):
+        """An anchor, its candidates, the task id to answer with and this session's token (the
+        session cookie is set here when the client has none)."""
+        if not host_policy.allows(request.headers.get("host")):
+            return api_error(400, "this server does not answer to that Host name")
         if anchor is None:
             anchor = pick_anchor()
             if anchor is None:
                 return api_error(404, "the similarity index is empty")
         if not valid_id(anchor) or not state.in_index(anchor):
             return api_error(404, f"unknown artwork id {anchor!r}", artwork_id=anchor)
-        return {"anchor_id": anchor, "candidate_ids": task(anchor)}
+        issued, session, new_session = issue_task(request, anchor)
+        response = JSONResponse({"anchor_id": anchor, "candidate_ids": list(issued.candidate_ids),
+                                 "task_id": issued.task_id, "csrf_token": sessions.token(session)})
+        if new_session:
+            sessions.set_cookie(response, session)
+        return response
 
     @app.get("/api/feedback")
     def api_feedback_list(limit: int = Query(50, ge=0, le=1000)):
         records = fb.read_judgment_records(home)
         return {"count": len(records), "judgments": records[-limit:] if limit else []}
 
-    @app.post("/api/feedback")
-    async def api_feedback(request: Request):
-        origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-            return api_error(403, "cross-origin feedback is not accepted")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return api_error(413, "request body too large")
+    async def read_judgment(request: Request) -> tuple[dict[str, Any] | None, bool, JSONResponse | None]:
+        """`(fields, is_form, None)`, or `(None, is_form, the error answer)`: same origin, size
+        checked while reading, strictly parsed."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         is_form = ctype == "application/x-www-form-urlencoded"
+        problem = guard.cross_site_problem(request.headers, request.url.scheme, host_policy)
+        if problem is not None:
+            return None, is_form, api_error(403, problem)
         try:
+            body = await guard.read_body(request, MAX_BODY)
             if is_form:
-                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=50)
-                cands = [c for v in form.get("candidate_ids", []) for c in v.split(",") if c]
+                form = guard.parse_form(body)
                 data = {
                     "anchor_id": (form.get("anchor_id") or [None])[0],
-                    "candidate_ids": cands,
+                    "candidate_ids": [c for v in form.get("candidate_ids", []) for c in v.split(",") if c] or None,
                     "chosen_id": (form.get("chosen_id") or [None])[0],
                     "curator": (form.get("curator") or [""])[0],
+                    "task_id": (form.get("task_id") or [None])[0],
+                    guard.CSRF_FIELD: (form.get(guard.CSRF_FIELD) or [None])[0],
                 }
             else:
-                data = json.loads(body.decode("utf-8") or "null")
+                data = guard.parse_json(body)
                 if not isinstance(data, dict):
-                    raise ValueError("the body must be a JSON object")
-        except (UnicodeDecodeError, ValueError) as exc:
-            return api_error(400, f"unreadable feedback: {exc}")
-        anchor, chosen = data.get("anchor_id"), data.get("chosen_id")
-        cands = data.get("candidate_ids")
+                    raise guard.MalformedBody("the body must be a JSON object")
+        except guard.BodyTooLarge:
+            return None, is_form, api_error(413, f"request body too large (at most {MAX_BODY} bytes)")
+        except guard.MalformedBody as exc:
+            return None, is_form, api_error(400, f"unreadable feedback: {exc}")
+        session = sessions.session_of(request)
+        token = request.headers.get(guard.CSRF_HEADER) or data.get(guard.CSRF_FIELD)
+        if not sessions.valid(session, token):
+            return None, is_form, api_error(403, "missing or wrong session token: open /feedback (or GET /api/feedback/task) first")
+        return data, is_form, None
+
+    @app.post("/api/feedback")
+    async def api_feedback(request: Request):
+        data, is_form, refused = await read_judgment(request)
+        if refused is not None:
+            return refused
+        issued = tasks.get(data.get("task_id"), sessions.session_of(request))
+        if issued is None:
+            return api_error(403, "a judgment must answer a task this server issued to this session (and only once)")
+        anchor, chosen = data.get("anchor_id") or issued.anchor_id, data.get("chosen_id")
+        cands = data.get("candidate_ids") or list(issued.candidate_ids)
         curator = data.get("curator")
         problem = None
         if not isinstance(cands, list) or not all(valid_id(c) for c in cands):
@@ -435,6 +494,8 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
             problem = "anchor_id and chosen_id must be artwork ids"
         elif curator is not None and not isinstance(curator, str):
             problem = "curator must be a string"
+        elif anchor != issued.anchor_id or list(cands) != list(issued.candidate_ids):
+            problem = "anchor_id and candidate_ids must be those of the task"
         elif not 2 <= len(cands) <= fb.N_CANDIDATES:
             problem = f"between 2 and {fb.N_CANDIDATES} candidates are expected"
         else:
@@ -444,6 +505,9 @@ def create_app(home: str | Path | None = None, storage=None, tables=None) -> Fas
         record = None
         if problem is None:
             try:
+                fb.make_judgment(anchor, cands, chosen, curator)  # validate before the task is spent
+                if not tasks.consume(issued.task_id):
+                    return api_error(403, "this task was already answered")
                 record = fb.record_judgment(home, anchor, cands, chosen, curator)
                 if storage is not None:
                     storage.publish_judgments(home)
@@ -467,6 +531,10 @@ def serve(home: str | Path | None = None, host: str = "127.0.0.1", port: int = 8
     """Run the app with uvicorn (loopback only unless ``host`` says otherwise)."""
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    from artsim_pipeline import settings
+
+    if host not in guard.LOOPBACK_HOSTS:
         logger.warning("artsim serve is listening on %s: anyone who can reach it can record feedback", host)
-    uvicorn.run(create_app(home, storage, tables), host=host, port=port, log_level="info")
+    # the names clients may use: loopback, the bound address, and ARTSIM_ALLOWED_HOSTS
+    allowed = [host, *settings.allowed_hosts()]
+    uvicorn.run(create_app(home, storage, tables, allowed_hosts=allowed), host=host, port=port, log_level="info")

@@ -9,7 +9,7 @@ from artsim_pipeline.resources.objects import S3ObjectStore
 from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
 from artsim_pipeline.web.app import create_app
-from artsim_pipeline_tests.web.test_app import JPEG, SHA, build_home
+from artsim_pipeline_tests.web.test_app import JPEG, ORIGIN, SHA, answer, build_home, take_task
 
 
 def test_the_browser_serves_what_the_pipeline_stored_on_s3(tmp_path, s3, aws_env):
@@ -23,7 +23,7 @@ def test_the_browser_serves_what_the_pipeline_stored_on_s3(tmp_path, s3, aws_env
     storage = ArtsimStorage(home=str(web_home), remote_url=url, s3_endpoint_url=s3.endpoint_url)
     tables = TableStore(base_dir=f"{url}/storage", s3_endpoint_url=s3.endpoint_url)
 
-    with TestClient(create_app(web_home, storage=storage, tables=tables)) as client:
+    with TestClient(create_app(web_home, storage=storage, tables=tables), base_url=ORIGIN, headers={"origin": ORIGIN}) as client:
         similar = client.get("/api/similar/met:1", params={"k": 3})
         assert similar.status_code == 200, similar.text
         assert similar.json()[0]["artwork_id"] == "met:2"  # the nearest work, from the index on S3
@@ -31,8 +31,9 @@ def test_the_browser_serves_what_the_pipeline_stored_on_s3(tmp_path, s3, aws_env
         image = client.get(f"/images/{SHA}")
         assert image.status_code == 200 and image.content == JPEG
         assert client.get(f"/images/{'0' * 64}").status_code == 404
-        cands = client.get("/api/feedback/task", params={"anchor": "met:1"}).json()["candidate_ids"]
-        recorded = client.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands, "chosen_id": cands[0]})
+        task = take_task(client)
+        cands = task["candidate_ids"]
+        recorded = answer(client, task, cands[0])
         assert recorded.status_code == 201, recorded.text
     # the judgment reached the storage, where the pipeline (another machine) reads it
     worker = ArtsimStorage(home=str(tmp_path / "worker"), remote_url=url, s3_endpoint_url=s3.endpoint_url)

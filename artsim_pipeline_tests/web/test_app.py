@@ -157,24 +157,50 @@ def test_images_by_sha_only(client):
         assert b"do not serve" not in r.content and b"root:" not in r.content
 
 
-def test_feedback_round_trip(client, home):
-    task = client.get("/api/feedback/task", params={"anchor": "met:1"}).json()
+ORIGIN = "http://127.0.0.1:8000"
+
+
+@pytest.fixture(scope="module")
+def browser_like(home):
+    """A client on this server's own origin, as its pages are (Host 127.0.0.1:8000, Origin sent)."""
+    with TestClient(create_app(home), base_url=ORIGIN, headers={"origin": ORIGIN}) as c:
+        yield c
+
+
+def take_task(c, anchor="met:1") -> dict:
+    r = c.get("/api/feedback/task", params={"anchor": anchor})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def answer(c, task, chosen=None, **extra):
+    body = {"task_id": task["task_id"], "chosen_id": chosen or task["candidate_ids"][0], **extra}
+    return c.post("/api/feedback", json=body, headers={"x-csrf-token": task["csrf_token"]})
+
+
+def test_feedback_round_trip(browser_like, home):
+    client = browser_like
+    task = take_task(client)
     cands = task["candidate_ids"]
     assert len(cands) == 8 and "met:1" not in cands and "met:2" in cands
-    assert client.get("/api/feedback/task", params={"anchor": "met:1"}).json() == task  # deterministic
+    again = take_task(client)
+    assert again["candidate_ids"] == cands and again["task_id"] != task["task_id"]  # same candidates, a new task
     page = client.get("/feedback", params={"anchor": "met:1"})
     assert page.status_code == 200 and page.text.count('type="radio"') == 8
     assert [html.unescape(v) for v in re.findall(r'name="candidate_ids" value="([^"]+)"', page.text)] == cands
     assert client.get("/feedback").status_code == 200  # a random anchor
     assert client.get("/feedback", params={"anchor": "met:999"}).status_code == 404
 
-    r = client.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands,
-                                           "chosen_id": "met:2", "curator": "Ída <i>"})
+    r = answer(client, task, "met:2", anchor_id="met:1", candidate_ids=cands, curator="Ída <i>")
     assert r.status_code == 201, r.text
     saved = fb.load_judgments(home)
     assert saved.filter(pl.col("judgment_id") == r.json()["judgment_id"]).row(0, named=True)["curator"] == "Ída <i>"
-    # the HTML form posts urlencoded fields and is sent on to the next task
-    form = [("anchor_id", "met:1"), *[("candidate_ids", c) for c in cands], ("chosen_id", cands[-1]), ("curator", "bo")]
+    assert answer(client, task, "met:2").status_code == 403  # a task is answered once
+    # the HTML form posts urlencoded fields (with the page's task and token) and is sent on to the next task
+    form_task = re.search(r'name="task_id" value="([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = [("anchor_id", "met:1"), *[("candidate_ids", c) for c in cands], ("chosen_id", cands[-1]), ("curator", "bo"),
+            ("task_id", form_task), ("csrf_token", token)]
     r = client.post("/api/feedback", content=urlencode(form).encode(), follow_redirects=False,
                     headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 303 and r.headers["location"].startswith("/feedback?")
@@ -188,24 +214,169 @@ def test_feedback_round_trip(client, home):
 @pytest.mark.parametrize(
     "payload",
     [
-        {"anchor_id": "met:1", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:1"},  # pick not a candidate
-        {"anchor_id": "met:1", "candidate_ids": ["met:2", "met:999"], "chosen_id": "met:2"},  # unknown work
-        {"anchor_id": "met:1", "candidate_ids": "met:2", "chosen_id": "met:2"},
-        {"anchor_id": "<x>", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:2"},
-        {"anchor_id": "met:1", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:2", "curator": 5},
+        {"chosen_id": "met:1"},  # pick not a candidate
+        {"chosen_id": "met:999"},  # not a candidate either
+        {"candidate_ids": ["met:2", "met:3"]},  # not the task's candidates
+        {"anchor_id": "met:3"},  # not the task's anchor
+        {"candidate_ids": "met:2"},
+        {"anchor_id": "<x>"},
+        {"curator": 5},
     ],
 )
-def test_feedback_validation(client, home, payload):
+def test_feedback_validation(browser_like, home, payload):
     before = fb.load_judgments(home).height
-    assert client.post("/api/feedback", json=payload).status_code == 422
+    task = take_task(browser_like)
+    r = answer(browser_like, task, **{"chosen_id": task["candidate_ids"][0], **payload})
+    assert r.status_code == 422, r.text
+    assert fb.load_judgments(home).height == before
+    assert answer(browser_like, task).status_code == 201  # a refused answer does not spend the task
+
+
+def test_feedback_rejects_garbage_and_cross_origin(browser_like, home):
+    before = fb.load_judgments(home).height
+    task = take_task(browser_like)
+    headers = {"x-csrf-token": task["csrf_token"], "content-type": "application/json"}
+    assert browser_like.post("/api/feedback", content=b"{", headers=headers).status_code == 400
+    r = answer(browser_like, task)
+    assert r.status_code == 201
+    evil = browser_like.post("/api/feedback", json={"task_id": take_task(browser_like)["task_id"], "chosen_id": "met:2"},
+                             headers={"origin": "https://evil.example", "x-csrf-token": task["csrf_token"]})
+    assert evil.status_code == 403
+    assert fb.load_judgments(home).height == before + 1
+
+
+# -- issue 17: each way around the feedback checks ---------------------------------------------------
+
+
+def test_feedback_needs_an_origin_that_is_this_site(home):
+    with TestClient(create_app(home), base_url=ORIGIN) as c:  # no Origin header by default
+        task = take_task(c)
+        before = fb.load_judgments(home).height
+        assert answer(c, task).status_code == 403  # missing Origin
+        for origin in ("null", "http://127.0.0.1:8001", "https://127.0.0.1:8000", "http://evil.example", "http://localhost:8000"):
+            r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
+                       headers={"x-csrf-token": task["csrf_token"], "origin": origin})
+            assert r.status_code == 403, origin
+        r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
+                   headers={"x-csrf-token": task["csrf_token"], "origin": ORIGIN, "sec-fetch-site": "cross-site"})
+        assert r.status_code == 403
+        assert fb.load_judgments(home).height == before
+        r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
+                   headers={"x-csrf-token": task["csrf_token"], "origin": ORIGIN, "sec-fetch-site": "same-origin"})
+        assert r.status_code == 201
+
+
+def test_feedback_refuses_dns_rebinding(home):
+    """The attacker's page is served under its own name resolving to 127.0.0.1: Host and Origin agree."""
+    rebound = "http://attacker.example:8000"
+    with TestClient(create_app(home), base_url=rebound, headers={"origin": rebound}) as c:
+        assert c.get("/api/feedback/task", params={"anchor": "met:1"}).status_code == 400  # no task, no token
+        assert c.get("/feedback", params={"anchor": "met:1"}).status_code == 400
+        with TestClient(create_app(home), base_url=ORIGIN, headers={"origin": ORIGIN}) as own:
+            task = take_task(own)  # even with a real task and token from elsewhere
+        r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
+                   headers={"x-csrf-token": task["csrf_token"]})
+        assert r.status_code == 403 and "Host" in r.json()["error"]
+    with TestClient(create_app(home, allowed_hosts=["curators.example"]), base_url="http://curators.example",
+                    headers={"origin": "http://curators.example"}) as named:
+        assert answer(named, take_task(named)).status_code == 201  # a name the operator allowed
+
+
+def test_feedback_needs_the_session_token(browser_like, home):
+    task = take_task(browser_like)
+    body = {"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]}
+    assert browser_like.post("/api/feedback", json=body).status_code == 403  # no token
+    assert browser_like.post("/api/feedback", json=body, headers={"x-csrf-token": "0" * 64}).status_code == 403
+    # a token is bound to its session: another browser's token does not work with this cookie
+    with TestClient(create_app(home), base_url=ORIGIN, headers={"origin": ORIGIN}) as other:
+        other_token = take_task(other)["csrf_token"]
+    assert browser_like.post("/api/feedback", json=body, headers={"x-csrf-token": other_token}).status_code == 403
+    assert browser_like.post("/api/feedback", json={**body, "csrf_token": task["csrf_token"]}).status_code == 201
+
+
+def test_a_judgment_must_answer_a_task_issued_to_this_session(browser_like, home):
+    before = fb.load_judgments(home).height
+    task = take_task(browser_like)
+    # two works the server never asked about
+    forged = {"anchor_id": "met:3", "candidate_ids": ["smk:KMS10", "smk:KMS11"], "chosen_id": "smk:KMS10"}
+    assert browser_like.post("/api/feedback", json=forged, headers={"x-csrf-token": task["csrf_token"]}).status_code == 403
+    assert browser_like.post("/api/feedback", json={**forged, "task_id": "made-up"},
+                             headers={"x-csrf-token": task["csrf_token"]}).status_code == 403
+    # a task issued to another session cannot be answered from this one
+    with TestClient(create_app(home), base_url=ORIGIN, headers={"origin": ORIGIN}) as other:
+        foreign = take_task(other)
+    assert answer(browser_like, {**foreign, "csrf_token": task["csrf_token"]}).status_code == 403
     assert fb.load_judgments(home).height == before
 
 
-def test_feedback_rejects_garbage_and_cross_origin(client):
-    assert client.post("/api/feedback", content=b"{", headers={"content-type": "application/json"}).status_code == 400
-    r = client.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": ["met:2", "met:3"], "chosen_id": "met:2"},
-                    headers={"origin": "https://evil.example"})
-    assert r.status_code == 403
+@pytest.fixture(scope="module")
+def live_server(home):
+    """The app under a real uvicorn on a free loopback port (TestClient buffers request bodies)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_feedback_body_size_is_checked_while_reading(live_server, browser_like):
+    """A 40 MB chunked body with no Content-Length: the 413 arrives while it is still being sent."""
+    import select
+    import socket
+
+    port = live_server
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall((f"POST /api/feedback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n"
+                  "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode())
+    chunk = b"1000\r\n" + b" " * 4096 + b"\r\n"
+    sent = answer = 0
+    try:
+        for sent in range(1, 10_001):
+            sock.sendall(chunk)
+            if select.select([sock], [], [], 0.01)[0]:
+                answer = sock.recv(65536)
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        answer = sock.recv(65536)
+    finally:
+        sock.close()
+    assert answer and answer.split(b"\r\n", 1)[0].endswith(b"413 Request Entity Too Large"), answer[:100]
+    assert sent * 4096 < 2 * 2**20  # answered within the first 2 MB of 40 MB (the limit is 64 KiB)
+    # a declared length over the limit is refused before anything is read
+    task = take_task(browser_like)
+    headers = {"x-csrf-token": task["csrf_token"], "content-type": "application/json"}
+    r = browser_like.post("/api/feedback", content=b"{}", headers={**headers, "content-length": str(300 * 2**20)})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("body", [
+    b'{"task_id": "x", "chosen_id": "met:2", "curator": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"task_id": "x", "chosen_id": "met:2", "curator": "\\udfff"}',
+    b'{"task_id": "x", "chosen_id": "met:2", "curator": "\xff\xfe"}',
+    b'[1, 2]',
+])
+def test_malformed_feedback_is_a_400(browser_like, body):
+    task = take_task(browser_like)
+    body = body.replace(b'"x"', b'"' + task["task_id"].encode() + b'"')
+    r = browser_like.post("/api/feedback", content=body, headers={"x-csrf-token": task["csrf_token"], "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    form = b"task_id=" + task["task_id"].encode() + b"&chosen_id=met%3A2&curator=%ED%BF%BF&csrf_token=" + task["csrf_token"].encode()
+    r = browser_like.post("/api/feedback", content=form, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400, r.text  # a percent-encoded lone surrogate
 
 
 def test_not_built_home_answers_503(tmp_path):
@@ -213,6 +384,18 @@ def test_not_built_home_answers_503(tmp_path):
         r = c.get("/api/similar/met:1")
         assert r.status_code == 503 and "make run" in r.json()["error"]
         assert c.get("/", params={"q": "x"}).status_code == 503
+
+
+def test_no_page_or_api_error_shows_a_filesystem_path(tmp_path):
+    home = tmp_path / "secret-home-name"
+    home.mkdir()
+    with TestClient(create_app(home), base_url=ORIGIN) as c:
+        answers = [c.get("/api/similar/met:1"), c.get("/work/met:1"), c.get("/feedback"), c.get("/api/feedback/task"),
+                   c.get("/", params={"q": "x"}), c.get("/api/search", params={"q": "x"}), c.get("/images/" + "a" * 64)]
+        for r in answers:
+            assert r.status_code >= 400, r.request.url
+            assert str(tmp_path) not in r.text and "secret-home-name" not in r.text, (r.request.url, r.text)
+        assert any(r.status_code == 503 for r in answers)
 
 
 def test_each_recorded_judgment_is_published_to_the_storage(home):
@@ -225,9 +408,9 @@ def test_each_recorded_judgment_is_published_to_the_storage(home):
         def publish_judgments(self, journal_home):
             published.append(fb.load_judgments(journal_home).height)
 
-    with TestClient(create_app(home, storage=Storage(home=str(home)))) as c:
-        cands = c.get("/api/feedback/task", params={"anchor": "met:1"}).json()["candidate_ids"]
-        r = c.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands, "chosen_id": cands[0]})
+    with TestClient(create_app(home, storage=Storage(home=str(home))), base_url=ORIGIN, headers={"origin": ORIGIN}) as c:
+        task = take_task(c)
+        r = answer(c, task)
         assert r.status_code == 201, r.text
-        assert c.post("/api/feedback", json={"anchor_id": "met:1", "candidate_ids": cands, "chosen_id": "met:1"}).status_code == 422
+        assert answer(c, take_task(c), "met:1").status_code == 422
     assert published == [fb.load_judgments(home).height]  # once, after the append; a refused judgment publishes nothing

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import requests
 from requests.adapters import HTTPAdapter
 
-from artsim_pipeline.core.ratelimit import AdaptiveLimiter, AdaptiveSettings, Ticket
+from artsim_pipeline.core.ratelimit import AdaptiveLimiter, AdaptiveSettings
 from artsim_pipeline.core.text import decode_bytes
 
 USER_AGENT = "artsim/0.1 (+https://github.com/artsim/artsim; museum open-data research)"
