@@ -195,6 +195,16 @@ class SimilarityService:
         return similar_to_vector(vector, k, self.index, self.artworks, source=source, filter_labels=self._filter_labels(filters))
 
 
+def _one_query_thread() -> None:
+    """Queries are one short text each: torch's intra-op threads buy nothing there and, on a busy
+    machine, cost 10-100x in latency (measured: 5-10 ms on one thread, 30-700 ms on two under
+    load; see the README's *Measured*). Process-wide, set when a query is first embedded."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 def _text_embedder(model_id: str | None):
     """Query text -> vector with the model the search index's text vectors came from."""
     from artsim_pipeline.core.ml.text import TEXT_MODEL_ID
@@ -204,7 +214,9 @@ def _text_embedder(model_id: str | None):
     def embed(query: str) -> np.ndarray:
         from artsim_pipeline.core.ml.text import embed_texts
 
+        _one_query_thread()
         return embed_texts([query], model_path=path)[0]
+
 
     return embed
 
@@ -223,6 +235,7 @@ def _image_text_embedder(info: dict):
                 raise NotBuiltError(f"backbone {backbone.model_id} differs from the search index's {info.get('image_model_id')}: "
                                     "materialise search_index again")
             loaded.append(backbone)
+        _one_query_thread()
         return loaded[0].embed_text([query])[0]
 
     return embed

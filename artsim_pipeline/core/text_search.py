@@ -37,6 +37,7 @@ import difflib
 import json
 import os
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -146,24 +147,24 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+_LOCAL = threading.local()  # a PyStemmer stemmer is not safe to share between threads
+
+
 def _stemmer():
-    import Stemmer  # PyStemmer: Snowball, C
+    stemmer = getattr(_LOCAL, "stemmer", None)
+    if stemmer is None:
+        import Stemmer  # PyStemmer: Snowball, in C
 
-    return Stemmer.Stemmer("english")
-
-
-_STEM = None
+        stemmer = _LOCAL.stemmer = Stemmer.Stemmer("english")
+    return stemmer
 
 
 def keyword_tokens(text: str) -> list[str]:
     """Words of ``text``: folded, without English stop words, stemmed (``"Cats"`` -> ``"cat"``)."""
-    global _STEM
     from bm25s.stopwords import STOPWORDS_EN
 
     words = [w for w in _WORD.findall(fold(text)) if w not in STOPWORDS_EN]
-    if _STEM is None:
-        _STEM = _stemmer()
-    return _STEM.stemWords(words) if words else []
+    return _stemmer().stemWords(words) if words else []
 
 
 def identifier_key(value: Any) -> str | None:
@@ -525,7 +526,8 @@ class TextSearch:
         fused = reciprocal_rank_fusion(rankings, weights, self.config.rrf_k)
         best = sum(weights.values()) / (self.config.rrf_k + 1) or 1.0
         exact = self.catalog.exact_matches(query, mask) if only is None or "keyword" in only else []
-        order = [(p, 1.0) for p in exact] + [(p, s / best) for p, s in fused if p not in set(exact)]
+        pinned = set(exact)
+        order = [(p, 1.0) for p in exact] + [(p, s / best) for p, s in fused if p not in pinned]
         order = order[:k]
         ranks = {name: {p: i for i, p in enumerate(items, start=1)} for name, items in rankings.items()}
         results = []

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
-from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.core.sources import SOURCES
 
 MAX_K = 100
 PAGE_K = 24
@@ -138,11 +138,9 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
     from artsim_pipeline.service import ImageQueryError
 
     def form_context(q: str, filters: dict[str, Any]) -> dict[str, Any]:
-        try:
-            kinds = [name for name, _ in state.service.catalog.kinds()[:300]]
-        except Exception:  # noqa: BLE001 - the page still renders its message without a catalogue
-            kinds = []
-        return {"q": q, "museums": list(SOURCES), "kinds": kinds, "filters": filters}
+        catalog = state.service.catalog  # NotBuiltError (503) without artworks
+        kinds = [name for name, _ in catalog.kinds()[:300]]
+        return {"q": q, "museums": list(SOURCES), "kinds": kinds, "filters": filters, "n_works": f"{len(catalog):,}"}
 
     def search_view(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
@@ -157,7 +155,6 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
                    date_to: str = Query("", alias="to", max_length=12)):
         shown = {"source": source, "type": type, "from": date_from, "to": date_to}
         context = form_context(q, shown)
-        context["n_works"] = f"{len(state.works()):,}"
         if not q.strip():
             return page("index.html", results=None, error=None, **context)
         try:
@@ -198,7 +195,6 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
         except (UploadError, SearchQueryError, ImageQueryError) as exc:
             status = exc.status if isinstance(exc, UploadError) else 422
             context = form_context("", {key: fields.get(key, "") for key in ("source", "type", "from", "to")})
-            return page("index.html", status_code=status, results=None, error=str(exc), image_error=True,
-                        n_works=f"{len(state.works()):,}", **context)
+            return page("index.html", status_code=status, results=None, error=str(exc), image_error=True, **context)
         context = form_context("", shown)
-        return page("index.html", results=results, error=None, by_image=True, n_works=f"{len(state.works()):,}", **context)
+        return page("index.html", results=results, error=None, by_image=True, **context)
