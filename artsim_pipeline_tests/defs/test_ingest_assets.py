@@ -182,6 +182,7 @@ def test_poison_records_are_error_rows_the_rest_is_stored_and_validated_and_the_
     replay.set_met_body(int(latin1), json.dumps(body).encode().replace(b"ZZ", b"\xe9t\xe9"))  # latin-1 bytes
     rec = replay.met_record(int(surrogate))
     rec["title"] = "\udfff" + rec["title"]
+    rec.update(isPublicDomain=True, primaryImageSmall=f"{replay.base_url}/images/met/\udfff.jpg")  # in its image URL too
     replay.set_met_body(int(surrogate), json.dumps(rec).encode())  # ASCII: "\udfff" as an escape
 
     resources = live_resources(artsim_home, replay)
@@ -197,10 +198,12 @@ def test_poison_records_are_error_rows_the_rest_is_stored_and_validated_and_the_
     assert replay.count(rf"/objects/{nested}$") == 1  # terminal: not retried within the run
     # the rest is validated: the repaired records are artworks, nothing is lost
     assert meta["artworks"]["rows"] + meta["artworks"]["quarantined"] == 119
-    assert meta["artworks"]["text_repairs"] == 1
+    assert meta["artworks"]["text_repairs"] == 2  # the title and the image URL
     works = TableStore(base_dir=str(artsim_home / "storage")).read_table("artworks", "met")
     titles = dict(zip(works["source_id"], works["title"], strict=True))
     assert titles[latin1].startswith("Caf\u00e9 \ufffdt\ufffd") and titles[surrogate].startswith("\ufffd")
+    images = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_images", "met")
+    assert images.filter(pl.col("source_id") == surrogate)["url"].item().endswith("/images/met/\ufffd.jpg")
     state = json.loads((artsim_home / "state" / "raw_objects" / "met.json").read_text())
     assert state["cursor"] and state["retry_ids"] == [nested]
 

@@ -337,6 +337,36 @@ def test_fault_firewall_blocks_bursts(server):
     assert server.count(r"/objects/436535", status=403) == 3
 
 
+def test_fault_rate_firewall_lets_its_rate_through_and_blocks_when_it_runs_dry(met_records):
+    with ReplayServer(met_records[:3]) as srv:
+        fw = srv.faults.add("rate_firewall", r"/objects/", rate=10.0, burst=4, block_s=0.5, retry_after=True)
+        assert fw.sustainable_rate == 10.0
+        oid = met_records[0]["objectID"]
+        statuses = [_met(srv, f"/objects/{oid}").status_code for _ in range(6)]  # a burst: 4 tokens
+        assert statuses[:4] == [200] * 4 and statuses[-1] == 403 and fw.blocks == 1
+        blocked = _met(srv, f"/objects/{oid}")
+        assert blocked.status_code == 403 and blocked.headers["Retry-After"] == "1"
+        assert _met(srv, "/departments").status_code == 200  # other paths pass
+        assert fw.blocks == 1  # requests during a block do not extend it
+        time.sleep(0.55)
+        ok = 0
+        for _ in range(10):  # at its rate, it never blocks
+            ok += _met(srv, f"/objects/{oid}").status_code == 200
+            time.sleep(0.12)
+        assert ok == 10 and fw.blocks == 1
+
+
+def test_poison_bodies(met_records):
+    from artsim_pipeline_tests.replay.server import RawJson
+
+    with ReplayServer(met_records[:3], [{"object_number": "KMS1"}]) as srv:
+        srv.set_met_body(99, b"\xff[[[")
+        assert 99 in srv.met_ids and _met(srv, "/objects/99").content == b"\xff[[["
+        srv.smk_extra_listing += [{"no": "number"}, RawJson(b"[[[[]]]]")]
+        body = requests.get(f"{srv.smk_base_url}/art/search/", params={"rows": 10}, timeout=T).json()
+        assert body["found"] == 3 and body["items"][1:] == [{"no": "number"}, [[[[]]]]]
+
+
 def test_fault_429_retry_after(server):
     server.faults.add("429", retry_after=3)
     r = _met(server, "/objects/436535")

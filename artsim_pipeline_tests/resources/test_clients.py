@@ -193,6 +193,13 @@ def test_a_lone_surrogate_escape_is_stored_as_received_and_always_encodable(met,
     assert json.loads(stored.raw_json)["titles"][0]["title"] == "\udfff"
 
 
+def test_a_url_no_request_can_be_sent_to_is_terminal(met, replay):
+    for url in ("ht!tp://nowhere", "http://", f"{replay.base_url}/images/\udfff.jpg".replace("http", "http:")):
+        image = met.fetch_image(url)
+        assert image.content is None and image.gone and image.error, url
+    assert met.http.stats.retries == 0
+
+
 def test_anything_a_client_raises_for_one_record_becomes_its_error_row(met, monkeypatch):
     original = met.fetch_object
 

@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext, Backoff, DataVersion, Jitter, Metadat
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
 from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
+from artsim_pipeline.core.text import scrub_surrogates
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
 from artsim_pipeline.resources.clients.base import bounded_parallel_map
@@ -164,10 +165,10 @@ def raw_images(
     for source_id, raw in raw_objects.filter(pl.col("status") == "ok").select("source_id", "raw_json").iter_rows():
         try:
             url = client.image_url(json.loads(raw))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             continue  # an unparseable record is quarantined by validation, not here
-        if url:
-            wanted[(source_id, url)] = None
+        if isinstance(url, str) and url:
+            wanted[(source_id, scrub_surrogates(url)[0])] = None  # a "\udfff" in a URL: storable text
 
     reusable: dict[tuple[str, str], dict] = {}
     if previous is not None:

@@ -184,6 +184,10 @@ class PoliteSession:
             try:
                 response = self.session.get(url, params=params, timeout=policy.timeout_s)
                 content = response.content  # raises on a body shorter than its Content-Length
+            except (ValueError, UnicodeError) as exc:  # InvalidURL & co: a URL no retry can send
+                self.limiter.on_no_answer(ticket)
+                return HttpOutcome(url, None, False, True, error=f"cannot request this URL: {type(exc).__name__}: {exc}"[:500],
+                                   attempts=attempt + 1)
             except requests.RequestException as exc:
                 self.limiter.on_no_answer(ticket)
                 last_status, last_error = None, f"{type(exc).__name__}: {exc}"
