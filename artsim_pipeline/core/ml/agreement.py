@@ -230,7 +230,7 @@ def evaluation_rows(
     `groups` maps a group name to the artwork ids it holds (e.g. stand-in and real-photo works);
     an ``"all"`` group is added. Groups or criteria without queries are left out.
     """
-    from artsim_pipeline.core.ml.metrics import retrieval_task, task_metrics
+    from artsim_pipeline.core.ml.metrics import retrieval_task, task_per_query
 
     task = retrieval_task(ids, pairs, split)
     candidates = task.candidate_ids
@@ -243,11 +243,17 @@ def evaluation_rows(
         n_weak = int((is_query & mask).sum())
         if n_weak == 0:
             continue
-        for model, vectors in vector_sets.items():
-            scores = task_metrics(task, np.asarray(vectors)[task.index], query_mask=mask)
+        per_model = {model: task_per_query(task, np.asarray(vectors)[task.index], query_mask=mask)
+                     for model, vectors in vector_sets.items()}
+        for model, scores in per_model.items():
             for criterion in WEAK_PAIR_CRITERIA:
-                rows.append({"model": model, "group": group, "criterion": f"weak_pair_{criterion}", "value": scores[criterion],
-                             "n_queries": n_weak, "stderr": math.nan, "diff_vs_backbone": math.nan, "diff_stderr": math.nan})
+                values = scores[criterion]
+                diff, diff_se = math.nan, math.nan
+                if model != reference and reference in per_model:
+                    delta = values - per_model[reference][criterion]
+                    diff, diff_se = float(delta.mean()), _stderr(delta)
+                rows.append({"model": model, "group": group, "criterion": f"weak_pair_{criterion}", "value": float(values.mean()),
+                             "n_queries": n_weak, "stderr": _stderr(values), "diff_vs_backbone": diff, "diff_stderr": diff_se})
     candidate_labels = {name: [values[i] for i in task.index] for name, values in labels.items()}
     candidate_vectors = {model: np.asarray(vectors)[task.index] for model, vectors in vector_sets.items()}
     for c in agreement_table(candidate_vectors, candidate_labels, masks, reference=reference, k=k):

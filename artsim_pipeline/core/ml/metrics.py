@@ -185,6 +185,20 @@ def task_metrics(
     `query_mask` (bool per candidate) keeps only those queries (e.g. the real-photo works);
     every candidate still competes as an answer.
     """
+    per_query = task_per_query(task, candidate_vectors, ks, map_k, chunk, query_mask)
+    return {name: float(values.mean()) for name, values in per_query.items()}
+
+
+def task_per_query(
+    task: RetrievalTask,
+    candidate_vectors: np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+    map_k: int = DEFAULT_MAP_K,
+    chunk: int = 2048,
+    query_mask: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-query hit (``recall_at_{k}``, 0/1) and ``map_at_{map_k}`` (AP) arrays, queries in
+    candidate order: the figures `task_metrics` averages, for standard errors and paired tests."""
     vectors = _normalise(candidate_vectors)
     m = len(task.index)
     if vectors.shape[0] != m:
@@ -196,8 +210,8 @@ def task_metrics(
     if len(queries) == 0:
         raise ValueError(f"split {task.split!r} has no artwork with a positive partner")
     top = max(max(ks), map_k)
-    hits = {k: 0 for k in ks}
-    ap_sum = 0.0
+    hits: dict[int, list[np.ndarray]] = {k: [] for k in ks}
+    aps: list[np.ndarray] = []
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk]
         scores = vectors[q] @ vectors.T
@@ -213,11 +227,10 @@ def task_metrics(
         else:
             ranked = _ranked_relevance(scores, relevant, top)
         for k in ks:
-            hits[k] += int(ranked[:, :k].any(axis=1).sum())
-        ap_sum += float(_average_precision(ranked, relevant.sum(axis=1), map_k).sum())
-    n = len(queries)
-    out = {f"recall_at_{k}": hits[k] / n for k in ks}
-    out[f"map_at_{map_k}"] = ap_sum / n
+            hits[k].append(ranked[:, :k].any(axis=1).astype(np.float64))
+        aps.append(_average_precision(ranked, relevant.sum(axis=1), map_k).astype(np.float64))
+    out = {f"recall_at_{k}": np.concatenate(hits[k]) for k in ks}
+    out[f"map_at_{map_k}"] = np.concatenate(aps)
     return out
 
 

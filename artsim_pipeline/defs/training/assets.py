@@ -55,7 +55,7 @@ class SimilarityTrainingConfig(Config):
     aux_attributes: list[str] = Field(default_factory=lambda: ["department", "classification", "culture", "period"],
                                       description="metadata used as auxiliary targets (train-split works) and to pick the "
                                                   "epoch (val-split works); test labels are never read")
-    preserve_weight: float = Field(default=1.0, description="weight of the term that keeps the backbone's neighbourhoods (0: off)")
+    preserve_weight: float = Field(default=3.0, description="weight of the term that keeps the backbone's neighbourhoods (0: off)")
     preserve_temperature: float = 0.05
     monitor: str = Field(default="val_selection", description="early-stopping metric: val mAP@10 minus a penalty for any "
                                                               "drop of val metadata agreement below the backbone's")
