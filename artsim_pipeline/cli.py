@@ -166,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--image", metavar="FILE", help="search with a local image instead of an artwork id")
     sim.add_argument("--json", action="store_true", help="print a JSON list")
     add_search_parser(sub)
-    serve = sub.add_parser("serve", help="the similar-works browser and curator feedback web app")
-    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     emb = sub.add_parser("embed", help="image files as vectors in the index's space (JSON lines on stdout, or Parquet)")
     emb.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     emb.add_argument("--raw", action="store_true", help="the backbone's vectors, without the trained head")
     emb.add_argument("--out", metavar="FILE", help="write a Parquet file (path, model_id, vector) instead of JSON lines")
+    serve = sub.add_parser("serve", help="the similar-works browser and curator feedback web app")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_similar(args, parser)
     if args.command == "search":
         return run_search(args)
+    if args.command == "embed":
+        return run_embed(args)
     if args.command == "serve":
         from artsim_pipeline.web import serve as serve_app
 
@@ -208,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.error(f"unknown command {args.command}")
     return 2
 
-    if args.command == "embed":
-        return run_embed(args)
 
 def run_similar(args, parser) -> int:
     import json
@@ -248,18 +248,6 @@ def run_similar(args, parser) -> int:
     return 0
 
 
-def add_search_parser(sub) -> None:
-    from artsim_pipeline.resources.museum_api import SOURCES
-
-    search = sub.add_parser("search", help="works ranked by meaning for some words (keywords, metadata and, with a CLIP backbone, pixels)")
-    search.add_argument("text", nargs="*", help='what to look for, e.g. "mother holding her infant", a maker or an accession number')
-    search.add_argument("-k", type=int, default=10, help="how many works (default 10)")
-    search.add_argument("--source", choices=list(SOURCES), help="only works held by this museum")
-    search.add_argument("--type", dest="kind", metavar="T", help="only this kind of work (classification or object type, any case)")
-    search.add_argument("--from", dest="date_from", metavar="YEAR", help="only works dated in or after YEAR (negative: BC)")
-    search.add_argument("--to", dest="date_to", metavar="YEAR", help="only works dated in or before YEAR")
-    search.add_argument("--json", action="store_true", help="print a JSON list")
-
 def run_embed(args) -> int:
     """Exit 0 when at least one image was embedded (unreadable ones are listed on stderr), 2 when
     none could be."""
@@ -295,6 +283,18 @@ def run_embed(args) -> int:
     return 0
 
 
+def add_search_parser(sub) -> None:
+    from artsim_pipeline.resources.museum_api import SOURCES
+
+    search = sub.add_parser("search", help="works ranked by meaning for some words (keywords, metadata and, with a CLIP backbone, pixels)")
+    search.add_argument("text", nargs="*", help='what to look for, e.g. "mother holding her infant", a maker or an accession number')
+    search.add_argument("-k", type=int, default=10, help="how many works (default 10)")
+    search.add_argument("--source", choices=list(SOURCES), help="only works held by this museum")
+    search.add_argument("--type", dest="kind", metavar="T", help="only this kind of work (classification or object type, any case)")
+    search.add_argument("--from", dest="date_from", metavar="YEAR", help="only works dated in or after YEAR (negative: BC)")
+    search.add_argument("--to", dest="date_to", metavar="YEAR", help="only works dated in or before YEAR")
+    search.add_argument("--json", action="store_true", help="print a JSON list")
+
 
 def run_search(args) -> int:
     import json
@@ -326,7 +326,6 @@ def run_search(args) -> int:
         print(f"{rank:>3}. {r['score']:.3f}  [{r['source']}] {r['title'] or '(untitled)'} — {makers}"
               f"\n        {r['artwork_id']}  {r.get('classification') or ''}  ({why})  {r['landing_url']}")
     return 0
-
 
 
 if __name__ == "__main__":

@@ -217,7 +217,6 @@ def _text_embedder(model_id: str | None):
         _one_query_thread()
         return embed_texts([query], model_path=path)[0]
 
-
     return embed
 
 
