@@ -49,8 +49,12 @@ class MuseumApiResource(MergingConfig, ConfigurableResource):
 
             return ExportClient(source, self.export_folder(source), self.export_mapping(source), max_objects=self.max_objects)
         if self.mode == "snapshot":
+            from artsim_pipeline import settings
             from artsim_pipeline.resources.clients.snapshot import SnapshotClient
 
+            if settings.artsim_env() != "sample":  # a live home never takes in the bundled sample
+                raise ValueError(f"museum_api is in snapshot mode, but ARTSIM_ENV={settings.artsim_env()} is a live "
+                                 "environment: the bundled sample is only read with ARTSIM_ENV=sample")
             return SnapshotClient.from_bundled_sample(source, max_objects=self.max_objects)
         from artsim_pipeline.resources.clients.http import HttpPolicy, PoliteSession
 

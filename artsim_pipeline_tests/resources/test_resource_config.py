@@ -93,3 +93,8 @@ def _sample_resources() -> dict:
 def test_resources_built_without_values_still_take_run_config():
     seen = run_probe({**_sample_resources(), "museum_api": MuseumApiResource()}, {"museum_api": {"burst": 2}})
     assert seen["museum_api"]["burst"] == 2 and seen["museum_api"]["mode"] == "snapshot"
+
+
+def test_a_live_environment_never_reads_the_bundled_sample(live_env):
+    with pytest.raises(ValueError, match="ARTSIM_ENV=local"):
+        MuseumApiResource(mode="snapshot").client("met")
