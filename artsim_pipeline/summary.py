@@ -54,6 +54,23 @@ def collect_summary() -> list[str]:
     if vectors is not None and vectors.height:
         lines.append(f"artwork_vectors: {vectors.height} works, vectors from the {vectors['vector_source'][0]} model")
         lines.extend(_example_query(vectors))
+    if store.read_table("search_index") is not None:
+        lines.extend(_example_search())
+    return lines
+
+
+def _example_search(query: str = "mother holding her infant") -> list[str]:
+    """The top works for a paraphrase query (no work of the sample says "mother" or "infant")."""
+    from artsim_pipeline.service import NotBuiltError, SimilarityService
+
+    try:
+        results = SimilarityService.for_environment().search(query, 5)
+    except NotBuiltError as exc:
+        return [f"(no example search: {exc})"]
+    lines = [f"example: artsim search {query} -k 5"]
+    for r in results:
+        found_by = ", ".join(f"{name} #{rank}" for name, rank in r["ranks"].items())
+        lines.append(f"    {r['score']:.3f}  {r['artwork_id']:<16} {(r['title'] or '')[:50]} ({found_by})")
     return lines
 
 

@@ -53,8 +53,17 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     assert isinstance(defs.load_asset_value("image_embeddings", partition_key="bucket0"), pl.DataFrame)
     for key in ("weak_pairs", "text_embeddings", "similarity_model", "similarity_evaluation",
                 "artwork_vectors", "ann_index", "near_duplicates", "department_classifier", "period_classifier",
-                "clusters", "collection_map"):
+                "clusters", "collection_map", "search_index"):
         assert isinstance(defs.load_asset_value(key), pl.DataFrame), key
+    from artsim_pipeline.service import SimilarityService
+
+    # the search index follows the configured text model (here a tiny one, so meaning is noise: the
+    # quality of the real model is measured by benchmarks/bench_search.py)
+    service = SimilarityService(home)
+    assert service.text_search.rankers == ["keyword", "text"]
+    found = service.search("KMS1", 3)
+    assert found[0]["artwork_id"] == "smk:KMS1" and found[0]["score"] == 1.0 and len(found) == 3
+    assert any("text" in r["ranks"] for r in service.search("wheat field", 10))
     page = (home / "maps" / "collection_map.html").read_text()
     assert latest_metadata(instance, "collection_map")["projection"] == "umap"
     assert "met:436535" in page and "<script src" not in page
