@@ -23,6 +23,7 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from artsim_pipeline_tests.servers import AWS_TEST_CREDENTIALS
+from artsim_pipeline.core.sources import API_SOURCES, SOURCES
 
 # small training, like the end-to-end test's
 TRAINING = {"ops": {"similarity_model": {"config": {"max_epochs": 3, "patience": 2, "hidden_dim": 64, "out_dim": 32, "num_threads": 1}},
@@ -123,7 +124,7 @@ def test_every_table_asset_round_trips_through_s3_at_the_contract_layout(prod_pi
     defs, instance, prefix, s3 = (prod_pipeline[k] for k in ("defs", "instance", "prefix", "s3"))
     tables = expected_tables(defs)
     assert len(tables) >= 15 and AssetKey("image_embeddings") in tables and AssetKey("collection_map") in tables
-    assert len(tables[AssetKey("image_embeddings")]) == 8 and tables[AssetKey("artworks")] == ["met", "smk"]
+    assert len(tables[AssetKey("image_embeddings")]) == 8 and tables[AssetKey("artworks")] == list(SOURCES)
     expected = {contract_key(prefix, key, p): (key, p) for key, partitions in tables.items() for p in partitions}
     # `artsim materialize`'s function ran every one of them
     assert sorted(prod_pipeline["report"]["recomputed"]) == sorted(
@@ -149,7 +150,7 @@ def test_every_table_asset_round_trips_through_s3_at_the_contract_layout(prod_pi
     assert artworks.height >= N_MET * 0.9 and "met:436535" in artworks["artwork_id"].to_list()
     assert frames[("artworks", "smk")].height >= 20
     embedded = pl.concat([frames[("image_embeddings", p)] for p in tables[AssetKey("image_embeddings")]])
-    ok_images = pl.concat([frames[("raw_images", p)] for p in ("met", "smk")]).filter(pl.col("status") == "ok")
+    ok_images = pl.concat([frames[("raw_images", p)] for p in SOURCES]).filter(pl.col("status") == "ok")
     assert embedded["image_sha256"].n_unique() == ok_images["sha256"].n_unique() > 100
 
 
@@ -163,8 +164,11 @@ def test_images_state_index_models_and_map_live_on_s3_and_artsim_home_holds_only
         return {k for k in keys if k.startswith(f"{prefix}/{folder}/")}
 
     # images: content-addressed, one object per ok row's path, downloaded from the replay server
-    ok_images = pl.concat([defs.load_asset_value("raw_images", partition_key=p, instance=prod_pipeline["instance"]) for p in ("met", "smk")]).filter(pl.col("status") == "ok")
-    assert prod_pipeline["image_requests"] >= ok_images["sha256"].n_unique()
+    raw_images = {p: defs.load_asset_value("raw_images", partition_key=p, instance=prod_pipeline["instance"]) for p in SOURCES}
+    ok_images = pl.concat(raw_images.values()).filter(pl.col("status") == "ok")
+    # API images come from the replay server; a collection export's images from its own folder
+    downloaded = pl.concat([raw_images[p] for p in API_SOURCES]).filter(pl.col("status") == "ok")
+    assert prod_pipeline["image_requests"] >= downloaded["sha256"].n_unique()
     assert {f"{prefix}/images/{p}" for p in ok_images["path"].unique().to_list()} == under("images")
     # fetch cursors
     states = under("state")
