@@ -1,13 +1,12 @@
-"""Checking downloaded images and storing them content-addressed by sha256."""
+"""Checking downloaded images, and the content-addressed name they are stored under (the storing
+is `resources/artefacts.write_image`)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 # A web-size museum image is well under this; anything larger is a decompression bomb or a mistake.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -59,15 +58,3 @@ def check_image(content: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
 def image_relpath(sha256: str, extension: str) -> str:
     """Where an image lives under the image root: two-level fan-out by hash."""
     return f"{sha256[:2]}/{sha256}.{extension}"
-
-
-def store_image(root: Path, content: bytes, checked: CheckedImage) -> Path:
-    """Write the image once (atomically); identical content is stored only once."""
-    path = Path(root) / image_relpath(checked.sha256, checked.extension)
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
-    return path

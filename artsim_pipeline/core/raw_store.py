@@ -1,4 +1,5 @@
-"""Upserting fetch results into the `raw_objects` table, and the crash checkpoint that feeds it.
+"""The record a museum client returns for one object (`FetchResult`), and upserting those
+records into the `raw_objects` table.
 
 Rules that keep stored data safe:
 - a record is stored once per source id; a re-fetch with the same content hash changes nothing;
@@ -6,20 +7,67 @@ Rules that keep stored data safe:
   an error row keeps the body it could not use (`raw_json`) beside its reason;
 - an object the API says is gone keeps its last good text, with status `gone`;
 - with a full listing, stored objects the listing no longer names become `gone`.
+
+The fetch journal that lets a killed run resume (`FetchCheckpoint`) is a stored artefact: see
+`resources/artefacts.py`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import polars as pl
 
-from artsim_pipeline.resources.clients.base import FetchResult
+Status = Literal["ok", "gone", "error"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # total: any str hashes
+
+
+@dataclass
+class FetchResult:
+    """One object fetch: the verbatim JSON text when ok, the reason otherwise (an error may
+    carry the text it could not use in `raw_json`).
+
+    Text is made storable on construction: lone surrogates (which no UTF-8 file, Parquet column
+    or polars frame accepts) become `\\uXXXX` escapes, the same JSON value; `text_repairs`
+    counts them plus the invalid bytes the client replaced while decoding the body.
+    """
+
+    source_id: str
+    status: Status
+    raw_json: str | None = None
+    error: str | None = None
+    modified: str | None = None
+    fetched_at: datetime = field(default_factory=utc_now)
+    text_repairs: int = 0
+
+    def __post_init__(self) -> None:
+        from artsim_pipeline.core.text import escape_surrogates, scrub_surrogates
+
+        if isinstance(self.raw_json, str):
+            self.raw_json, n = escape_surrogates(self.raw_json)
+            self.text_repairs += n
+        for name in ("source_id", "error", "modified"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                fixed, n = scrub_surrogates(value)
+                if n:
+                    setattr(self, name, fixed)
+                    self.text_repairs += n
+
+    @property
+    def content_hash(self) -> str | None:
+        return content_hash(self.raw_json) if self.raw_json is not None else None
+
 
 RAW_OBJECTS_SCHEMA: dict[str, pl.DataType] = {
     "source_id": pl.String(),
@@ -120,69 +168,3 @@ def merge_results(
                 rows[source_id] = {**row, "status": "gone", "error": "no longer listed by the API", "fetched_at": now}
     table = pl.DataFrame(list(rows.values()), schema=RAW_OBJECTS_SCHEMA) if rows else empty_raw_objects()
     return table.sort("source_id"), counts
-
-
-class FetchCheckpoint:
-    """An append-only JSON-lines journal of fetch results, so a killed run resumes where it stopped.
-
-    Each result is flushed as soon as it arrives. On the next run, entries that already reached
-    the stored table are dropped (`compact`) and the rest are reused instead of fetched again.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = None
-
-    def load(self) -> list[FetchResult]:
-        if not self.path.exists():
-            return []
-        results = []
-        with self.path.open("rb") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line.decode("utf-8"))
-                    entry["fetched_at"] = datetime.fromisoformat(entry["fetched_at"])
-                    results.append(FetchResult(**entry))
-                except (ValueError, TypeError, KeyError, RecursionError):
-                    continue  # a line cut short by the crash (or damaged): that fetch is simply redone
-        return results
-
-    def compact(self, stored: pl.DataFrame | None) -> list[FetchResult]:
-        """Keep only results worth reusing that the stored table does not hold yet; returns them.
-
-        `ok` and `gone` answers are final and reused; `error` answers are dropped so that the
-        resumed run tries those objects again.
-        """
-        stored_keys: set[tuple[str, str | None]] = set()
-        if stored is not None and stored.height:
-            for source_id, status, digest in stored.select("source_id", "status", "content_hash").iter_rows():
-                stored_keys.add((source_id, digest if status == "ok" else status))
-        pending = []
-        for result in self.load():
-            key = (result.source_id, result.content_hash if result.status == "ok" else result.status)
-            if result.status != "error" and key not in stored_keys:
-                pending.append(result)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            for result in pending:
-                handle.write(self._line(result))
-        os.replace(tmp, self.path)
-        return pending
-
-    @staticmethod
-    def _line(result: FetchResult) -> str:
-        entry = dict(result.__dict__)
-        entry["fetched_at"] = result.fetched_at.isoformat()
-        return json.dumps(entry, ensure_ascii=True) + "\n"  # ASCII: any text round-trips, whatever it holds
-
-    def append(self, result: FetchResult) -> None:
-        if self._handle is None:
-            self._handle = self.path.open("a", encoding="utf-8")
-        self._handle.write(self._line(result))
-        self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None

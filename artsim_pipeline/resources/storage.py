@@ -114,17 +114,6 @@ class ArtsimStorage(MergingConfig, ConfigurableResource):
             yield Path(tmp)
             self.publish_dir(Path(tmp), key)
 
-    # -- images ---------------------------------------------------------------------------------
-
-    def write_image(self, relpath: str, content: bytes) -> None:
-        key = f"images/{relpath}"
-        if not self.objects.exists(key):  # content-addressed: an existing file is the same bytes
-            self.objects.write_bytes(key, content)
-
-    def image_file(self, relpath: str) -> Path | None:
-        """A local path to the stored image (cached from S3 when remote), or None."""
-        return self.local_file(f"images/{relpath}")
-
     # -- curator judgments ---------------------------------------------------------------------
 
     def judgments_home(self) -> Path:
@@ -155,15 +144,3 @@ class ArtsimStorage(MergingConfig, ConfigurableResource):
                 self.objects.write_bytes(key, json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
                 new += 1
         return new
-
-    # -- small JSON state and checkpoints ---------------------------------------------------------
-
-    def checkpoint_path(self, asset: str, partition: str) -> Path:
-        return self.root / "checkpoints" / asset / f"{partition}.jsonl"
-
-    def read_state(self, name: str) -> dict[str, Any]:
-        data = self.objects.read_bytes(f"state/{name}.json")
-        return json.loads(data) if data else {}
-
-    def write_state(self, name: str, state: dict[str, Any]) -> None:
-        self.objects.write_bytes(f"state/{name}.json", json.dumps(state, indent=2, sort_keys=True).encode("utf-8"))

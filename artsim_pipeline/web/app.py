@@ -205,13 +205,14 @@ def create_app(home: str | Path | None = None, storage=None, tables=None, allowe
     from artsim_pipeline import settings
     from artsim_pipeline.core.search import UnknownArtworkError
     from artsim_pipeline.core.text_search import SearchQueryError
+    from artsim_pipeline.resources import artefacts
     from artsim_pipeline.service import NotBuiltError
     from artsim_pipeline.web.feedback_routes import register_feedback_routes
     from artsim_pipeline.web.search_routes import filters_from, register_search_routes
 
     home = Path(home) if home is not None else settings.artsim_home()
     state = _State(home, tables, storage)
-    images_root = (home / "images").resolve()
+    images_root = artefacts.local_images_dir(home).resolve()
     remote_images = state.storage.is_remote
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -343,7 +344,7 @@ def create_app(home: str | Path | None = None, storage=None, tables=None, allowe
         sha = m.group(1)
         if remote_images:  # content-addressed on S3: fetched once into the local cache
             for extension in dict.fromkeys(t.lstrip(".") for t in IMAGE_TYPES):
-                cached = state.storage.image_file(f"{sha[:2]}/{sha}.{extension}")
+                cached = artefacts.image_file(state.storage, f"{sha[:2]}/{sha}.{extension}")
                 if cached is not None:
                     return FileResponse(cached, media_type=IMAGE_TYPES[f".{extension}"],
                                         headers={"Cache-Control": "public, max-age=31536000, immutable"})

@@ -1,7 +1,4 @@
-from datetime import datetime, timezone
-
-from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
-from artsim_pipeline.resources.clients.base import FetchResult
+from artsim_pipeline.core.raw_store import FetchResult, merge_results
 
 
 def ok(source_id, text):
@@ -33,21 +30,3 @@ def test_gone_keeps_the_last_good_text_and_full_listing_marks_missing_ids_gone()
     assert rows["2"]["status"] == "gone" and "no longer listed" in rows["2"]["error"]
     assert rows["3"]["status"] == "ok"
     assert counts.gone == 2
-
-
-def test_checkpoint_survives_a_cut_line_and_compacts_against_the_stored_table(tmp_path):
-    path = tmp_path / "cp.jsonl"
-    cp = FetchCheckpoint(path)
-    cp.append(ok("1", '{"a":1}'))
-    cp.append(ok("2", '{"a":2}'))
-    cp.append(FetchResult("3", "error", error="timeout"))
-    cp.close()
-    with path.open("a") as handle:
-        handle.write('{"source_id": "4", "sta')  # the process died mid-write
-    assert [r.source_id for r in FetchCheckpoint(path).load()] == ["1", "2", "3"]
-    stored, _ = merge_results(None, [ok("1", '{"a":1}')])
-    pending = FetchCheckpoint(path).compact(stored)
-    # 1 is already stored, 3 failed (so it is fetched again): only 2 is reused
-    assert [r.source_id for r in pending] == ["2"]
-    assert isinstance(pending[0].fetched_at, datetime) and pending[0].fetched_at.tzinfo == timezone.utc
-    assert [r.source_id for r in FetchCheckpoint(path).load()] == ["2"]

@@ -6,10 +6,12 @@ import numpy as np
 import polars as pl
 from dagster import AssetKey, materialize
 
-from artsim_pipeline.core.images import check_image, image_relpath, store_image
+from artsim_pipeline.core.images import check_image, image_relpath
 from artsim_pipeline.core.features import as_matrix
 from artsim_pipeline.defs.ingest.assets import RAW_IMAGES_SCHEMA
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
+from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.sample import sample_image_bytes
 from artsim_pipeline_tests.conftest import save_tiny_vit
 
@@ -67,7 +69,7 @@ def write_images(home, store, n=12, corrupt=1):
     for record in records:
         content = sample_image_bytes(met_image_url(record))
         checked = check_image(content)
-        store_image(root, content, checked)
+        artefacts.write_image(ArtsimStorage(home=str(home)), image_relpath(checked.sha256, checked.extension), content)
         rows.append({"source_id": str(record["objectID"]), "url": met_image_url(record), "sha256": checked.sha256, "width": checked.width,
                      "height": checked.height, "status": "ok", "error": None, "path": image_relpath(checked.sha256, checked.extension), "fetched_at": None})
     for i in range(corrupt):  # a stored file that no longer decodes (disk corruption, truncated copy)

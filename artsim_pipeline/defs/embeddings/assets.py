@@ -13,6 +13,7 @@ import polars as pl
 from dagster import AllPartitionMapping, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.clients.base import content_hash
 from artsim_pipeline.defs.partitions import embedding_buckets, sha_bucket
 from artsim_pipeline.resources.encoders import EncoderResource
@@ -72,7 +73,7 @@ def image_embeddings(
     items: list[tuple[str, str]] = []
     failures: list[tuple[str, str]] = []
     for sha, path in todo.select("sha256", "path").iter_rows():
-        local = storage.image_file(path)  # a cached download when the images are on S3
+        local = artefacts.image_file(storage, path)  # a cached download when the images are on S3
         if local is None:
             failures.append((sha, f"image file {path} is not in storage"))
         else:

@@ -10,10 +10,11 @@ from dagster import AssetExecutionContext, Backoff, DataVersion, Jitter, Metadat
 
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
-from artsim_pipeline.core.raw_store import FetchCheckpoint, merge_results
+from artsim_pipeline.core.raw_store import merge_results
 from artsim_pipeline.core.text import scrub_surrogates
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.clients.base import bounded_parallel_map
 from artsim_pipeline.resources.museum_api import MuseumApiResource
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -62,8 +63,8 @@ def raw_objects(
     source = context.partition_key
     previous = tables.read_table("raw_objects", source)
     state_name = f"raw_objects/{source}"
-    state = storage.read_state(state_name)
-    checkpoint = FetchCheckpoint(storage.checkpoint_path("raw_objects", source))
+    state = artefacts.read_state(storage, state_name)
+    checkpoint = artefacts.FetchCheckpoint.of(storage, "raw_objects", source)
     resumed = checkpoint.compact(previous)
     client = museum_api.client(source)
     limiter = getattr(getattr(client, "http", None), "limiter", None)
@@ -103,7 +104,7 @@ def raw_objects(
         new_state["rate_limit"] = {**limiter.state(), "learned_at": new_state["updated_at"]}
     elif state.get("rate_limit"):
         new_state["rate_limit"] = state["rate_limit"]
-    storage.write_state(state_name, new_state)
+    artefacts.write_state(storage, state_name, new_state)
     if failed:
         context.log.warning(f"{source}: {len(failed)} objects failed and will be fetched again by id next run "
                             f"(first: {', '.join(failed[:5])})")
@@ -158,7 +159,7 @@ def raw_images(
     row with its reason, never a failed run."""
     source = context.partition_key
     previous = tables.read_table("raw_images", source)
-    stored = set(storage.objects.list_keys("images"))
+    stored = artefacts.stored_images(storage)
     client = museum_api.client(source)
 
     wanted: dict[tuple[str, str], None] = {}
@@ -173,7 +174,7 @@ def raw_images(
     reusable: dict[tuple[str, str], dict] = {}
     if previous is not None:
         for row in previous.filter(pl.col("status") == "ok").iter_rows(named=True):
-            if row["path"] and f"images/{row['path']}" in stored:
+            if row["path"] and row["path"] in stored:
                 reusable[(row["source_id"], row["url"])] = row
     to_fetch = [key for key in wanted if key not in reusable]
     context.log.info(f"{source}: {len(wanted)} images wanted, {len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
@@ -189,7 +190,7 @@ def raw_images(
             checked = check_image(fetched.content)
         except ImageRejected as exc:
             return {**row, "status": exc.status, "error": str(exc)}
-        storage.write_image(image_relpath(checked.sha256, checked.extension), fetched.content)
+        artefacts.write_image(storage, image_relpath(checked.sha256, checked.extension), fetched.content)
         return {**row, "status": "ok", "sha256": checked.sha256, "width": checked.width, "height": checked.height,
                 "path": image_relpath(checked.sha256, checked.extension)}
 

@@ -2,62 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Literal, TypeVar
 
-Status = Literal["ok", "gone", "error"]
+from artsim_pipeline.core.raw_store import FetchResult, Status, content_hash, utc_now  # noqa: F401 - the clients' record type
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # total: any str hashes
-
-
-@dataclass
-class FetchResult:
-    """One object fetch: the verbatim JSON text when ok, the reason otherwise (an error may
-    carry the text it could not use in `raw_json`).
-
-    Text is made storable on construction: lone surrogates (which no UTF-8 file, Parquet column
-    or polars frame accepts) become `\\uXXXX` escapes, the same JSON value; `text_repairs`
-    counts them plus the invalid bytes the client replaced while decoding the body.
-    """
-
-    source_id: str
-    status: Status
-    raw_json: str | None = None
-    error: str | None = None
-    modified: str | None = None
-    fetched_at: datetime = field(default_factory=utc_now)
-    text_repairs: int = 0
-
-    def __post_init__(self) -> None:
-        from artsim_pipeline.core.text import escape_surrogates, scrub_surrogates
-
-        if isinstance(self.raw_json, str):
-            self.raw_json, n = escape_surrogates(self.raw_json)
-            self.text_repairs += n
-        for name in ("source_id", "error", "modified"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                fixed, n = scrub_surrogates(value)
-                if n:
-                    setattr(self, name, fixed)
-                    self.text_repairs += n
-
-    @property
-    def content_hash(self) -> str | None:
-        return content_hash(self.raw_json) if self.raw_json is not None else None
 
 
 @dataclass
