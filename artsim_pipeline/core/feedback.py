@@ -1,22 +1,19 @@
-"""Curator feedback: a durable judgments table and what the model learns from it (no Dagster import).
+"""Curator feedback: judgments (validated, serialised, parsed) and what the model learns from them.
 
 A *judgment* is one answer on the ``/feedback`` page of ``artsim serve``: the curator saw an
 *anchor* work and 8 *candidates* (some of its nearest works, some random ones, shuffled) and
 picked the candidate most similar to the anchor.
 
-Storage: ``$ARTSIM_HOME/feedback/judgments.jsonl``, one JSON object per line::
+Storage: one JSON object per line (:func:`judgment_line`)::
 
     {"judgment_id": "...", "anchor_id": "met:1", "candidate_ids": ["smk:KMS1", ...],
      "chosen_id": "smk:KMS1", "curator": "anna", "created_at": "2026-01-01T12:00:00+00:00"}
 
-Durability (:func:`append_judgment`): the file is opened in append mode, an exclusive
-``fcntl.flock`` is taken, the whole line is written (one ``os.write`` loop on an ``O_APPEND``
-descriptor), then ``fsync``-ed before the lock is released. Concurrent writers (threads or
-processes) therefore never interleave, and a crash can at worst leave a *torn* last line; the
-lines before it were already on disk. If a writer finds the file not ending in a newline (a
-torn line from an earlier crash) it first ends that line, so its own record stays intact.
-Readers skip a torn (unterminated) last line silently and log a warning for any other line
-that is not a valid judgment.
+Where the lines are kept and how they are appended durably (a locked, fsync-ed journal under
+``$ARTSIM_HOME/feedback/``, one object per judgment on S3) is the storage layout's business:
+``resources/artefacts.py``. Reading them back (:func:`parse_judgments`) skips a torn
+(unterminated) last line silently and logs a warning for any other line that is not a valid
+judgment.
 
 Learning from judgments:
 
@@ -28,17 +25,14 @@ Learning from judgments:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import math
-import os
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,8 +42,6 @@ from artsim_pipeline.core.pairs import PAIRS_SCHEMA
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_DIR = "feedback"
-JUDGMENTS_FILE = "judgments.jsonl"
 CURATOR_PICK_RULE = "curator_pick"
 N_CANDIDATES = 8
 N_NEAREST = 5
@@ -71,11 +63,6 @@ class InvalidJudgmentError(ValueError):
     """A judgment that cannot be recorded (missing ids, pick not among the candidates, ...)."""
 
 
-def judgments_path(home: str | os.PathLike[str]) -> Path:
-    """``$ARTSIM_HOME/feedback/judgments.jsonl``."""
-    return Path(home) / FEEDBACK_DIR / JUDGMENTS_FILE
-
-
 # -- writing ---------------------------------------------------------------------------------------
 
 
@@ -88,7 +75,7 @@ def make_judgment(
     judgment_id: str | None = None,
     created_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A validated judgment record (a plain dict, ready for :func:`append_judgment`).
+    """A validated judgment record (a plain dict, ready for :func:`judgment_line`).
 
     Rules: ids are non-empty strings; the candidates are distinct, at least 2, and exclude the
     anchor; the pick is one of the candidates; the curator name is stripped, at most
@@ -121,61 +108,12 @@ def make_judgment(
     }
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def append_judgment(home: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:
-    """Append one record as a JSON line, durably (see the module docstring); returns the path."""
-    path = judgments_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def judgment_line(record: Mapping[str, Any]) -> bytes:
+    """One judgment as its stored line: compact JSON, UTF-8, ending in a newline."""
     line = json.dumps(dict(record), ensure_ascii=False, separators=(",", ":")) + "\n"
     if "\n" in line[:-1]:  # json.dumps escapes newlines; guard the invariant anyway
         raise InvalidJudgmentError("a judgment must serialise to one line")
-    data = line.encode("utf-8")
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            size = os.fstat(fd).st_size
-            if size:
-                # a crash may have left an unterminated (torn) last line: end it first, so that
-                # the torn bytes stay one bad line instead of corrupting this record
-                with open(path, "rb") as tail:
-                    tail.seek(size - 1)
-                    if tail.read(1) != b"\n":
-                        data = b"\n" + data
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-    if created:
-        _fsync_dir(path.parent)
-    return path
-
-
-def record_judgment(
-    home: str | os.PathLike[str],
-    anchor_id: str,
-    candidate_ids: Sequence[str],
-    chosen_id: str,
-    curator: str | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Validate (:func:`make_judgment`) and durably append one judgment; returns the record."""
-    record = make_judgment(anchor_id, candidate_ids, chosen_id, curator, **kwargs)
-    append_judgment(home, record)
-    return record
+    return line.encode("utf-8")
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -191,21 +129,13 @@ def _valid_record(obj: Any) -> bool:
     )
 
 
-def read_judgment_records(home: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete judgment line in file order (a torn last line is skipped)."""
-    path = judgments_path(home)
-    if not path.exists():
-        return []
-    with open(path, "rb") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-        try:
-            raw = fh.read()
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def parse_judgments(raw: bytes, where: str = "judgments") -> list[dict[str, Any]]:
+    """Every complete judgment line of a journal's bytes, in order (a torn last line is skipped;
+    `where` names the journal in the log)."""
     lines = raw.split(b"\n")
     torn = lines.pop()  # b"" when the file ends with a newline, else an unterminated line
     if torn.strip():
-        logger.info("%s: ignoring an unterminated last line (%d bytes)", path, len(torn))
+        logger.info("%s: ignoring an unterminated last line (%d bytes)", where, len(torn))
     out = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -215,18 +145,17 @@ def read_judgment_records(home: str | os.PathLike[str]) -> list[dict[str, Any]]:
         except (UnicodeDecodeError, json.JSONDecodeError):
             obj = None
         if not _valid_record(obj):
-            logger.warning("%s:%d: skipping a line that is not a valid judgment", path, number)
+            logger.warning("%s:%d: skipping a line that is not a valid judgment", where, number)
             continue
         out.append(obj)
     return out
 
 
-def load_judgments(home: str | os.PathLike[str]) -> pl.DataFrame:
-    """All judgments as a frame with :data:`JUDGMENTS_SCHEMA` (empty when none were recorded).
+def judgments_frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Judgment records as a frame with :data:`JUDGMENTS_SCHEMA` (empty when there are none).
 
     A judgment id seen twice (a retried append) is kept once, the first time it appears.
     """
-    records = read_judgment_records(home)
     if not records:
         return pl.DataFrame(schema=JUDGMENTS_SCHEMA)
     frame = pl.DataFrame(

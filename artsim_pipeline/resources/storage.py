@@ -1,4 +1,5 @@
-"""Files beside the tables: images, fetch cursors, the ANN index, model heads and the map.
+"""Where the files beside the tables are kept: `ArtsimStorage`, files by key (which key holds
+which artefact, and in what format, is the storage layout: `resources/artefacts.py`).
 
 Locally everything lives under `$ARTSIM_HOME`. With `remote_url` (`s3://bucket/prefix`, prod) the
 durable files go to S3 and `home` only holds scratch space and a read-through cache, so an asset
@@ -8,24 +9,19 @@ Fetch checkpoints stay in `home`: they only let a crashed run on the same machin
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import uuid
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from artsim_pipeline.resources.config import MergingConfig
 from artsim_pipeline.resources.objects import LocalObjectStore, ObjectStore, open_store
-
-
-JUDGMENTS_KEY = "feedback/judgments.jsonl"  # where core.feedback keeps the journal under a home
-JUDGMENTS_PREFIX = "feedback/judgments"  # remote: one object per judgment, named by its id
 
 
 class ArtsimStorage(MergingConfig, ConfigurableResource):
@@ -113,34 +109,3 @@ class ArtsimStorage(MergingConfig, ConfigurableResource):
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             yield Path(tmp)
             self.publish_dir(Path(tmp), key)
-
-    # -- curator judgments ---------------------------------------------------------------------
-
-    def judgments_home(self) -> Path:
-        """A directory whose `feedback/judgments.jsonl` is the current judgments journal (for
-        `core.feedback`): `home` itself locally; when remote, a journal rebuilt from the one
-        object per judgment under `feedback/judgments/`, oldest first."""
-        if not self.is_remote:
-            return self.root
-        records = [json.loads(self.objects.read_bytes(key) or b"null") for key in self.objects.list_keys(JUDGMENTS_PREFIX)]
-        records = sorted((r for r in records if isinstance(r, dict)), key=lambda r: (str(r.get("created_at")), str(r.get("judgment_id"))))
-        journal = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-        LocalObjectStore(self.root / "cache").write_bytes(JUDGMENTS_KEY, journal.encode("utf-8"))
-        return self.root / "cache"
-
-    def publish_judgments(self, home: Path) -> int:
-        """Store each judgment of the journal under `home` as its own object (remote only: locally
-        the journal already is the storage). Objects are never overwritten, so web apps on several
-        hosts add to one collection and none can erase another's judgments. Returns how many were new."""
-        from artsim_pipeline.core.feedback import read_judgment_records
-
-        if not self.is_remote:
-            return 0
-        stored = set(self.objects.list_keys(JUDGMENTS_PREFIX))
-        new = 0
-        for record in read_judgment_records(home):
-            key = f"{JUDGMENTS_PREFIX}/{record['judgment_id']}.json"
-            if key not in stored:
-                self.objects.write_bytes(key, json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-                new += 1
-        return new

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from artsim_pipeline.core import feedback as fb
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.web import guard
 
 MAX_BODY = 64 * 1024
@@ -75,7 +76,7 @@ def register_feedback_routes(
             curator=curator,
             saved=bool(saved),
             error=None,
-            judged=len(fb.read_judgment_records(home)),
+            judged=len(artefacts.read_judgment_records(home)),
             skip_href="/feedback?" + urlencode({"curator": curator, "skip": anchor}),
             task_id=issued.task_id,
             csrf_token=sessions.token(session),
@@ -105,7 +106,7 @@ def register_feedback_routes(
 
     @app.get("/api/feedback")
     def api_feedback_list(limit: int = Query(50, ge=0, le=1000)):
-        records = fb.read_judgment_records(home)
+        records = artefacts.read_judgment_records(home)
         return {"count": len(records), "judgments": records[-limit:] if limit else []}
 
     @app.post("/api/feedback")
@@ -126,9 +127,9 @@ def register_feedback_routes(
                 fb.make_judgment(anchor, cands, chosen, curator)  # validate before the task is spent
                 if not tasks.consume(issued.task_id):
                     return api_error(403, "this task was already answered")
-                record = fb.record_judgment(home, anchor, cands, chosen, curator)
+                record = artefacts.record_judgment(home, anchor, cands, chosen, curator)
                 if storage is not None:
-                    storage.publish_judgments(home)
+                    artefacts.publish_judgments(storage, home)
             except fb.InvalidJudgmentError as exc:
                 problem = str(exc)
         if problem is not None:

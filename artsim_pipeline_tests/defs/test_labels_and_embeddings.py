@@ -144,7 +144,7 @@ def test_text_embeddings_embed_only_changed_texts(artsim_home, sample_artworks):
 
 
 def test_curator_picks_become_high_weight_pairs_in_the_anchor_split(artsim_home, sample_artworks):
-    from artsim_pipeline.core.feedback import record_judgment
+    from artsim_pipeline.resources.artefacts import record_judgment
     from artsim_pipeline.defs.operations.automation import pairs_from_new_judgments
     from dagster import RunRequest, SkipReason, build_sensor_context
 

@@ -298,7 +298,7 @@ def test_held_out_curator_judgments_are_scored_by_mean_rank(pipeline):
     import mlflow
 
     from artsim_pipeline import settings
-    from artsim_pipeline.core.feedback import record_judgment
+    from artsim_pipeline.resources.artefacts import record_judgment
     from artsim_pipeline.definitions import build_defs
 
     home, encoder, instance = pipeline

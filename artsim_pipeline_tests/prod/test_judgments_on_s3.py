@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from artsim_pipeline.core.feedback import load_judgments, record_judgment
+from artsim_pipeline.resources.artefacts import judgments_home, load_judgments, publish_judgments, record_judgment
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 
@@ -11,16 +11,16 @@ def test_judgments_recorded_by_the_web_app_reach_a_worker_through_s3(tmp_path, s
     web_home, worker_home = tmp_path / "web", tmp_path / "worker"
     web = ArtsimStorage(home=str(web_home), remote_url=url, s3_endpoint_url=s3.endpoint_url)
     worker = ArtsimStorage(home=str(worker_home), remote_url=url, s3_endpoint_url=s3.endpoint_url)
-    assert load_judgments(worker.judgments_home()).height == 0  # nothing published yet
+    assert load_judgments(judgments_home(worker)).height == 0  # nothing published yet
 
     candidates = [f"met:{i}" for i in range(1, 9)]
     record_judgment(web_home, "met:100", candidates, "met:3", "curator-1")
-    web.publish_judgments(web_home)
-    assert load_judgments(worker.judgments_home())["chosen_id"].to_list() == ["met:3"]
+    publish_judgments(web, web_home)
+    assert load_judgments(judgments_home(worker))["chosen_id"].to_list() == ["met:3"]
 
     record_judgment(web_home, "met:101", candidates, "met:5", "curator-1")
-    web.publish_judgments(web_home)
-    assert load_judgments(worker.judgments_home())["chosen_id"].to_list() == ["met:3", "met:5"]  # refreshed, not cached
+    publish_judgments(web, web_home)
+    assert load_judgments(judgments_home(worker))["chosen_id"].to_list() == ["met:3", "met:5"]  # refreshed, not cached
     assert not (worker_home / "feedback").exists()  # the worker's own home holds only the cache
 
 
@@ -29,9 +29,9 @@ def test_two_web_hosts_never_erase_each_others_judgments(tmp_path, s3, aws_env):
     hosts = [ArtsimStorage(home=str(tmp_path / f"web{i}"), remote_url=url, s3_endpoint_url=s3.endpoint_url) for i in (1, 2)]
     candidates = [f"met:{i}" for i in range(1, 9)]
     record_judgment(hosts[0].root, "met:100", candidates, "met:3", "curator-1")
-    assert hosts[0].publish_judgments(hosts[0].root) == 1
+    assert publish_judgments(hosts[0], hosts[0].root) == 1
     record_judgment(hosts[1].root, "met:101", candidates, "met:5", "curator-2")  # a fresh host: its journal has one line
-    assert hosts[1].publish_judgments(hosts[1].root) == 1
-    assert hosts[0].publish_judgments(hosts[0].root) == 0  # already stored: nothing written again
+    assert publish_judgments(hosts[1], hosts[1].root) == 1
+    assert publish_judgments(hosts[0], hosts[0].root) == 0  # already stored: nothing written again
     worker = ArtsimStorage(home=str(tmp_path / "worker"), remote_url=url, s3_endpoint_url=s3.endpoint_url)
-    assert sorted(load_judgments(worker.judgments_home())["chosen_id"].to_list()) == ["met:3", "met:5"]
+    assert sorted(load_judgments(judgments_home(worker))["chosen_id"].to_list()) == ["met:3", "met:5"]

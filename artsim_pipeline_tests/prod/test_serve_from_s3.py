@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from artsim_pipeline.core import feedback as fb
+from artsim_pipeline.resources import artefacts as store
 from artsim_pipeline.resources.objects import S3ObjectStore
 from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
@@ -37,5 +37,5 @@ def test_the_browser_serves_what_the_pipeline_stored_on_s3(tmp_path, s3, aws_env
         assert recorded.status_code == 201, recorded.text
     # the judgment reached the storage, where the pipeline (another machine) reads it
     worker = ArtsimStorage(home=str(tmp_path / "worker"), remote_url=url, s3_endpoint_url=s3.endpoint_url)
-    assert fb.load_judgments(worker.judgments_home())["chosen_id"].to_list() == [cands[0]]
+    assert store.load_judgments(store.judgments_home(worker))["chosen_id"].to_list() == [cands[0]]
     assert not (web_home / "storage").exists() and not (web_home / "indexes").exists()

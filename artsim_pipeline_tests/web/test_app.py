@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from artsim_pipeline.core import feedback as fb
+from artsim_pipeline.resources import artefacts as store
 from artsim_pipeline.core.ann import build_index
 from artsim_pipeline.web.app import create_app, shared_metadata
 from artsim_pipeline_tests.search_home import write_search_index
@@ -193,7 +193,7 @@ def test_feedback_round_trip(browser_like, home):
 
     r = answer(client, task, "met:2", anchor_id="met:1", candidate_ids=cands, curator="Ída <i>")
     assert r.status_code == 201, r.text
-    saved = fb.load_judgments(home)
+    saved = store.load_judgments(home)
     assert saved.filter(pl.col("judgment_id") == r.json()["judgment_id"]).row(0, named=True)["curator"] == "Ída <i>"
     assert answer(client, task, "met:2").status_code == 403  # a task is answered once
     # the HTML form posts urlencoded fields (with the page's task and token) and is sent on to the next task
@@ -205,7 +205,7 @@ def test_feedback_round_trip(browser_like, home):
                     headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 303 and r.headers["location"].startswith("/feedback?")
     listed = client.get("/api/feedback").json()
-    assert listed["count"] == fb.load_judgments(home).height >= 2
+    assert listed["count"] == store.load_judgments(home).height >= 2
     assert listed["judgments"][-1]["chosen_id"] == cands[-1]
     page = client.get("/feedback", params={"anchor": "met:3", "curator": "Ída <i>"})
     assert "Ída <i>" not in page.text and "Ída &lt;i&gt;" in page.text
@@ -224,16 +224,16 @@ def test_feedback_round_trip(browser_like, home):
     ],
 )
 def test_feedback_validation(browser_like, home, payload):
-    before = fb.load_judgments(home).height
+    before = store.load_judgments(home).height
     task = take_task(browser_like)
     r = answer(browser_like, task, **{"chosen_id": task["candidate_ids"][0], **payload})
     assert r.status_code == 422, r.text
-    assert fb.load_judgments(home).height == before
+    assert store.load_judgments(home).height == before
     assert answer(browser_like, task).status_code == 201  # a refused answer does not spend the task
 
 
 def test_feedback_rejects_garbage_and_cross_origin(browser_like, home):
-    before = fb.load_judgments(home).height
+    before = store.load_judgments(home).height
     task = take_task(browser_like)
     headers = {"x-csrf-token": task["csrf_token"], "content-type": "application/json"}
     assert browser_like.post("/api/feedback", content=b"{", headers=headers).status_code == 400
@@ -242,7 +242,7 @@ def test_feedback_rejects_garbage_and_cross_origin(browser_like, home):
     evil = browser_like.post("/api/feedback", json={"task_id": take_task(browser_like)["task_id"], "chosen_id": "met:2"},
                              headers={"origin": "https://evil.example", "x-csrf-token": task["csrf_token"]})
     assert evil.status_code == 403
-    assert fb.load_judgments(home).height == before + 1
+    assert store.load_judgments(home).height == before + 1
 
 
 # -- issue 17: each way around the feedback checks ---------------------------------------------------
@@ -251,7 +251,7 @@ def test_feedback_rejects_garbage_and_cross_origin(browser_like, home):
 def test_feedback_needs_an_origin_that_is_this_site(home):
     with TestClient(create_app(home), base_url=ORIGIN) as c:  # no Origin header by default
         task = take_task(c)
-        before = fb.load_judgments(home).height
+        before = store.load_judgments(home).height
         assert answer(c, task).status_code == 403  # missing Origin
         for origin in ("null", "http://127.0.0.1:8001", "https://127.0.0.1:8000", "http://evil.example", "http://localhost:8000"):
             r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
@@ -260,7 +260,7 @@ def test_feedback_needs_an_origin_that_is_this_site(home):
         r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
                    headers={"x-csrf-token": task["csrf_token"], "origin": ORIGIN, "sec-fetch-site": "cross-site"})
         assert r.status_code == 403
-        assert fb.load_judgments(home).height == before
+        assert store.load_judgments(home).height == before
         r = c.post("/api/feedback", json={"task_id": task["task_id"], "chosen_id": task["candidate_ids"][0]},
                    headers={"x-csrf-token": task["csrf_token"], "origin": ORIGIN, "sec-fetch-site": "same-origin"})
         assert r.status_code == 201
@@ -295,7 +295,7 @@ def test_feedback_needs_the_session_token(browser_like, home):
 
 
 def test_a_judgment_must_answer_a_task_issued_to_this_session(browser_like, home):
-    before = fb.load_judgments(home).height
+    before = store.load_judgments(home).height
     task = take_task(browser_like)
     # two works the server never asked about
     forged = {"anchor_id": "met:3", "candidate_ids": ["smk:KMS10", "smk:KMS11"], "chosen_id": "smk:KMS10"}
@@ -306,7 +306,7 @@ def test_a_judgment_must_answer_a_task_issued_to_this_session(browser_like, home
     with TestClient(create_app(home), base_url=ORIGIN, headers={"origin": ORIGIN}) as other:
         foreign = take_task(other)
     assert answer(browser_like, {**foreign, "csrf_token": task["csrf_token"]}).status_code == 403
-    assert fb.load_judgments(home).height == before
+    assert store.load_judgments(home).height == before
 
 
 @pytest.fixture(scope="module")
@@ -398,19 +398,22 @@ def test_no_page_or_api_error_shows_a_filesystem_path(tmp_path):
         assert any(r.status_code == 503 for r in answers)
 
 
-def test_each_recorded_judgment_is_published_to_the_storage(home):
+def test_each_recorded_judgment_is_published_to_the_storage(home, monkeypatch):
     """In prod the app is given the (S3) storage; every judgment it records is published there."""
     published = []
 
     from artsim_pipeline.resources.storage import ArtsimStorage
 
-    class Storage(ArtsimStorage):
-        def publish_judgments(self, journal_home):
-            published.append(fb.load_judgments(journal_home).height)
+    given = ArtsimStorage(home=str(home))
 
-    with TestClient(create_app(home, storage=Storage(home=str(home))), base_url=ORIGIN, headers={"origin": ORIGIN}) as c:
+    def publish_judgments(storage, journal_home):
+        assert storage is given
+        published.append(store.load_judgments(journal_home).height)
+
+    monkeypatch.setattr(store, "publish_judgments", publish_judgments)
+    with TestClient(create_app(home, storage=given), base_url=ORIGIN, headers={"origin": ORIGIN}) as c:
         task = take_task(c)
         r = answer(c, task)
         assert r.status_code == 201, r.text
         assert answer(c, take_task(c), "met:1").status_code == 422
-    assert published == [fb.load_judgments(home).height]  # once, after the append; a refused judgment publishes nothing
+    assert published == [store.load_judgments(home).height]  # once, after the append; a refused judgment publishes nothing

@@ -25,6 +25,7 @@ import polars as pl
 import pytest
 
 from artsim_pipeline.core import feedback as fb
+from artsim_pipeline.resources import artefacts as store
 from artsim_pipeline.core.collection_map import render_map_html
 from artsim_pipeline_tests.servers import CHROMIUM, CHROMIUM_ARGS, artsim_serve
 from artsim_pipeline_tests.web.test_app import EVIL, _works, home  # noqa: F401 - `home` is the tiny-home fixture
@@ -267,7 +268,7 @@ def test_feedback_pick_submit_and_stored(tab, server, home, tmp_path):  # noqa: 
     expect(page.locator("input[name=curator]")).to_have_value("Browser Ída")
     _shot(page, tmp_path / "feedback-saved.png")
 
-    saved = fb.load_judgments(home).filter(pl.col("curator") == "Browser Ída")
+    saved = store.load_judgments(home).filter(pl.col("curator") == "Browser Ída")
     assert saved.height == 1
     row = saved.row(0, named=True)
     assert row["anchor_id"] == "met:1" and row["chosen_id"] == "met:2"

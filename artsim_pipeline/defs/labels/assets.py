@@ -65,9 +65,9 @@ PAIR_CHECKS = {
 def curator_judgments(context) -> ObserveResult:
     """The curators' judgments recorded by `artsim serve` (`feedback/judgments.jsonl` of the
     storage). Observing it gives a data version, so new judgments make `weak_pairs` stale."""
-    from artsim_pipeline.core.feedback import read_judgment_records
+    from artsim_pipeline.resources.artefacts import stored_judgments
 
-    records = read_judgment_records(context.resources.storage.judgments_home())
+    records = stored_judgments(context.resources.storage)
     version = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:16] if records else "none"
     return ObserveResult(data_version=DataVersion(version), metadata={"judgments": len(records)})
 
@@ -125,9 +125,10 @@ def curator_pairs(storage: ArtsimStorage, mined: pl.DataFrame, known_ids: set[st
     A pick whose two works are in different splits (or in none) is left out and counted, so the
     splits stay group-disjoint and no test pair is trained on.
     """
-    from artsim_pipeline.core.feedback import judgments_to_pairs, load_judgments
+    from artsim_pipeline.core.feedback import judgments_to_pairs
+    from artsim_pipeline.resources.artefacts import judgments_table
 
-    picks = judgments_to_pairs(load_judgments(storage.judgments_home()), weight=weight)
+    picks = judgments_to_pairs(judgments_table(storage), weight=weight)
     if picks.height == 0:
         return picks.select(mined.columns).cast(mined.schema), 0
     split_of = pl.concat([

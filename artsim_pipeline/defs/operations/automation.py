@@ -147,9 +147,9 @@ refresh_pairs_job = define_asset_job(
 def pairs_from_new_judgments(context: SensorEvaluationContext, storage: ArtsimStorage):
     """Turns new curator judgments (from `artsim serve`) into pairs: when the judgments journal
     has grown since the cursor, `weak_pairs` is mined again; `retrain_on_new_labels` then retrains."""
-    from artsim_pipeline.core.feedback import read_judgment_records
+    from artsim_pipeline.resources.artefacts import stored_judgments
 
-    count = len(read_judgment_records(storage.judgments_home()))
+    count = len(stored_judgments(storage))
     seen = int(context.cursor or 0)
     if count <= seen:
         return SkipReason(f"no new judgments ({count})")

@@ -206,9 +206,10 @@ def previous_registered_head(mlflow_tracking: MlflowResource, storage: ArtsimSto
 def curator_mean_ranks(storage: ArtsimStorage, weak_pairs: pl.DataFrame, ids: list[str], vectors: dict[str, np.ndarray]) -> dict:
     """Training-the-Archive's metric on held-out judgments (anchors outside the train split):
     the mean rank each set of vectors gives the curator's pick among the 8 candidates."""
-    from artsim_pipeline.core.feedback import load_judgments, mean_rank_of_pick
+    from artsim_pipeline.core.feedback import mean_rank_of_pick
+    from artsim_pipeline.resources.artefacts import judgments_table
 
-    judgments = load_judgments(storage.judgments_home())
+    judgments = judgments_table(storage)
     train_ids = set(weak_pairs.filter(pl.col("split") == "train")["artwork_id_a"].to_list()) | set(
         weak_pairs.filter(pl.col("split") == "train")["artwork_id_b"].to_list())
     held_out = judgments.filter(~pl.col("anchor_id").is_in(list(train_ids))) if judgments.height else judgments
