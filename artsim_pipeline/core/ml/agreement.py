@@ -237,7 +237,7 @@ def evaluation_rows(
     all_groups = {ALL_WORKS: set(candidates), **groups}
     masks = {name: np.array([c in members for c in candidates], dtype=bool) for name, members in all_groups.items()}
     masks = {name: mask for name, mask in masks.items() if mask.any()}
-    is_query = task.positives.any(axis=1)
+    is_query = task.is_query
     rows: list[dict] = []
     for group, mask in masks.items():
         n_weak = int((is_query & mask).sum())

@@ -24,12 +24,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_MAP_K = 10
 CURVE_KS = (1, 2, 3, 5, 10, 20, 50)
+#: Score-block size (queries x candidates) of `task_per_query`: 4M floats = 16 MB a block.
+_BLOCK_ELEMENTS = 4_000_000
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,21 +107,27 @@ def map_at_k(scores: np.ndarray, relevant: np.ndarray, k: int = DEFAULT_MAP_K) -
 class RetrievalTask:
     """The closed retrieval world of one split.
 
-    `index`: positions of the candidates in the caller's `ids`/vectors; `positives`: [m, m] bool,
-    symmetric, False on the diagonal; `negatives`: (i, j) positions into the candidates of the
-    label-0 pairs, with their weights.
+    `index`: positions of the candidates in the caller's `ids`/vectors; `positives`: [m, m]
+    boolean *sparse* (scipy CSR) matrix, symmetric, False on the diagonal, so memory grows with
+    the pairs, not with m^2; `negatives`: (i, j) positions into the candidates of the label-0
+    pairs, with their weights.
     """
 
     split: str
     candidate_ids: list[str]
     index: np.ndarray
-    positives: np.ndarray
+    positives: Any
     negative_pairs: np.ndarray
     positive_pairs: np.ndarray
 
     @property
+    def is_query(self) -> np.ndarray:
+        """Bool per candidate: has at least one positive partner in the split."""
+        return np.diff(self.positives.indptr) > 0
+
+    @property
     def n_queries(self) -> int:
-        return int(self.positives.any(axis=1).sum())
+        return int(self.is_query.sum())
 
 
 def retrieval_task(ids: Sequence[str], pairs, split: str = "test") -> RetrievalTask:
@@ -144,12 +153,14 @@ def retrieval_task(ids: Sequence[str], pairs, split: str = "test") -> RetrievalT
     local = np.full(len(ids), -1, dtype=np.int64)
     local[index] = np.arange(len(index))
     la, lb = local[a], local[b]
+    from scipy import sparse
+
     m = len(index)
-    positives = np.zeros((m, m), dtype=bool)
     pos = label == 1
-    positives[la[pos], lb[pos]] = True
-    positives[lb[pos], la[pos]] = True
-    np.fill_diagonal(positives, False)
+    rows = np.concatenate([la[pos], lb[pos]])
+    cols = np.concatenate([lb[pos], la[pos]])
+    positives = sparse.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(m, m), dtype=bool)
+    positives.sum_duplicates()  # a pair listed twice is one positive; a == b was dropped above
     return RetrievalTask(
         split=split,
         candidate_ids=[ids[i] for i in index],
@@ -203,7 +214,7 @@ def task_per_query(
     m = len(task.index)
     if vectors.shape[0] != m:
         raise ValueError(f"expected {m} candidate vectors, got {vectors.shape[0]}")
-    is_query = task.positives.any(axis=1)
+    is_query = task.is_query
     if query_mask is not None:
         is_query &= np.asarray(query_mask, dtype=bool)
     queries = np.flatnonzero(is_query)
@@ -212,11 +223,13 @@ def task_per_query(
     top = max(max(ks), map_k)
     hits: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     aps: list[np.ndarray] = []
+    # rows per block: a block's scores are chunk x m, so memory stays O(chunk m) at any m
+    chunk = max(16, min(chunk, _BLOCK_ELEMENTS // max(m, 1)))
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk]
         scores = vectors[q] @ vectors.T
         scores[np.arange(len(q)), q] = -np.inf  # never retrieve the query itself
-        relevant = task.positives[q]
+        relevant = task.positives[q].toarray()  # chunk x m: memory O(chunk m), never m x m
         if m - 1 > top:
             # Partial selection first (O(m)), then a stable sort of the short list.
             part = np.argpartition(-scores, top, axis=1)[:, : top + 1]
@@ -254,7 +267,7 @@ def evaluate_retrieval(
     task = retrieval_task(ids, pairs, split)
     mask = None if query_ids is None else np.array([c in query_ids for c in task.candidate_ids], dtype=bool)
     out = task_metrics(task, vectors[task.index], ks=ks, map_k=map_k, query_mask=mask)
-    is_query = task.positives.any(axis=1)
+    is_query = task.is_query
     out["n_queries"] = int((is_query if mask is None else is_query & mask).sum())
     out["n_candidates"] = len(task.index)
     return out
