@@ -128,7 +128,7 @@ def text_embeddings(
     encoder: EncoderResource,
     tables: TableStore,
 ) -> Output[pl.DataFrame]:
-    """all-MiniLM-L6-v2 vectors of each artwork's title, makers, medium and tags, keyed by
+    """all-MiniLM-L6-v2 vectors of each artwork's title, makers, medium, kind, culture and tags, keyed by
     artwork id, text hash and model; unchanged texts are not embedded again."""
     from artsim_pipeline.core.ml.text import artwork_text, embed_texts
 
