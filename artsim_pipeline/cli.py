@@ -61,7 +61,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
         selection = AssetSelection.assets(*todo).required_multi_asset_neighbors()
         selected = selection.resolve(graph)
         result = materialize(assets, selection=selection, partition_key=partition, resources=resources, instance=instance,
-                             run_config=_config_for(run_config, selected) if partition is None else None)
+                             run_config=_config_for(run_config, selected))
         if not result.success:
             raise SystemExit(f"materialising {label} failed (see the Dagster run {result.run_id})")
         report["recomputed"] += sorted(f"{k.to_user_string()}[{partition}]" if partition else k.to_user_string()
@@ -95,12 +95,39 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
     return report
 
 
+RUN_CONFIG_SECTIONS = ("ops", "resources", "execution", "loggers")
+
+
+def load_run_config(path: str | None) -> dict | None:
+    """The Dagster run config in the YAML file `path` (None: none). A file that is not a mapping of
+    run-config sections is refused with a message naming the file, before anything runs."""
+    if not path:
+        return None
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read run config {path}: {exc}") from exc
+    if loaded is None:
+        return None
+    unknown = sorted(set(loaded) - set(RUN_CONFIG_SECTIONS)) if isinstance(loaded, dict) else None
+    if unknown is None or unknown:
+        raise ValueError(f"{path} must be a mapping with the sections {', '.join(RUN_CONFIG_SECTIONS)}"
+                         + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ""))
+    return loaded
+
+
 def _config_for(run_config: dict | None, keys: set) -> dict | None:
     """`run_config` without the ops of assets that are not in this run (Dagster rejects those)."""
     if not run_config or "ops" not in run_config:
         return run_config
     names = {k.path[-1] for k in keys}
-    return {**run_config, "ops": {op: cfg for op, cfg in run_config["ops"].items() if op in names}}
+    ops = {op: cfg for op, cfg in run_config["ops"].items() if op in names}
+    rest = {k: v for k, v in run_config.items() if k != "ops"}
+    return {**rest, "ops": ops} if ops else (rest or None)
 
 
 def _observe_sources(defs, instance, resources: dict) -> None:
@@ -157,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("materialize", help="materialise the whole asset graph for ARTSIM_ENV (default: the bundled sample)")
     run.add_argument("--source", action="append", choices=list(SOURCES), help="only these sources (repeatable)")
     run.add_argument("--force", action="store_true", help="recompute every asset, not only missing or stale ones")
+    run.add_argument("--config", metavar="FILE.yaml", help="Dagster run config: `resources` (e.g. museum_api's rate) and asset `ops` config")
     run.add_argument("--wait", action="store_true",
                      help="when another materialize runs on this ARTSIM_HOME, wait for it (default: exit with code 75)")
     sim = sub.add_parser("similar", help="the works most similar to one artwork (or to a local image)")
@@ -177,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _prepare_environment()
     if args.command == "materialize":
+        try:
+            run_config = load_run_config(args.config)
+        except ValueError as exc:
+            print(f"artsim: {exc}", file=sys.stderr)
+            return 2
         what = "every asset" if args.force else "new records, then whatever is missing or stale"
         print(f"artsim: materialising {what} (ARTSIM_ENV={settings.artsim_env()}, ARTSIM_HOME={os.environ['ARTSIM_HOME']})", flush=True)
         from artsim_pipeline.runlock import RunLockBusy, run_lock
@@ -186,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             with run_lock(os.environ["ARTSIM_HOME"], wait=args.wait, on_wait=waiting):
-                report = materialize_all(args.source, force=args.force)
+                report = materialize_all(args.source, force=args.force, run_config=run_config)
         except RunLockBusy as exc:
             print(f"artsim: {exc}", file=sys.stderr)
             return 75  # EX_TEMPFAIL: try again later
