@@ -47,10 +47,10 @@ class SimilarityService:
 
     @cached_property
     def index(self):
-        from artsim_pipeline.defs.indexing.assets import load_live_index
+        from artsim_pipeline.resources.artefacts import load_ann_index
 
         try:
-            return load_live_index(self.storage)
+            return load_ann_index(self.storage)
         except FileNotFoundError as exc:
             raise NotBuiltError(f"{exc} (run `make run` first)") from exc
 
@@ -99,12 +99,12 @@ class SimilarityService:
     def text_search(self):
         """The stored `search_index` with its query embedders (`core.text_search.TextSearch`)."""
         from artsim_pipeline.core import text_search as ts
-        from artsim_pipeline.defs.indexing.search_assets import SEARCH_INDEX_KEY
+        from artsim_pipeline.resources.artefacts import load_search_index
 
-        directory = self.storage.fetch_dir(SEARCH_INDEX_KEY)
-        if directory is None or not (directory / ts.INFO_FILE).exists():
-            raise NotBuiltError(f"no search_index under {self.storage.objects.uri(SEARCH_INDEX_KEY)} (run `make run` first)")
-        info, keyword, text_index, image_index = ts.load_parts(directory)
+        try:
+            info, keyword, text_index, image_index = load_search_index(self.storage)
+        except FileNotFoundError as exc:
+            raise NotBuiltError(f"{exc} (run `make run` first)") from exc
         return ts.TextSearch(self.catalog, keyword, text_index, _text_embedder(info.get("text_model_id")),
                              image_index, _image_text_embedder(info) if image_index is not None else None,
                              ts.FusionConfig.from_dict(info.get("fusion")))
@@ -133,7 +133,7 @@ class SimilarityService:
         backbone the model was trained on (recorded in its row), then the head when the index
         serves trained vectors and `raw` is False."""
         from artsim_pipeline.core.ml.backbones import load_backbone
-        from artsim_pipeline.defs.training.assets import load_stored_head
+        from artsim_pipeline.resources.artefacts import load_head
 
         model = self._table("similarity_model").row(0, named=True)
         if model["fusion"] != "image":
@@ -144,7 +144,7 @@ class SimilarityService:
         served = self.vectors["vector_source"][0] if self.vectors.height else "trained"
         if raw or served != "trained":
             return backbone, None, backbone.model_id
-        head = load_stored_head(self.storage, model["head_key"])[0]
+        head = load_head(self.storage, model["head_key"])[0]
         return backbone, head, f"{backbone.model_id}+{model['head_key']}"
 
     def embed_image(self, rgb) -> np.ndarray:

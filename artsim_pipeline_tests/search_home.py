@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.resources import artefacts
+
 EVIL = "<script>alert(1)</script>"
 
 
@@ -153,7 +155,7 @@ def build_search_home(home: Path, clip_dir: Path, search_config: dict | None = N
             pl.Series("vector", list(image_vectors), dtype=pl.List(pl.Float32))), "artwork_vectors")
         tables.write_table(pl.DataFrame([{"mlflow_run_id": "test", "fusion": "image", "backbone_spec": f"hf:{clip_dir}",
                                           "image_model_id": backbone.model_id, "head_key": "none"}]), "similarity_model")
-        build_index(ids, image_vectors, model_run_id="test:backbone").save(home / "indexes" / "ann_index")
+        artefacts.write_ann_index(build_index(ids, image_vectors, model_run_id="test:backbone"), home / "indexes" / "ann_index")
         resources = {**defs.resources, "encoder": EncoderResource(backbone=f"hf:{clip_dir}")}
         config = QUIET_PICTURES if search_config is None else search_config
         result = materialize(list(defs.assets), selection=[AssetKey("search_index")], resources=resources,
@@ -171,9 +173,9 @@ def write_search_index(home: Path, artworks: pl.DataFrame) -> Path:
 
     works = artworks.unique("artwork_id", keep="first", maintain_order=True)
     directory = Path(home) / "indexes" / "search_index"
-    ts.KeywordIndex.build(*zip(*ts.iter_documents(works))).save(directory / ts.KEYWORD_DIR)
     vectors = embed_texts([artwork_text(r) for r in works.iter_rows(named=True)])
-    build_index(works["artwork_id"].to_list(), vectors, model_run_id=TEXT_MODEL_ID).save(directory / ts.TEXT_DIR)
-    ts.save_info(directory, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "fusion": ts.FusionConfig().as_dict(),
-                             "text_model_id": TEXT_MODEL_ID, "works": works.height})
+    artefacts.write_search_index(directory, ts.KeywordIndex.build(*zip(*ts.iter_documents(works))),
+                                 {ts.TEXT_DIR: build_index(works["artwork_id"].to_list(), vectors, model_run_id=TEXT_MODEL_ID)},
+                                 {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "fusion": ts.FusionConfig().as_dict(),
+                                  "text_model_id": TEXT_MODEL_ID, "works": works.height})
     return directory

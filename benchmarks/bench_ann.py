@@ -38,11 +38,11 @@ import numpy as np
 
 from artsim_pipeline.core.ann import (
     AnnConfig,
-    AnnIndex,
     brute_force_topk,
     build_index,
     synthetic_clustered_vectors,
 )
+from artsim_pipeline.resources.artefacts import read_ann_index, write_ann_index
 
 
 def rss_mb() -> float:
@@ -63,9 +63,9 @@ def loadavg() -> str:
 _COLD = r"""
 import sys, time, numpy as np
 t0 = time.perf_counter()
-from artsim_pipeline.core.ann import AnnIndex
+from artsim_pipeline.resources.artefacts import read_ann_index
 t1 = time.perf_counter()
-idx = AnnIndex.load(sys.argv[1])
+idx = read_ann_index(sys.argv[1])
 t2 = time.perf_counter()
 q = np.load(sys.argv[2])
 t3 = time.perf_counter()
@@ -135,12 +135,12 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
 
     target = workdir / f"ann-{n}"
     t = time.perf_counter()
-    index.save(target)
+    write_ann_index(index, target)
     res["save_s"] = time.perf_counter() - t
     res["file_mb"] = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     res["index_bin_mb"] = (target / "index.bin").stat().st_size / 2**20
     t = time.perf_counter()
-    AnnIndex.load(target)
+    read_ann_index(target)
     res["load_s"] = time.perf_counter() - t
     print(f"save {res['save_s']:.2f} s, load {res['load_s']:.2f} s, files {res['file_mb']:,.0f} MB "
           f"(index.bin {res['index_bin_mb']:,.0f} MB, raw vectors {x.nbytes / 2**20:,.0f} MB)")

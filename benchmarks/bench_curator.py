@@ -213,6 +213,7 @@ def bench_map(browser, sizes: list[int], runs: int, workdir: Path) -> dict[int, 
 
 def build_home(home: Path, n: int, dim: int, seed: int = 0) -> list[str]:
     from artsim_pipeline.core.ann import build_index, synthetic_clustered_vectors
+    from artsim_pipeline.resources.artefacts import write_ann_index
 
     ids = [("met" if i % 5 < 3 else "smk") + f":{i}" for i in range(n)]
     rows = pl.DataFrame({
@@ -237,7 +238,7 @@ def build_home(home: Path, n: int, dim: int, seed: int = 0) -> list[str]:
         rows.filter(pl.col("source") == src).write_parquet(home / "storage" / "artworks" / f"{src}.parquet")
     vecs = synthetic_clustered_vectors(n, dim=dim, n_clusters=max(1, n // 50), seed=seed)
     pl.DataFrame({"artwork_id": ids, "vector": vecs.tolist()}).write_parquet(home / "storage" / "artwork_vectors.parquet")
-    build_index(ids, vecs).save(home / "indexes" / "ann_index")
+    write_ann_index(build_index(ids, vecs), home / "indexes" / "ann_index")
     return ids
 
 

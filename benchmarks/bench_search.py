@@ -215,6 +215,7 @@ def build_home(home: Path, n: int, sample: pl.DataFrame) -> dict:
     """Artworks, an ann_index and a search_index for n synthetic works under `home`."""
     from artsim_pipeline.core import text_search as ts
     from artsim_pipeline.core.ann import build_index, synthetic_clustered_vectors
+    from artsim_pipeline.resources.artefacts import write_search_index, write_ann_index
 
     artworks = synthetic_artworks(n, sample)
     (home / "storage" / "artworks").mkdir(parents=True, exist_ok=True)
@@ -230,13 +231,12 @@ def build_home(home: Path, n: int, sample: pl.DataFrame) -> dict:
     text_index = build_index(ids, vectors)
     out["hnsw_build_s"] = time.perf_counter() - t0
     directory = home / "indexes" / "search_index"
-    keyword.save(directory / ts.KEYWORD_DIR)
-    text_index.save(directory / ts.TEXT_DIR)
     # synthetic vectors are not MiniLM's: no similarity floor, or every query would return nothing
     fusion = ts.FusionConfig(min_text_similarity=-1.0).as_dict()
-    ts.save_info(directory, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "fusion": fusion, "works": n,
-                             "text_model_id": "sentence-transformers/all-MiniLM-L6-v2"})
-    build_index(ids, synthetic_clustered_vectors(n, dim=64, n_clusters=max(10, n // 100), seed=2)).save(home / "indexes" / "ann_index")
+    write_search_index(directory, keyword, {ts.TEXT_DIR: text_index},
+                       {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "fusion": fusion, "works": n,
+                        "text_model_id": "sentence-transformers/all-MiniLM-L6-v2"})
+    write_ann_index(build_index(ids, synthetic_clustered_vectors(n, dim=64, n_clusters=max(10, n // 100), seed=2)), home / "indexes" / "ann_index")
     pl.DataFrame({"artwork_id": ids[:1], "vector": [[1.0] * 64]}).write_parquet(home / "storage" / "artwork_vectors.parquet")
     out["index_mb"] = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**20
     return out

@@ -30,32 +30,26 @@ Filters
     called under the GIL for every candidate hnswlib looks at: fine for interactive queries,
     slow for bulk work.
 
-On disk (``AnnIndex.save(directory)``, written to a temporary sibling directory and renamed
-into place): ``index.bin`` (hnswlib), ``id_map.parquet`` (``artwork_id``, ``label``,
-``deleted``) and ``build_info.json`` (parameters, counts, timings, model run id / version).
+Stored as its parts (:meth:`AnnIndex.parts`, :meth:`AnnIndex.from_parts`): the hnswlib index,
+the id map (``artwork_id``, ``label``, ``deleted``) and the build info (parameters, counts,
+timings, model run id / version); the files they become are the storage layout's
+(``resources/artefacts.py``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import hnswlib
 import numpy as np
 import polars as pl
 
-INDEX_FILE = "index.bin"
-ID_MAP_FILE = "id_map.parquet"
-BUILD_INFO_FILE = "build_info.json"
 FORMAT_VERSION = 1
 
 _SPACES = ("cosine", "ip")  # both give 1 - cos on L2-normalised vectors
@@ -621,61 +615,34 @@ class AnnIndex:
             reason="incremental",
         )
 
-    # -- persistence -----------------------------------------------------------------------------
+    # -- parts (what is stored; writing and reading them: resources/artefacts.py) -----------------
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write index.bin, id_map.parquet, build_info.json into ``directory`` atomically:
-        everything goes to a temporary sibling directory that is then renamed into place
-        (an existing directory is moved aside first and removed after the swap)."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            with self._lock:
-                self._s.index.save_index(str(tmp / INDEX_FILE))
-                self.id_map().write_parquet(tmp / ID_MAP_FILE)
-                info = dict(self.build_info)
-                info["index_file_bytes"] = (tmp / INDEX_FILE).stat().st_size
-                (tmp / BUILD_INFO_FILE).write_text(
-                    json.dumps(info, indent=2, sort_keys=True), encoding="utf-8"
-                )
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            old = None
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}-{time.time_ns()}"
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+    @contextmanager
+    def parts(self) -> Iterator[tuple[hnswlib.Index, pl.DataFrame, dict[str, Any]]]:
+        """(the hnswlib index, the id map, a copy of the build info), held still while the block
+        runs: no update swaps or changes them meanwhile."""
+        with self._lock:
+            yield self._s.index, self.id_map(), dict(self.build_info)
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str], config: AnnConfig | None = None) -> AnnIndex:
-        """Load a saved index. ``config`` overrides query-time settings (ef, num_threads);
-        build parameters come from build_info.json."""
-        d = Path(directory)
-        info = json.loads((d / BUILD_INFO_FILE).read_text(encoding="utf-8"))
+    @staticmethod
+    def stored_config(info: dict[str, Any], config: AnnConfig | None = None) -> AnnConfig:
+        """The configuration of a stored index: build parameters from its build info, query-time
+        settings (ef, num_threads) from ``config`` when given."""
         saved = AnnConfig.from_dict(info.get("config", {}))
         if config is not None:
-            saved = AnnConfig(
-                **{**asdict(saved), "ef": config.ef, "num_threads": config.num_threads}
-            )
-        idmap = pl.read_parquet(d / ID_MAP_FILE).sort("label")
+            saved = AnnConfig(**{**asdict(saved), "ef": config.ef, "num_threads": config.num_threads})
+        return saved
+
+    @classmethod
+    def from_parts(cls, index: hnswlib.Index, id_map: pl.DataFrame, info: dict[str, Any],
+                   config: AnnConfig | None = None) -> AnnIndex:
+        """The index again from its parts: a loaded hnswlib index, its id map and build info
+        (``config``: see :meth:`stored_config`)."""
+        saved = cls.stored_config(info, config)
+        idmap = id_map.sort("label")
         labels = idmap["label"].to_numpy()
         if len(labels) and not np.array_equal(labels, np.arange(len(labels))):
-            raise ValueError(f"{d / ID_MAP_FILE}: labels are not 0..n-1")
-        dim = int(info["dim"])
-        index = hnswlib.Index(space=saved.space, dim=dim)
-        index.load_index(
-            str(d / INDEX_FILE),
-            max_elements=int(info.get("max_elements", 0)),
-            allow_replace_deleted=True,
-        )
+            raise ValueError("id map: labels are not 0..n-1")
         index.set_ef(saved.ef)
         if saved.threads > 0:
             index.set_num_threads(saved.threads)
@@ -684,10 +651,8 @@ class AnnIndex:
         deleted = idmap["deleted"].to_numpy().astype(bool, copy=True)
         live = {label_ids[i]: int(i) for i in np.flatnonzero(~deleted)}
         if len(live) != int(info.get("count", len(live))):
-            raise ValueError(
-                f"{d}: id map has {len(live)} live ids, build info says {info['count']}"
-            )
-        return cls(_State(index, dim, label_ids, deleted, live), saved, info)
+            raise ValueError(f"id map has {len(live)} live ids, build info says {info['count']}")
+        return cls(_State(index, int(info["dim"]), label_ids, deleted, live), saved, info)
 
 
 def _as_filter(
@@ -755,7 +720,7 @@ def build_index(
     return AnnIndex(state, config, _base_info(config, state, seconds, model_run_id, model_version))
 
 
-def recall_at_k(
+def recall_vs_exact(
     index: AnnIndex,
     ids: Sequence[str],
     vectors: Any,
@@ -763,7 +728,9 @@ def recall_at_k(
     k: int = 10,
     seed: int = 0,
 ) -> float:
-    """Mean recall@k of ``index`` against exact search over ``(ids, vectors)``.
+    """How much of exact search the index finds: the mean fraction of each query's exact top-k
+    (over ``(ids, vectors)``) that is in the index's top-k. (Not the retrieval metric of
+    ``core.ml.metrics.recall_at_k``, which is a hit rate of positives.)
 
     ``sample`` query rows are drawn (without replacement, or all rows if fewer) from
     ``vectors``; their exact top-k among all ``vectors`` (numpy, batched) is compared with the

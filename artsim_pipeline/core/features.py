@@ -37,6 +37,12 @@ def as_matrix(vectors: Any) -> np.ndarray:
     return x
 
 
+def vectors_matrix(frame: pl.DataFrame) -> tuple[list[str], np.ndarray]:
+    """(artwork ids, vectors as float32 rows) of a frame with `artwork_id` and `vector` columns
+    (`artwork_vectors`)."""
+    return frame["artwork_id"].to_list(), as_matrix(frame["vector"])
+
+
 def artwork_features(
     artworks: pl.DataFrame,
     image_embeddings: pl.DataFrame | None,

@@ -34,14 +34,11 @@ and a year range that must overlap ``date_begin..date_end``. A filter that no wo
 from __future__ import annotations
 
 import difflib
-import json
-import os
 import re
 import threading
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,8 +49,8 @@ from artsim_pipeline.core.ann import EXACT_FILTER_MAX, AnnIndex
 RESULT_KEYS = ("artwork_id", "score", "title", "artists", "source", "classification", "landing_url")
 RANKERS = ("keyword", "text", "image")
 MAX_QUERY_CHARS = 500
-KEYWORD_DIR, TEXT_DIR, IMAGE_DIR, INFO_FILE = "keyword", "text", "image", "search_info.json"
-_IDS_FILE = "ids.parquet"
+# the parts of a search index (stored as folders of these names: resources/artefacts.py)
+KEYWORD_DIR, TEXT_DIR, IMAGE_DIR = "keyword", "text", "image"
 
 # letters NFKD leaves alone, folded the way a curator would type them
 _FOLD = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ß": "ss", "ł": "l", "Ł": "l",
@@ -222,20 +219,6 @@ class KeywordIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def save(self, directory: str | os.PathLike[str]) -> None:
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        self.retriever.save(str(path), show_progress=False)
-        pl.DataFrame({"artwork_id": self.ids}, schema={"artwork_id": pl.String}).write_parquet(path / _IDS_FILE)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> KeywordIndex:
-        import bm25s
-
-        path = Path(directory)
-        retriever = bm25s.BM25.load(str(path), show_progress=False)
-        return cls(pl.read_parquet(path / _IDS_FILE)["artwork_id"].to_list(), retriever)
 
     def search(self, tokens: Sequence[str], n: int, mask: np.ndarray | None = None,
                all_terms: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -544,23 +527,6 @@ class TextSearch:
 def public(result: Mapping[str, Any]) -> dict[str, Any]:
     """A result with exactly the ``--json`` keys (``RESULT_KEYS``), in that order."""
     return {key: result.get(key) for key in RESULT_KEYS}
-
-
-# -- files ----------------------------------------------------------------------------------------------
-
-
-def save_info(directory: str | os.PathLike[str], info: Mapping[str, Any]) -> None:
-    Path(directory, INFO_FILE).write_text(json.dumps(dict(info), indent=2, sort_keys=True), encoding="utf-8")
-
-
-def load_parts(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], KeywordIndex, AnnIndex | None, AnnIndex | None]:
-    """(info, keyword index, text index or None, image index or None) from a stored search index."""
-    path = Path(directory)
-    info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
-    parts = set(info.get("parts", []))
-    text = AnnIndex.load(path / TEXT_DIR) if TEXT_DIR in parts else None
-    image = AnnIndex.load(path / IMAGE_DIR) if IMAGE_DIR in parts else None
-    return info, KeywordIndex.load(path / KEYWORD_DIR), text, image
 
 
 def iter_documents(artworks: pl.DataFrame) -> Iterable[tuple[str, list[str]]]:

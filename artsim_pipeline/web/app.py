@@ -148,11 +148,9 @@ class _State:
         self._pool: list[str] | None = None
 
     def _disk_stamp(self) -> tuple:
-        from artsim_pipeline.defs.indexing.assets import INDEX_KEY
-        from artsim_pipeline.defs.indexing.search_assets import SEARCH_INDEX_KEY
+        from artsim_pipeline.resources.artefacts import index_stamps
 
-        return (self.storage.objects.stamp(f"{INDEX_KEY}/build_info.json"),
-                self.storage.objects.stamp(f"{SEARCH_INDEX_KEY}/search_info.json"),
+        return (*index_stamps(self.storage),
                 *(self.tables.objects.stamp(self.tables.table_key("artworks", s)) for s in SOURCES))
 
     def _fresh(self) -> None:

@@ -102,7 +102,7 @@ def test_impossible_filters_say_why(catalog):
 # -- BM25 and the fusion ---------------------------------------------------------------------------------
 
 
-def test_keyword_index_ranks_saves_and_loads(works, tmp_path):
+def test_keyword_index_ranks(works):
     keyword = ts.KeywordIndex.build(*zip(*ts.iter_documents(works)))
     docs, scores = keyword.search(ts.query_tokens("van Gogh cypresses"), 10)
     found = [keyword.ids[d] for d in docs]
@@ -115,10 +115,7 @@ def test_keyword_index_ranks_saves_and_loads(works, tmp_path):
     assert keyword.search(ts.query_tokens("pachyderm"), 10)[0].size == 0  # no shared word: nothing
     mask = np.array([a.startswith("smk:") for a in keyword.ids])
     assert [keyword.ids[d] for d in keyword.search(ts.query_tokens("gogh"), 10, mask)[0]] == ["smk:KKSgb6775/3"]
-    keyword.save(tmp_path / "kw")
-    again = ts.KeywordIndex.load(tmp_path / "kw")
-    assert again.ids == keyword.ids
-    np.testing.assert_array_equal(again.search(ts.query_tokens("van Gogh cypresses"), 10)[0], docs)
+    # saving and loading it: resources/test_artefacts.py
 
 
 def test_reciprocal_rank_fusion():

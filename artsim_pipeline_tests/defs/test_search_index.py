@@ -11,6 +11,7 @@ import polars as pl
 from dagster import AssetKey, materialize
 
 from artsim_pipeline.core import text_search as ts
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline_tests.conftest import save_tiny_vit
 from artsim_pipeline_tests.search_home import build_search_home, save_tiny_clip
@@ -22,7 +23,7 @@ def latest(result, key="search_index") -> dict:
 
 
 def info(home) -> dict:
-    return json.loads((home / "indexes" / "search_index" / ts.INFO_FILE).read_text())
+    return json.loads((home / "indexes" / "search_index" / artefacts.SEARCH_INFO_FILE).read_text())
 
 
 def test_search_index_builds_updates_and_follows_the_backbone(artsim_home, tmp_path):

@@ -4,14 +4,19 @@ where the layout says, locally (the S3 forms: `prod/`)."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime, timezone
 
+import numpy as np
+import polars as pl
+import pytest
 from PIL import Image
 
+from artsim_pipeline.core.ann import AnnConfig, AnnIndex, build_index, synthetic_clustered_vectors
 from artsim_pipeline.core.images import check_image, image_relpath
 from artsim_pipeline.core.raw_store import FetchResult, merge_results
 from artsim_pipeline.resources import artefacts
-from artsim_pipeline.resources.artefacts import FetchCheckpoint
+from artsim_pipeline.resources.artefacts import FetchCheckpoint, read_ann_index, write_ann_index
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 
@@ -69,3 +74,129 @@ def test_checkpoint_survives_a_cut_line_and_compacts_against_the_stored_table(tm
     assert [r.source_id for r in pending] == ["2"]
     assert isinstance(pending[0].fetched_at, datetime) and pending[0].fetched_at.tzinfo == timezone.utc
     assert [r.source_id for r in FetchCheckpoint(path).load()] == ["2"]
+
+
+# -- the similar-works index ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = synthetic_clustered_vectors(3000, 48, n_clusters=60, seed=3)
+    return [("met:" if i % 3 else "smk:") + str(i) for i in range(3000)], x
+
+
+@pytest.fixture(scope="module")
+def built(data):
+    ids, x = data
+    return build_index(ids, x, AnnConfig(num_threads=2), model_run_id="run-1", model_version="v1")
+
+
+def test_save_load_round_trip_gives_identical_results(built, data, tmp_path):
+    ids, x = data
+    target = write_ann_index(built, tmp_path / "ann")
+    assert sorted(p.name for p in target.iterdir()) == [
+        "build_info.json", "id_map.parquet", "index.bin"
+    ]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    idmap = pl.read_parquet(target / "id_map.parquet")
+    assert idmap.schema == {"artwork_id": pl.String, "label": pl.Int64, "deleted": pl.Boolean}
+    info = json.loads((target / "build_info.json").read_text())
+    assert info["model_run_id"] == "run-1" and info["count"] == 3000
+
+    loaded = read_ann_index(target)
+    a_ids, a_sc = built.query(x[:200], 10)
+    b_ids, b_sc = loaded.query(x[:200], 10)
+    assert (a_ids == b_ids).all()
+    np.testing.assert_array_equal(a_sc, b_sc)
+    assert loaded.build_info["model_run_id"] == "run-1"
+
+    write_ann_index(built, target)  # overwriting an existing directory also works
+    assert read_ann_index(target).query(x[:3], 5)[0].tolist() == a_ids[:3, :5].tolist()
+
+
+def test_failed_save_leaves_the_previous_index_intact(built, data, tmp_path, monkeypatch):
+    ids, x = data
+    target = write_ann_index(built, tmp_path / "ann")
+    before = (target / "index.bin").read_bytes()
+
+    def boom(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(AnnIndex, "id_map", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_ann_index(built, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["ann"]  # temp dir cleaned up
+    assert (target / "index.bin").read_bytes() == before
+    monkeypatch.undo()
+    assert len(read_ann_index(target)) == 3000
+
+
+def test_the_stored_ann_index_is_found_under_its_key(built, tmp_path):
+    storage = ArtsimStorage(home=str(tmp_path))
+    assert artefacts.stored_ann_index(storage) is None
+    with pytest.raises(FileNotFoundError, match="no ann_index"):
+        artefacts.load_ann_index(storage)
+    artefacts.save_ann_index(storage, built)
+    assert (tmp_path / "indexes" / "ann_index" / "index.bin").is_file()
+    assert len(artefacts.load_ann_index(storage, AnnConfig(ef=50))) == 3000
+    assert artefacts.index_stamps(storage)[0] is not None
+
+
+# -- heads, the search index, the map -------------------------------------------------------------------
+
+
+def test_a_head_round_trips_under_its_run(tmp_path):
+    import torch
+
+    from artsim_pipeline.core.ml.similarity import build_head
+
+    storage = ArtsimStorage(home=str(tmp_path))
+    head = build_head("identity", 8, 16, 8, 0.0)
+    config = {"head": "identity", "input_dim": 8, "hidden_dim": 16, "out_dim": 8, "dropout": 0.0}
+    key = artefacts.save_head(storage, "run-1", head, config)
+    assert key == artefacts.head_key("run-1") == "models/similarity_model/run-1"
+    assert (tmp_path / key / "head.pt").is_file()
+    loaded, loaded_config = artefacts.load_head(storage, key)
+    assert loaded_config == config and not loaded.training
+    x = torch.randn(4, 8)
+    head.eval()
+    torch.testing.assert_close(loaded(x), head(x))
+    with pytest.raises(FileNotFoundError, match="no model head"):
+        artefacts.load_head(storage, artefacts.head_key("run-2"))
+
+
+def test_the_keyword_index_saves_and_loads(tmp_path):
+    from artsim_pipeline.core import text_search as ts
+
+    keyword = ts.KeywordIndex.build(["met:1", "met:2", "smk:3"], [["van", "gogh", "cypress"], ["rembrandt", "van", "rijn"], ["gogh"]])
+    docs, _ = keyword.search(ts.query_tokens("van Gogh cypresses"), 10)
+    artefacts.write_keyword_index(keyword, tmp_path / "kw")
+    again = artefacts.read_keyword_index(tmp_path / "kw")
+    assert again.ids == keyword.ids
+    np.testing.assert_array_equal(again.search(ts.query_tokens("van Gogh cypresses"), 10)[0], docs)
+
+
+def test_the_search_index_is_stored_whole_with_its_info_last(built, tmp_path):
+    from artsim_pipeline.core import text_search as ts
+
+    storage = ArtsimStorage(home=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no search_index"):
+        artefacts.load_search_index(storage)
+    assert artefacts.stored_search_vector_indexes(storage) == {}
+    keyword = ts.KeywordIndex.build(built.ids[:3], [["a"], ["b"], ["c"]])
+    artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: built}, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR]})
+    directory = tmp_path / "indexes" / "search_index"
+    assert sorted(p.name for p in directory.iterdir()) == ["keyword", "search_info.json", "text"]
+    info, again, text, image = artefacts.load_search_index(storage)
+    assert info["parts"] == ["keyword", "text"] and "built_at" in info
+    assert again.ids == built.ids[:3] and len(text) == len(built) and image is None
+    assert set(artefacts.stored_search_vector_indexes(storage)) == {ts.TEXT_DIR}
+    artefacts.save_search_index(storage, keyword, {}, {"parts": [ts.KEYWORD_DIR]})  # a part no longer built is removed
+    assert sorted(p.name for p in directory.iterdir()) == ["keyword", "search_info.json"]
+
+
+def test_the_collection_map_is_stored_under_maps(tmp_path):
+    storage = ArtsimStorage(home=str(tmp_path))
+    location = artefacts.save_collection_map(storage, "<html>map</html>")
+    assert (tmp_path / "maps" / "collection_map.html").read_text() == "<html>map</html>"
+    assert location.endswith("maps/collection_map.html")

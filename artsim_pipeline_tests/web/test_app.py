@@ -66,7 +66,7 @@ def build_home(home):
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     ids = [r["artwork_id"] for r in rows]
     pl.DataFrame({"artwork_id": ids, "vector": vecs.tolist()}).write_parquet(home / "storage" / "artwork_vectors.parquet")
-    build_index(ids, vecs).save(home / "indexes" / "ann_index")
+    store.write_ann_index(build_index(ids, vecs), home / "indexes" / "ann_index")
     (home / "images" / SHA[:2]).mkdir(parents=True)
     (home / "images" / SHA[:2] / f"{SHA}.jpg").write_bytes(JPEG)
     (home / "storage" / "secret.txt").write_text("do not serve")

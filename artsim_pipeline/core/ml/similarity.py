@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -668,6 +667,7 @@ def train_similarity(
     backbone: nn.Module | None = None,
     inputs: Inputs | None = None,
     aux_labels: dict[str, Sequence[Any]] | None = None,
+    root_dir: str | None = None,
 ) -> TrainResult:
     """Fit a `ProjectionHead` on the train split of `pairs`; early-stop on the val split.
 
@@ -682,6 +682,8 @@ def train_similarity(
     the train-split items' values are auxiliary classification targets (classes with fewer than
     ``config.aux_min_class_count`` train items are left out); the val-split items' values only
     help pick the epoch (``val_agreement_*`` and ``val_selection``); test labels are never read.
+    `root_dir` is where Lightning may write (for a `logger` or `callbacks` that write files);
+    without either, nothing is written (no logger, no checkpointing).
     """
     config = config or TrainConfig()
     ids = list(ids)
@@ -777,7 +779,7 @@ def train_similarity(
             monitor=config.monitor, mode=config.monitor_mode, patience=config.patience,
             min_delta=config.min_delta, strict=True,
         )
-        with tempfile.TemporaryDirectory(prefix="artsim-train-") as root, _quiet(config.quiet):
+        with _quiet(config.quiet):
             trainer = L.Trainer(
                 accelerator=config.accelerator,
                 devices=config.devices,
@@ -791,7 +793,7 @@ def train_similarity(
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
                 gradient_clip_val=config.grad_clip,
-                default_root_dir=root,
+                default_root_dir=root_dir,
                 log_every_n_steps=1,
             )
             started = time.perf_counter()

@@ -7,13 +7,10 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
-from artsim_pipeline.defs.indexing.assets import load_live_index, vectors_matrix
+from artsim_pipeline.core.features import vectors_matrix
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.storage import ArtsimStorage
-
-MAP_KEY = "maps/collection_map.html"
-
 
 class ClustersConfig(Config):
     """k-means on the artwork vectors; None picks about sqrt(n / 2) clusters."""
@@ -76,7 +73,7 @@ def collection_map(
         .join(artworks.select("artwork_id", "title", "artists", "source", "department", "date_text", "image_sha256", "landing_url"),
               on="artwork_id", how="left")
     )
-    index = load_live_index(storage)
+    index = artefacts.load_ann_index(storage)
     found, _ = index.query(vectors, config.neighbours, exclude_ids=None)
     neighbours = {a: [n for n in row if n and n != a][: config.neighbours] for a, row in zip(ids, found.tolist())}
     paths = dict(raw_images.filter(pl.col("status") == "ok").select("sha256", "path").unique("sha256").iter_rows())
@@ -86,8 +83,7 @@ def collection_map(
         if image is not None:
             thumbnails[artwork_id] = thumbnail_data_uri(image, max_side=config.thumbnail_px)
     html = render_map_html(points.drop("image_sha256"), neighbours, thumbnails, method=method, link_landing_pages=True)
-    storage.objects.write_bytes(MAP_KEY, html.encode("utf-8"))
-    location = storage.objects.uri(MAP_KEY)
+    location = artefacts.save_collection_map(storage, html)
     map_link = MetadataValue.url(Path(location).as_uri()) if storage.objects.is_local else MetadataValue.url(location)
     return Output(
         points.select("artwork_id", "x", "y", "cluster"),

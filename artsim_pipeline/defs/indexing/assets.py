@@ -7,8 +7,9 @@ import numpy as np
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 
-from artsim_pipeline.core.features import as_matrix
+from artsim_pipeline.core.features import vectors_matrix
 from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 RECALL_GATE = 0.98
@@ -23,23 +24,6 @@ class AnnIndexConfig(Config):
     recall_sample: int = 1000
 
 
-INDEX_KEY = "indexes/ann_index"
-
-
-def load_live_index(storage: ArtsimStorage):
-    """The index `ann_index` last stored (fetched from S3 when the storage is remote)."""
-    from artsim_pipeline.core.ann import AnnIndex
-
-    directory = storage.fetch_dir(INDEX_KEY)
-    if directory is None or not (directory / "index.bin").exists():
-        raise FileNotFoundError(f"no ann_index under {storage.objects.uri(INDEX_KEY)}")
-    return AnnIndex.load(directory)
-
-
-def vectors_matrix(artwork_vectors: pl.DataFrame) -> tuple[list[str], np.ndarray]:
-    return artwork_vectors["artwork_id"].to_list(), as_matrix(artwork_vectors["vector"])
-
-
 @asset(
     group_name="indexing",
     kinds={"hnswlib", "parquet"},
@@ -48,36 +32,34 @@ def vectors_matrix(artwork_vectors: pl.DataFrame) -> tuple[list[str], np.ndarray
                                 description=f"recall@10 against exact search on sampled queries >= {RECALL_GATE}")],
 )
 def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_vectors: pl.DataFrame, storage: ArtsimStorage):
-    """hnswlib index over `artwork_vectors` (files under `$ARTSIM_HOME/indexes/ann_index/`:
+    """hnswlib index over `artwork_vectors` (files under `indexes/ann_index/` of the storage:
     index.bin, id_map.parquet, build_info.json); the table is the id map. New artworks are
     added and gone ones marked deleted without a rebuild; a new model rebuilds it."""
-    from artsim_pipeline.core.ann import AnnConfig, AnnIndex, build_index, recall_at_k
+    from artsim_pipeline.core.ann import AnnConfig, build_index, recall_vs_exact
 
     ids, vectors = vectors_matrix(artwork_vectors)
     run_ids = artwork_vectors["model_run_id"].unique().to_list()
     model_run_id = f"{run_ids[0]}:{artwork_vectors['vector_source'][0]}" if run_ids else None
     ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
-    existing = storage.fetch_dir(INDEX_KEY)
     started = time.monotonic()
+    index = artefacts.stored_ann_index(storage, ann_config)
     action: dict
-    if existing is not None and (existing / "index.bin").exists():
-        index = AnnIndex.load(existing, ann_config)
+    if index is not None:
         update = index.update(ids, vectors, model_run_id)
         action = update.as_dict()
     else:
         index = build_index(ids, vectors, ann_config, model_run_id=model_run_id)
         action = {"added": len(ids), "deleted": 0, "updated": 0, "unchanged": 0, "rebuilt": True, "reason": "no index yet"}
-    with storage.staged_dir(INDEX_KEY) as directory:
-        index.save(directory)
+    location = artefacts.save_ann_index(storage, index)
     seconds = time.monotonic() - started
-    recall = recall_at_k(index, ids, vectors, sample=config.recall_sample, k=10)
+    recall = recall_vs_exact(index, ids, vectors, sample=config.recall_sample, k=10)
     id_map = index.id_map()
     yield Output(
         id_map,
         metadata={
             "live_items": len(ids),
             "dim": int(vectors.shape[1]) if vectors.size else 0,
-            "index": storage.objects.uri(INDEX_KEY),
+            "index": location,
             "seconds": round(seconds, 2),
             "rebuilt": bool(action.get("rebuilt")),
             "update": MetadataValue.json({k: v for k, v in action.items() if k != "seconds"}),
@@ -113,7 +95,7 @@ def near_duplicates(
     from artsim_pipeline.core.search import calibrate_threshold, near_duplicates as find_near_duplicates
 
     ids, vectors = vectors_matrix(artwork_vectors)
-    index = load_live_index(storage)
+    index = artefacts.load_ann_index(storage)
     position = {artwork_id: i for i, artwork_id in enumerate(ids)}
     known = weak_pairs.filter(pl.col("artwork_id_a").is_in(ids) & pl.col("artwork_id_b").is_in(ids))
 

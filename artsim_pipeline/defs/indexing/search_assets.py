@@ -7,10 +7,7 @@ SigLIP), an hnswlib index over the works' image vectors that text queries reach 
 encoder's text tower. The vector indexes are updated incrementally, like `ann_index`.
 """
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -29,11 +26,11 @@ from dagster import (
 from artsim_pipeline.core.features import as_matrix
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import embedding_buckets
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
 
-SEARCH_INDEX_KEY = "indexes/search_index"
 RECALL_GATE = 0.98
 
 
@@ -55,13 +52,12 @@ class SearchIndexConfig(Config):
     keyword_all_terms: bool = True
 
 
-def _vector_index(existing: Path | None, part: str, ids: list[str], vectors: np.ndarray, model_id: str, ann_config):
+def _vector_index(existing: dict, part: str, ids: list[str], vectors: np.ndarray, model_id: str, ann_config):
     """The stored index of `part` brought up to (ids, vectors), or a fresh one; and what was done."""
-    from artsim_pipeline.core.ann import AnnIndex, build_index
+    from artsim_pipeline.core.ann import build_index
 
-    stored = existing / part if existing is not None else None
-    if stored is not None and (stored / "index.bin").exists():
-        index = AnnIndex.load(stored, ann_config)
+    index = existing.get(part)
+    if index is not None:
         return index, index.update(ids, vectors, model_id).as_dict()
     return build_index(ids, vectors, ann_config, model_run_id=model_id), {"added": len(ids), "rebuilt": True, "reason": "no index yet"}
 
@@ -100,11 +96,11 @@ def search_index(
     backbone, hnswlib over its image vectors for the encoder's text tower. Files under
     `indexes/search_index/`; the table lists each work and which rankings can find it."""
     from artsim_pipeline.core import text_search as ts
-    from artsim_pipeline.core.ann import AnnConfig, recall_at_k
+    from artsim_pipeline.core.ann import AnnConfig, recall_vs_exact
 
     started = time.monotonic()
     ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
-    existing = storage.fetch_dir(SEARCH_INDEX_KEY)
+    existing = artefacts.stored_search_vector_indexes(storage, ann_config)
     works = artworks.unique("artwork_id", keep="first", maintain_order=True).sort("artwork_id")
     ids, documents = zip(*ts.iter_documents(works)) if works.height else ((), ())
     keyword = ts.KeywordIndex.build(list(ids), list(documents))
@@ -132,10 +128,9 @@ def search_index(
     info = {"parts": parts, "fusion": fusion.as_dict(), "works": len(ids), "text_model_id": text_model_id,
             "image_model_id": image_model_id, "backbone_spec": encoder.backbone if image_model_id else None,
             "vocabulary": len(keyword.vocab), "updates": updates}
-    with storage.staged_dir(SEARCH_INDEX_KEY) as directory:
-        _write_parts(Path(directory), keyword, indexes, info)
+    location = artefacts.save_search_index(storage, keyword, indexes, info)
     seconds = time.monotonic() - started
-    recall = recall_at_k(indexes[ts.TEXT_DIR], text_ids, text_matrix, sample=config.recall_sample) if text_ids else 1.0
+    recall = recall_vs_exact(indexes[ts.TEXT_DIR], text_ids, text_matrix, sample=config.recall_sample) if text_ids else 1.0
     text_set = set(text_ids)
     image_set = set(indexes[ts.IMAGE_DIR].ids) if ts.IMAGE_DIR in indexes else set()
     table = pl.DataFrame({"artwork_id": list(ids), "text_vector": [a in text_set for a in ids],
@@ -154,7 +149,7 @@ def search_index(
             "updates": MetadataValue.json(updates),
             "fusion": MetadataValue.json(fusion.as_dict()),
             "text_recall_at_10": round(recall, 4),
-            "index": storage.objects.uri(SEARCH_INDEX_KEY),
+            "index": location,
             "example_document": MetadataValue.md(f"`{' '.join(documents[0])[:300]}`" if documents else "(none)"),
             "preview": markdown_table(table, ["artwork_id", "text_vector", "image_vector"]),
         },
@@ -162,27 +157,3 @@ def search_index(
     yield AssetCheckResult(check_name="text_recall_at_10_vs_exact", passed=recall >= RECALL_GATE,
                            metadata={"recall_at_10": recall, "gate": RECALL_GATE, "queries": min(config.recall_sample, len(text_ids))})
 
-
-def _write_parts(directory: Path, keyword, indexes: dict, info: dict) -> None:
-    """Each part replaced whole (written beside, then renamed), parts no longer built removed,
-    and search_info.json (what readers reload on) written last."""
-    from artsim_pipeline.core import text_search as ts
-
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".keyword.tmp-", dir=directory))
-    keyword.save(staging)
-    old = directory / f".{ts.KEYWORD_DIR}.old-{time.time_ns()}"
-    if (directory / ts.KEYWORD_DIR).exists():
-        (directory / ts.KEYWORD_DIR).rename(old)
-    staging.rename(directory / ts.KEYWORD_DIR)
-    shutil.rmtree(old, ignore_errors=True)
-    for part in (ts.TEXT_DIR, ts.IMAGE_DIR):
-        if part in indexes:
-            indexes[part].save(directory / part)
-        elif (directory / part).exists():
-            shutil.rmtree(directory / part)
-    info = {**info, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    staging = Path(tempfile.mkdtemp(prefix=".info.tmp-", dir=directory))
-    ts.save_info(staging, info)
-    (staging / ts.INFO_FILE).replace(directory / ts.INFO_FILE)
-    staging.rmdir()

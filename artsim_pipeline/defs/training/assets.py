@@ -1,7 +1,6 @@
 """Training: a similarity head learned from the weak pairs, its evaluation, the vectors it gives
 every artwork, and metadata classifiers. Every training materialisation is one MLflow run."""
 
-import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from dagster import (
 
 from artsim_pipeline.core.features import ArtworkFeatures, artwork_features, frame_fingerprint
 from artsim_pipeline.defs.metadata import markdown_table
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.mlflow_tracking import MlflowResource
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -84,42 +84,6 @@ def features_for(fusion: str, artworks, image_embeddings, text_embeddings, encod
     )
 
 
-def save_head(head, directory: Path, config: dict) -> Path:
-    import torch
-
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save(head.state_dict(), directory / "head.pt")
-    (directory / "head_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    return directory
-
-
-def head_key(run_id: str) -> str:
-    """Where `similarity_model` stores a run's head in `ArtsimStorage` (the row's `head_key`)."""
-    return f"models/similarity_model/{run_id}"
-
-
-def load_stored_head(storage: ArtsimStorage, key: str):
-    """The head stored under `key` (fetched from S3 when the storage is remote)."""
-    directory = storage.fetch_dir(key)
-    if directory is None:
-        raise FileNotFoundError(f"no model head under {storage.objects.uri(key)}")
-    return load_head(directory)
-
-
-def load_head(directory: str | Path):
-    """The projection head saved by `save_head` in `directory`."""
-    import torch
-
-    from artsim_pipeline.core.ml.similarity import build_head
-
-    directory = Path(directory)
-    config = json.loads((directory / "head_config.json").read_text())
-    # heads saved before the identity-start head existed have no "head" key: they are projections
-    head = build_head(config.get("head", "pca"), config["input_dim"], config["hidden_dim"], config["out_dim"], config["dropout"])
-    head.load_state_dict(torch.load(directory / "head.pt", map_location="cpu", weights_only=True))
-    return head.eval(), config
-
-
 @asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="2")
 def similarity_model(
     context: AssetExecutionContext,
@@ -169,8 +133,7 @@ def similarity_model(
                        "out_dim": int(result.head.out_dim),
                        "dropout": train_config.dropout, "fusion": config.fusion, "image_model_id": image_model,
                        "text_model_id": encoder.text_model_id()}
-        with storage.staged_dir(head_key(run.info.run_id)) as staged:
-            save_head(result.head, staged, head_config)
+        stored_head = artefacts.save_head(storage, run.info.run_id, result.head, head_config)
         mlflow.log_dict(head_config, "model_config.json")
         mlflow.log_dict({"history": result.history, "counts": result.counts}, "training_history.json")
         info = tracking.log_torch_model(result.head, inputs[:4], registered_model_name=mlflow_tracking.registered_model_name)
@@ -181,7 +144,7 @@ def similarity_model(
         "mlflow_experiment_id": experiment_id,
         "model_uri": info.model_uri,
         "registered_version": str(getattr(info, "registered_model_version", "") or ""),
-        "head_key": head_key(run_id),
+        "head_key": stored_head,
         "fusion": config.fusion,
         "image_model_id": image_model,
         "backbone_spec": encoder.backbone,
@@ -243,7 +206,7 @@ def artwork_vectors(
     use_trained = decision.serve_trained
     features = features_for(model["fusion"], artworks, image_embeddings, text_embeddings, encoder)
     raw = fuse_features(features.image, features.text, model["fusion"])
-    vectors = apply_head(load_stored_head(storage, model["head_key"])[0], raw) if use_trained else raw
+    vectors = apply_head(artefacts.load_head(storage, model["head_key"])[0], raw) if use_trained else raw
     source = "trained" if use_trained else "backbone"
     if not use_trained:
         context.log.warning(f"serving the raw backbone vectors, not the trained head's: {decision.reason}")

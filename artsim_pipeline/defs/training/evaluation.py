@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset
 
-from artsim_pipeline.defs.training.assets import features_for, head_key, load_stored_head, model_row
+from artsim_pipeline.defs.training.assets import features_for, model_row
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.mlflow_tracking import MlflowResource
 from artsim_pipeline.resources.museum_api import MuseumApiResource
@@ -80,7 +81,7 @@ def similarity_evaluation(
     from artsim_pipeline.core.ml.similarity import apply_head, fuse_features
 
     model = model_row(similarity_model)
-    head, _ = load_stored_head(storage, model["head_key"])
+    head, _ = artefacts.load_head(storage, model["head_key"])
     features = features_for(model["fusion"], artworks, image_embeddings, text_embeddings, encoder)
     raw = fuse_features(features.image, features.text, model["fusion"])
     trained = apply_head(head, raw)
@@ -192,7 +193,7 @@ def previous_registered_head(mlflow_tracking: MlflowResource, storage: ArtsimSto
     older = [v for v in versions if v.run_id != model["mlflow_run_id"] and (current is None or int(v.version) < current)]
     for version in sorted(older, key=lambda v: int(v.version), reverse=True):
         try:
-            head, config = load_stored_head(storage, head_key(version.run_id))
+            head, config = artefacts.load_head(storage, artefacts.head_key(version.run_id))
         except FileNotFoundError:
             continue
         same_inputs = (config.get("input_dim") == input_dim and config.get("fusion") == model["fusion"]
