@@ -56,6 +56,7 @@ def build_resources(env: str) -> dict:
             mode="snapshot" if env == "sample" else "live",
             met_base_url=settings.met_base_url(),
             smk_base_url=settings.smk_base_url(),
+            base_urls={k: v for k, v in settings.api_base_urls().items() if k not in ("met", "smk")},
             exports_dir=str(exports) if (exports := settings.exports_dir()) else None,
         ),
     }

@@ -26,12 +26,31 @@ def artsim_home() -> Path:
     return Path(raw).expanduser().resolve() if raw else REPO_ROOT / ".artsim"
 
 
+def api_base_url(source: str) -> str:
+    """The API root of an API source of the registry: `ARTSIM_<KEY>_BASE_URL` (`ARTSIM_MET_BASE_URL`,
+    `ARTSIM_SMK_BASE_URL`, `ARTSIM_CMA_BASE_URL`, `ARTSIM_AIC_BASE_URL`, ...), else the registry's
+    live default (`core/sources.py`)."""
+    from artsim_pipeline.core.sources import source_spec
+
+    spec = source_spec(source)
+    if spec.api_root is None:
+        raise ValueError(f"source {source!r} is not an API source")
+    return (os.environ.get(spec.base_url_variable) or spec.api_root).rstrip("/")
+
+
+def api_base_urls() -> dict[str, str]:
+    """`api_base_url` of every API source of the registry."""
+    from artsim_pipeline.core.sources import API_SOURCES
+
+    return {source: api_base_url(source) for source in API_SOURCES}
+
+
 def met_base_url() -> str:
-    return os.environ.get("ARTSIM_MET_BASE_URL", MET_DEFAULT_BASE_URL).rstrip("/")
+    return api_base_url("met")
 
 
 def smk_base_url() -> str:
-    return os.environ.get("ARTSIM_SMK_BASE_URL", SMK_DEFAULT_BASE_URL).rstrip("/")
+    return api_base_url("smk")
 
 
 def exports_dir() -> Path | None:

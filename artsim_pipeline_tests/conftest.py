@@ -38,15 +38,24 @@ def shared_smk_records():
     return load_shared_smk_records()
 
 
+@pytest.fixture(scope="session")
+def shared_paged_records():
+    """The real records of the paged API sources (`cma`, `aic`), by registry key."""
+    from artsim_pipeline_tests.replay.paged import PAGED_APIS
+
+    return {key: load() for key, (_, _, _, load) in PAGED_APIS.items()}
+
+
 @pytest.fixture
-def replay(shared_met_records, shared_smk_records):
-    """A replay server over 120 real Met records (with the 4 exact ones) and every SMK item."""
+def replay(shared_met_records, shared_smk_records, shared_paged_records):
+    """A replay server over 120 real Met records (with the 4 exact ones), every SMK item and every
+    record of the other API sources of the registry (76 Cleveland, 21 AIC)."""
     from artsim_pipeline_tests.replay.server import ReplayServer
 
     exact_ids = {53426, 436535, 437980, 915129}
     met = [r for r in shared_met_records if r["objectID"] in exact_ids]
     met += [r for r in shared_met_records if r["objectID"] not in exact_ids][:116]
-    with ReplayServer(met_records=met, smk_records=shared_smk_records) as server:
+    with ReplayServer(met_records=met, smk_records=shared_smk_records, records=shared_paged_records) as server:
         yield server
 
 

@@ -12,10 +12,16 @@ Reads the real API records in the shared data folder (``<repo>/../shared/data`` 
 * ``smk_objects.jsonl.gz``: every unique SMK item of ``smk/responses/*.json``, deduplicated by
   ``object_number`` keeping the latest ``modified``; each line is the item's JSON text exactly as
   it appears inside its response body.
+* ``<source>_objects.jsonl.gz`` for every other API source of the registry (``API_ORIGINS`` says
+  where its records are: ``cma``: every record of ``cleveland/artworks.jsonl``, each line as in
+  the file; ``aic``: the 21 records of ``aic/``, each in the stored shape of the AIC client,
+  ``{"data": ..., "info": ..., "config": ...}``, with the licence and IIIF root of its answer).
+  A registry API source without an origin stops the build.
 * ``images/<sha256(url)[:24]>.jpg``: a stand-in image (see
   :mod:`artsim_pipeline.core.standin_images`) for every public-domain record with an image URL
-  (Met ``primaryImageSmall``, SMK ``image_thumbnail``), and ``images/index.json`` mapping each
-  image URL to its file name. Aliases map to the same file: the Met ``primaryImage`` and the SMK
+  (Met ``primaryImageSmall``, SMK ``image_thumbnail``; the other sources: the URL their live
+  client downloads, with the traits read from the record normalised by the registry's
+  normaliser), and ``images/index.json`` mapping each image URL to its file name. Aliases map to the same file: the Met ``primaryImage`` and the SMK
   IIIF URL ``<image_iiif_id>/full/!1024,/0/default.jpg``.
 * ``exports/<source>/``: the collection exports of the source registry, copied verbatim (quirks
   kept: bytes that are not UTF-8, broken maker lists, file names with spaces) from the shared folder
@@ -49,6 +55,7 @@ if str(REPO) not in sys.path:
 
 from artsim_pipeline.core.standin_images import (  # noqa: E402
     StandinTraits,
+    _norm_nationality,
     encode_jpeg,
     normalise_name,
     render_standin,
@@ -208,6 +215,71 @@ def collect_smk(responses: Path) -> list[tuple[str, dict]]:
 # --------------------------------------------------------------------------------------------
 
 
+def _sample_line(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def collect_cma(shared: Path) -> list[tuple[str, dict]]:
+    """Every Cleveland record of ``cleveland/artworks.jsonl`` (unique by ``id``, file order kept)."""
+    seen: dict[Any, tuple[str, dict]] = {}
+    for text, record in read_jsonl_lines(shared / "cleveland" / "artworks.jsonl"):
+        seen.setdefault(record.get("id"), (text, record))
+    return list(seen.values())
+
+
+def collect_aic(shared: Path) -> list[tuple[str, dict]]:
+    """The AIC records (the full single-object answer and the 20 of the listing page), each as the
+    client stores it: ``{"data": <record>, "info": <licence>, "config": <iiif_url>}``."""
+    out: list[tuple[str, dict]] = []
+    for path in sorted((shared / "aic").glob("*.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        items = body["data"] if isinstance(body["data"], list) else [body["data"]]
+        for item in items:
+            envelope = {"data": item, "info": body.get("info"), "config": body.get("config")}
+            out.append((_sample_line(envelope), envelope))
+    unique = {record["data"]["id"]: (text, record) for text, record in out}
+    return [unique[key] for key in sorted(unique)]
+
+
+#: Where each API source of the registry gets its sample records (besides the Met, selected
+#: from two files, and SMK, from its response bodies).
+API_ORIGINS = {"smk": lambda shared: collect_smk(shared / "smk" / "responses"), "cma": collect_cma, "aic": collect_aic}
+
+
+def traits_from_artwork(row: dict) -> StandinTraits:
+    """Traits of a normalised ``artworks`` row: first maker, culture, classification, tags (the
+    sources added through the registry; the Met and SMK keep their record readers)."""
+    artists = row.get("artists") or []
+    return StandinTraits(
+        artist=artists[0] if artists else "",
+        culture=_norm_nationality(row.get("culture") or "") if row.get("culture") else "",
+        classification=row.get("classification") or "",
+        tags=tuple(row.get("tags") or ()),
+        object_key=row["artwork_id"],
+    )
+
+
+def registry_images(source: str, records: list[tuple[str, dict]]) -> list[tuple[str, StandinTraits]]:
+    """(image URL, traits) of each record of ``source`` its live client would download an image
+    for: the URL by the client's rule, the traits from the record normalised by the registry."""
+    import polars as pl
+
+    from artsim_pipeline.core.normalise import normalise
+    from artsim_pipeline.resources.clients.registry import client_class
+
+    rules = client_class(source)
+    urls = {}
+    for text, record in records:
+        url = rules.public_image_url(record)
+        if url:
+            urls[rules.record_key(record)] = url
+    raw = pl.DataFrame({"source_id": [rules.record_key(r) for _, r in records],
+                        "raw_json": [rules.snapshot_text(r, t) for t, r in records], "status": ["ok"] * len(records)})
+    artworks, _ = normalise(source, raw)
+    rows = {row["source_id"]: row for row in artworks.iter_rows(named=True)}
+    return [(url, traits_from_artwork(rows[key])) for key, url in urls.items() if key in rows]
+
+
 def image_file_name(url: str) -> str:
     """File name of the stand-in for ``url``: first 24 hex digits of its SHA-256, ``.jpg``."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:24] + ".jpg"
@@ -218,7 +290,8 @@ def smk_iiif_url(iiif_id: str) -> str:
     return f"{iiif_id.rstrip('/')}/full/!1024,/0/default.jpg"
 
 
-def plan_images(met: list[tuple[str, dict]], smk: list[tuple[str, dict]]) -> tuple[dict[str, StandinTraits], dict[str, str]]:
+def plan_images(met: list[tuple[str, dict]], smk: list[tuple[str, dict]],
+                others: dict[str, list[tuple[str, dict]]] | None = None) -> tuple[dict[str, StandinTraits], dict[str, str]]:
     """(file name -> traits to render, URL -> file name). The first record claiming a URL wins."""
     render: dict[str, StandinTraits] = {}
     index: dict[str, str] = {}
@@ -240,6 +313,9 @@ def plan_images(met: list[tuple[str, dict]], smk: list[tuple[str, dict]]) -> tup
         if item.get("public_domain") is True and url:
             iiif = item.get("image_iiif_id") or ""
             add(url, [smk_iiif_url(iiif)] if iiif else [], traits_from_smk(item))
+    for source, records in sorted((others or {}).items()):
+        for url, traits in registry_images(source, records):
+            add(url, [], traits)
     return render, index
 
 
@@ -309,13 +385,21 @@ def build(shared: Path, out: Path, met_target: int, jobs: int) -> dict[str, Any]
         read_jsonl_lines(shared / "met" / "objects_exact.jsonl"),
         met_target,
     )
-    smk = collect_smk(shared / "smk" / "responses")
-    render, index = plan_images(met, smk)
+    from artsim_pipeline.core.sources import API_SOURCES
+
+    missing = [source for source in API_SOURCES if source != "met" and source not in API_ORIGINS]
+    if missing:
+        raise SystemExit(f"no sample origin for API source(s) {', '.join(missing)}: add them to API_ORIGINS")
+    collected = {source: API_ORIGINS[source](shared) for source in API_SOURCES if source != "met"}
+    smk = collected["smk"]
+    others = {source: records for source, records in collected.items() if source != "smk"}
+    render, index = plan_images(met, smk, others)
 
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     write_if_changed(out / "met_objects.jsonl.gz", gzip_lines([text for text, _ in met]))
-    write_if_changed(out / "smk_objects.jsonl.gz", gzip_lines([text for text, _ in smk]))
+    for source, records in collected.items():
+        write_if_changed(out / f"{source}_objects.jsonl.gz", gzip_lines([text for text, _ in records]))
 
     jobs_list = sorted(render.items())
     written = 0
@@ -339,7 +423,7 @@ def build(shared: Path, out: Path, met_target: int, jobs: int) -> dict[str, Any]
     return {
         "met_records": len(met),
         "met_departments": len({record["department"] for _, record in met}),
-        "smk_records": len(smk),
+        **{f"{source}_records": len(records) for source, records in collected.items()},
         "images": len(render),
         "index_urls": len(index),
         "images_written": written,

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.core.sources import SOURCES, source_label
+
 UMAP_N_NEIGHBORS = 15  # umap-learn's default: local structure over ~15 neighbours
 UMAP_MIN_DIST = 0.1  # umap-learn's default: how tightly points may pack in the map
 # Up to this many rows UMAP gets an exact cosine kNN graph computed here with numpy (~1 s for
@@ -280,13 +282,15 @@ def _text_column(points: pl.DataFrame, name: str) -> list[str | None]:
     return [None if v is None else str(v) for v in col.to_list()]
 
 
-def _categories(values: list[str | None]) -> tuple[list[str], list[int]]:
-    """(category names, code per point; -1 for missing), names ordered by frequency."""
+def _categories(values: list[str | None], order: Sequence[str] = ()) -> tuple[list[str], list[int]]:
+    """(category names, code per point; -1 for missing), names ordered by frequency, or first
+    in ``order`` (museums: the registry's order, so a museum keeps its colour on every map)."""
     counts: dict[str, int] = {}
     for v in values:
         if v is not None and v != "":
             counts[v] = counts.get(v, 0) + 1
-    names = sorted(counts, key=lambda k: (-counts[k], k))
+    rank = {name: i for i, name in enumerate(order)}
+    names = sorted(counts, key=lambda k: (rank.get(k, len(rank)), -counts[k], k))
     code = {name: i for i, name in enumerate(names)}
     return names, [code.get(v, -1) if v not in (None, "") else -1 for v in values]
 
@@ -322,7 +326,9 @@ def map_data(
         ]
     colour_by = {}
     for name, values in colour_fields.items():
-        names, codes = _categories(values)
+        names, codes = _categories(values, SOURCES if name == "museum" else ())
+        if name == "museum":  # the legend names each museum as the source registry does
+            names = [f"{source_label(key)} ({key})" if source_label(key) != key else key for key in names]
         colour_by[name] = {"names": names, "codes": codes}
     maker_col = "artists" if "artists" in points_df.columns else "maker"
     return {
@@ -438,9 +444,11 @@ function resize(){
 }
 function setField(name){
   field=name; var c=D.colourBy[name]; colours=[];
-  for(var k=0;k<c.names.length;k++)colours.push(k<PALETTE.length?PALETTE[k]:OTHER);
+  // every museum gets its own colour (past the palette: hues a golden angle apart); other fields fold their tail into "other"
+  var all=(name==="museum");
+  for(var k=0;k<c.names.length;k++)colours.push(k<PALETTE.length?PALETTE[k]:(all?"hsl("+Math.round((k*137.508)%360)+",60%,45%)":OTHER));
   clear(legend);
-  var shown=Math.min(c.names.length,PALETTE.length);
+  var shown=all?c.names.length:Math.min(c.names.length,PALETTE.length);
   for(var k2=0;k2<shown;k2++){var row=el("div");var sw=el("span",null,"sw");sw.style.background=colours[k2];row.appendChild(sw);row.appendChild(el("span",c.names[k2]));legend.appendChild(row);}
   if(c.names.length>shown||c.codes.indexOf(-1)>=0){var row2=el("div");var sw2=el("span",null,"sw");sw2.style.background=OTHER;row2.appendChild(sw2);row2.appendChild(el("span",c.names.length>shown?"other / unknown":"unknown"));legend.appendChild(row2);}
   draw();

@@ -31,7 +31,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["normalise_artist", "normalise_artists", "is_anonymous"]
+__all__ = ["normalise_artist", "normalise_artists", "is_anonymous", "artist_keys"]
 
 # Letters that NFKD does not decompose into base letter + combining mark.
 _TRANSLIT = str.maketrans(
@@ -214,6 +214,29 @@ def normalise_artist(name: str | None) -> str | None:
     if suffixes:
         key = " ".join([key, *sorted(set(suffixes))])
     return key
+
+
+# "Rembrandt (Rembrandt van Rijn)", "Titian (Tiziano Vecellio)": a short name, then the full one
+_TRAILING_ALIAS = re.compile(r"^(?P<short>[^()]+?)\s*\((?P<full>[^()\d,;:]+)\)\s*$")
+
+
+def artist_keys(name: str | None) -> tuple[str, ...]:
+    """Every key one maker string matches under: :func:`normalise_artist`'s, plus, for the Met's
+    "Short (Full Name)" form, the key of the full name, so that "Rembrandt (Rembrandt van Rijn)"
+    meets another museum's "Rembrandt van Rijn" (and "Titian (Tiziano Vecellio)" a "Tiziano
+    Vecellio"). A full name of one word ("Andrea di Cione (Orcagna)" has "orcagna") is no alias.
+
+    >>> artist_keys("Rembrandt (Rembrandt van Rijn)")
+    ('rembrandt', 'rembrandt van rijn')
+    """
+    key = normalise_artist(name)
+    if key is None or name is None or "(" not in name:
+        return () if key is None else (key,)
+    match = _TRAILING_ALIAS.match(html.unescape(str(name)).strip())
+    alias = normalise_artist(match.group("full")) if match else None
+    if alias is None or alias == key or len(alias.split()) < 2:
+        return (key,)
+    return (key, alias)
 
 
 def normalise_artists(names: Iterable[str | None]) -> dict[str, str | None]:

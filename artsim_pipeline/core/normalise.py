@@ -53,7 +53,6 @@ from artsim_pipeline.core.schema import (
     MAX_TEXT_CHARS,
     MET_DEPARTMENT_LOOKUP,
     QUARANTINE_SCHEMA,
-    SOURCES,
     UTC_DATETIME,
     empty_artworks,
     empty_quarantine,
@@ -229,7 +228,9 @@ FAILURE_SCHEMA = _FAILURE_SCHEMA
 def normalise(
     source: str, raw_objects: pl.DataFrame, raw_images: pl.DataFrame | None = None, *, export: Any = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Normalise one source's ``raw_objects`` into ``(artworks, quarantine)``.
+    """Normalise one source's ``raw_objects`` into ``(artworks, quarantine)`` with the normaliser
+    its registry entry names (``core/sources.py``; Met and SMK are below, the museums added
+    through the registry in ``core/museums/``).
 
     ``raw_images`` (optional) supplies ``image_sha256``: rows with ``status == "ok"`` joined on
     ``source_id`` and ``url`` (falling back to the object's last ok image when the URL has
@@ -242,11 +243,20 @@ def normalise(
         if export.source != source:
             raise ValueError(f"the mapping is for source {export.source!r}, not {source!r}")
         return normalise_export(export, raw_objects, raw_images)
-    if source == "met":
-        return normalise_met(raw_objects, raw_images)
-    if source == "smk":
-        return normalise_smk(raw_objects, raw_images)
-    raise ValueError(f"unknown source {source!r}; expected one of {SOURCES} (an export needs its mapping)")
+    from artsim_pipeline.core.sources import source_spec
+
+    spec = source_spec(source)  # a clear ValueError for an unknown source
+    if spec.normaliser is None:
+        raise ValueError(f"source {source!r} has no normaliser in the registry (an export needs its mapping)")
+    return _registered(spec.normaliser)(raw_objects, raw_images)
+
+
+def _registered(target: str) -> Callable[..., tuple[pl.DataFrame, pl.DataFrame]]:
+    """The function a registry entry names as ``"module:function"`` (imported on first use)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def normalise_staged(

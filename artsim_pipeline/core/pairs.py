@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from artsim_pipeline.core.names import normalise_artist
+from artsim_pipeline.core.names import artist_keys
 
 __all__ = [
     "PairRules",
@@ -222,7 +222,8 @@ def _maker_long(works: pl.DataFrame) -> pl.DataFrame:
     """``(idx, mid, key)``: the normalised makers of each work, unique per work, in list
     order; ``mid`` is a dense id of ``key`` (in key order).
 
-    Only the distinct name strings go through :func:`normalise_artist`."""
+    Only the distinct name strings go through :func:`artist_keys` (a name may have two keys:
+    "Rembrandt (Rembrandt van Rijn)" is "rembrandt" and "rembrandt van rijn")."""
     long = (
         works.select("idx", "artists")
         .explode("artists")
@@ -231,9 +232,9 @@ def _maker_long(works: pl.DataFrame) -> pl.DataFrame:
     )
     names = long.get_column("artists").unique()
     lookup = pl.DataFrame(
-        {"artists": names, "key": [normalise_artist(n) for n in names.to_list()]},
-        schema={"artists": pl.String, "key": pl.String},
-    ).drop_nulls("key")
+        {"artists": names, "key": [list(artist_keys(n)) for n in names.to_list()]},
+        schema={"artists": pl.String, "key": pl.List(pl.String)},
+    ).explode("key").drop_nulls("key")
     lookup = lookup.with_columns((pl.col("key").rank("dense") - 1).cast(_IDX).alias("mid"))
     keys = lookup.select("mid", "key").unique("mid").sort("mid").get_column("key")
     long = (

@@ -9,7 +9,7 @@ Column contract (``ARTWORKS_SCHEMA``, in contract order; ARCHITECTURE.md names t
 column                    dtype                  meaning
 ========================  =====================  ==============================================
 ``artwork_id``            String                 ``"<source>:<source_id>"``, e.g. ``met:436535``
-``source``                String                 a key of the source registry (``met``, ``smk``, ``met_medialab``)
+``source``                String                 a key of the source registry (``met``, ``smk``, ``cma``, ``aic``, ``met_medialab``)
 ``source_id``             String                 the museum's own id (Met objectID, SMK object_number)
 ``title``                 String                 preferred (English) title, HTML stripped
 ``artists``               List(String)           makers in the order the museum lists them
@@ -119,6 +119,7 @@ QUARANTINE_RULES: dict[str, str] = {
     "(collection exports: a later row repeating an id; the first row is kept)",
     "ragged_row": "a collection export row with more fields than the header, or without a column the mapping reads",
     "unparseable_makers": "a collection export's maker list that cannot be read unambiguously (unbalanced quote, unclosed list)",
+    "unreadable": "a record the normaliser cannot read for a reason no rule above names (the reason says which)",
 }
 
 # --------------------------------------------------------------------------------------

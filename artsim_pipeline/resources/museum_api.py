@@ -12,7 +12,7 @@ from pydantic import Field
 from artsim_pipeline.resources.config import MergingConfig
 
 from artsim_pipeline.core.exports.mapping import ExportMapping
-from artsim_pipeline.core.sources import EXPORT_SOURCES, SOURCES, is_export
+from artsim_pipeline.core.sources import EXPORT_SOURCES, SOURCES, is_export, source_spec
 from artsim_pipeline.resources.clients.base import MuseumClient
 
 __all__ = ["MuseumApiResource", "SOURCES"]  # SOURCES: the registry's (core/sources.py), re-exported
@@ -24,8 +24,16 @@ class MuseumApiResource(MergingConfig, ConfigurableResource):
     mode: Literal["live", "snapshot"] = Field(default="snapshot", description="live APIs, or the bundled sample")
     met_base_url: str = "https://collectionapi.metmuseum.org/public/collection/v1"
     smk_base_url: str = "https://api.smk.dk/api/v1"
-    requests_per_second: float = Field(default=10.0, description="shared token-bucket rate per source")
-    burst: int = Field(default=5, description="token-bucket burst; the Met firewall blocks ~30 quick requests")
+    base_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="API root per source key for the other API sources (cma, aic, ...); a source missing here uses "
+        "its registry default (core/sources.py). The Met and SMK keep met_base_url / smk_base_url",
+    )
+    requests_per_second: Optional[float] = Field(
+        default=None, description="shared token-bucket rate per source; unset: each source's registry default "
+        "(10/s; the Art Institute of Chicago 0.95/s, under its 60 requests a minute)")
+    burst: Optional[int] = Field(default=None, description="token-bucket burst; unset: the registry default "
+                                 "(5; AIC 1). The Met firewall blocks ~30 quick requests")
     max_workers: int = 8
     timeout_s: float = 30.0
     max_retries: int = 5
@@ -56,12 +64,30 @@ class MuseumApiResource(MergingConfig, ConfigurableResource):
                 raise ValueError(f"museum_api is in snapshot mode, but ARTSIM_ENV={settings.artsim_env()} is a live "
                                  "environment: the bundled sample is only read with ARTSIM_ENV=sample")
             return SnapshotClient.from_bundled_sample(source, max_objects=self.max_objects)
+        from artsim_pipeline.resources.clients.registry import client_class
+
+        options = {"met": {"department_ids": self.met_department_ids or None}, "smk": {"filters": self.smk_filters}}
+        return client_class(source)(self.base_url(source), self.http_session(source), max_objects=self.max_objects,
+                                    **options.get(source, {}))
+
+    def base_url(self, source: str) -> str:
+        """The API root of an API source: `met_base_url` / `smk_base_url`, else `base_urls[source]`,
+        else the registry's live default."""
+        spec = source_spec(source)
+        if spec.api_root is None:
+            raise ValueError(f"{source!r} is a collection export, not an API")
+        legacy = {"met": self.met_base_url, "smk": self.smk_base_url}
+        return (legacy.get(source) or self.base_urls.get(source) or spec.api_root).rstrip("/")
+
+    def http_session(self, source: str):
+        """A `PoliteSession` at the configured rate, or the source's registry default when none is set."""
         from artsim_pipeline.resources.clients.http import HttpPolicy, PoliteSession
 
-        http = PoliteSession(
+        spec = source_spec(source)
+        return PoliteSession(
             HttpPolicy(
-                requests_per_second=self.requests_per_second,
-                burst=self.burst,
+                requests_per_second=self.requests_per_second if self.requests_per_second is not None else spec.requests_per_second,
+                burst=self.burst if self.burst is not None else spec.burst,
                 max_workers=self.max_workers,
                 timeout_s=self.timeout_s,
                 max_retries=self.max_retries,
@@ -70,13 +96,6 @@ class MuseumApiResource(MergingConfig, ConfigurableResource):
                 firewall_cooldown_s=self.firewall_cooldown_s,
             )
         )
-        if source == "met":
-            from artsim_pipeline.resources.clients.met import MetClient
-
-            return MetClient(self.met_base_url, http, department_ids=self.met_department_ids or None, max_objects=self.max_objects)
-        from artsim_pipeline.resources.clients.smk import SmkClient
-
-        return SmkClient(self.smk_base_url, http, filters=self.smk_filters, max_objects=self.max_objects)
 
     def export_folder(self, source: str) -> Path:
         """Where an export source's files are: `<exports_dir>/<source>/` in live mode when

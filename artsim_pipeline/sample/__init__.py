@@ -1,11 +1,13 @@
-"""The bundled sample collection: real Met and SMK API records with stand-in images, and a
-real collection export with real photographs.
+"""The bundled sample collection: real API records of every API source of the registry (the
+Met, SMK, Cleveland, the Art Institute of Chicago) with stand-in images, and a real collection
+export with real photographs.
 
 Built by ``scripts/build_sample.py`` from the shared real-data folder. It stands in for the live
 APIs and image hosts in the ``sample`` environment and in tests:
 
-* ``met_objects.jsonl.gz`` / ``smk_objects.jsonl.gz``: one record a line, each line the record's
-  JSON text exactly as the API returned it;
+* ``<source>_objects.jsonl.gz`` (``met``, ``smk``, ``cma``, ``aic``): one record a line, each line
+  the record's JSON text as the API returned it (an AIC record inside the client's stored shape,
+  ``{"data": ..., "info": ..., "config": ...}``, which keeps the licence of its description);
 * ``images/index.json``: image URL -> file name under ``images/``; the files are deterministic
   stand-in JPEGs rendered from each record's metadata
   (:mod:`artsim_pipeline.core.standin_images`), since the real image hosts are unreachable;
@@ -48,13 +50,13 @@ def _records_path(source: str) -> Path:
 
 
 def load_sample_raw_lines(source: str) -> list[str]:
-    """The verbatim JSON texts of the sample records of ``source`` ("met" or "smk")."""
+    """The verbatim JSON texts of the sample records of an API ``source``."""
     with gzip.open(_records_path(source), "rt", encoding="utf-8", newline="\n") as handle:
         return [line.rstrip("\n") for line in handle if line.strip()]
 
 
 def load_sample_records(source: str) -> list[dict]:
-    """The sample records of ``source`` ("met" or "smk"), parsed."""
+    """The sample records of an API ``source``, parsed."""
     return [json.loads(line) for line in load_sample_raw_lines(source)]
 
 

@@ -46,7 +46,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from artsim_pipeline.core.names import normalise_artist
+from artsim_pipeline.core.names import artist_keys
 from artsim_pipeline.core.sources import SOURCES
 from artsim_pipeline.web import guard
 
@@ -80,17 +80,16 @@ def _text(value: Any) -> str | None:
 def shared_metadata(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """What two artworks rows have in common, to explain a similarity to a curator.
 
-    ``makers`` (names on both, compared by :func:`normalise_artist`, shown as spelled on
+    ``makers`` (names on both, compared by their :func:`artist_keys`, shown as spelled on
     ``a``), ``culture``, ``classification``, ``department`` (when equal, case-insensitively),
     ``tags`` (shared, case-insensitive), ``dates`` (the overlap of the two date ranges, as
     text). Missing or empty entries are left out.
     """
     out: dict[str, Any] = {}
-    keys_b = {normalise_artist(n) for n in (b.get("artists") or [])} - {None}
+    keys_b = {key for n in (b.get("artists") or []) for key in artist_keys(n)}
     makers = []
     for name in a.get("artists") or []:
-        key = normalise_artist(name)
-        if key is not None and key in keys_b and name not in makers:
+        if keys_b.intersection(artist_keys(name)) and name not in makers:  # "Rembrandt (Rembrandt van Rijn)" too
             makers.append(name)
     if makers:
         out["makers"] = makers

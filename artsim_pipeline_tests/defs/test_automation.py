@@ -20,8 +20,8 @@ from artsim_pipeline.defs.operations.automation import nightly_ingest, retrain_o
 def test_nightly_ingest_requests_one_run_per_museum_keyed_by_day():
     when = datetime(2026, 11, 22, 3, tzinfo=timezone.utc)
     requests = list(nightly_ingest(build_schedule_context(scheduled_execution_time=when)))
-    assert [r.partition_key for r in requests] == ["met", "smk", "met_medialab"]  # the APIs, then the export
-    assert {r.run_key for r in requests} == {"met-2026-11-22", "smk-2026-11-22", "met_medialab-2026-11-22"}
+    assert [r.partition_key for r in requests] == ["met", "smk", "cma", "aic", "met_medialab"]  # the APIs, then the export
+    assert {r.run_key for r in requests} == {f"{s}-2026-11-22" for s in ("met", "smk", "cma", "aic", "met_medialab")}
 
 
 def test_weekly_retrain_is_keyed_by_iso_week():
@@ -57,8 +57,8 @@ def test_definitions_carry_the_jobs_schedules_and_sensors(artsim_home):
     assert graph.get(AssetKey("image_embeddings")).pools == {"gpu"}
     # one partition per source of the registry: the collection export is a partition like the APIs
     for key in ("raw_objects", "raw_images", "artworks", "artworks_quarantine"):
-        assert graph.get(AssetKey(key)).partitions_def.get_partition_keys() == ["met", "smk", "met_medialab"], key
-    assert defs.resolve_job_def("ingest_sources").partitions_def.get_partition_keys() == ["met", "smk", "met_medialab"]
+        assert graph.get(AssetKey(key)).partitions_def.get_partition_keys() == ["met", "smk", "cma", "aic", "met_medialab"], key
+    assert defs.resolve_job_def("ingest_sources").partitions_def.get_partition_keys() == ["met", "smk", "cma", "aic", "met_medialab"]
 
 
 def test_embedding_runs_carry_the_gpu_tags_of_the_deployment(monkeypatch):

@@ -116,7 +116,7 @@ def test_a_second_run_with_nothing_changed_recomputes_nothing_but_ingestion(pipe
 
     home, encoder, instance = pipeline
     report = materialize_all(instance=instance, resources={"encoder": encoder}, run_config=TRAINING)
-    assert report["recomputed"] == ["raw_objects[met]", "raw_objects[smk]", "raw_objects[met_medialab]"]
+    assert report["recomputed"] == [f"raw_objects[{source}]" for source in ("met", "smk", "cma", "aic", "met_medialab")]
     assert report["up_to_date"] >= 20  # every other asset (partition) was found up to date
 
 
@@ -143,6 +143,30 @@ def test_the_real_photographs_go_all_the_way_to_the_index(pipeline, capsys):
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 3 and {r["source"] for r in results} == {"met_medialab"}
     assert any(line.startswith("artworks[met_medialab]: 428 rows") for line in collect_summary())
+
+def test_the_museums_added_through_the_registry_go_through_the_pipeline(pipeline, capsys):
+    """Cleveland (`cma`, 76 works with stand-ins) and the AIC (`aic`, 21 works, none known to be
+    public domain, so no image) are ingested and validated; Cleveland's works are paired with the
+    same makers at the Met, embedded, indexed and answered for; the map and summary name both."""
+    from artsim_pipeline.cli import main
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.summary import collect_summary
+
+    home, _, _ = pipeline
+    defs = build_defs("sample")
+    assert defs.load_asset_value("artworks", partition_key="cma").height == 76
+    assert defs.load_asset_value("artworks", partition_key="aic").height == 21
+    pairs = defs.load_asset_value("weak_pairs").filter(pl.col("rule") == "cross_museum_artist")
+    ends = {tuple(sorted(a.split(":")[0] for a in p)) for p in pairs.select("artwork_id_a", "artwork_id_b").iter_rows()}
+    assert ("cma", "met") in ends  # Degas, Monet, van Gogh, Courbet, Rembrandt ... at both
+    vectors = defs.load_asset_value("artwork_vectors")
+    assert vectors.filter(pl.col("artwork_id").str.starts_with("cma:")).height == 76
+    assert main(["similar", "cma:137259", "-k", "3", "--source", "met", "--json"]) == 0
+    assert {r["source"] for r in json.loads(capsys.readouterr().out)} == {"met"}
+    summary = collect_summary()
+    assert any(line.startswith("artworks[cma]: 76 rows") for line in summary)
+    assert any(line.startswith("artworks[aic]: 21 rows") for line in summary)
+    assert "Cleveland (cma)" in (home / "maps" / "collection_map.html").read_text()
 
 
 def test_automation_follows_changed_data_versions_only(pipeline):

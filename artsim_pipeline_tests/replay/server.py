@@ -1,4 +1,4 @@
-"""A local replay server that stands in for the Met and SMK collection APIs in tests.
+"""A local replay server that stands in for the museum APIs of the source registry in tests.
 
 These machines have no internet, and the live APIs misbehave in ways a pipeline must survive
 (the Met firewall answers bursts with 403 and blocks the client, servers time out, connections
@@ -9,8 +9,13 @@ break mid-body). :class:`ReplayServer` serves real recorded records (see
   (``/objects``, ``/objects/{id}``, ``/departments``, ``/search``), and
 * the SMK Open API, ``https://api.smk.dk/api/v1`` (``/art/search/``, ``/art/?object_number=``),
 
-plus the image hosts (``/images/met/...``, ``/images/smk/...``, ``/iiif/<id>/full/<size>/0/
-default.jpg``). Image URLs inside served records are rewritten to point at this server, and the
+* every other API source of the registry (``core/sources.py``) through its paged routes in
+  ``replay/paged.py`` (Cleveland under ``/cma/api``, the Art Institute of Chicago under
+  ``/aic/api/v1``); ``server.base_urls`` maps each registry key to its root, and a registry API
+  source without replay routes is refused when the server starts,
+
+plus the image hosts (``/images/met/...``, ``/images/smk/...``, ``/images/cma/...``,
+``/iiif/<id>/full/<size>/0/default.jpg``). Image URLs inside served records are rewritten to point at this server, and the
 images are small deterministic PNGs (or whatever ``image_bytes`` returns).
 
 Faults are programmable at run time (``server.faults.add("429", r"/objects/\\d+", count=2)``)
@@ -39,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
@@ -508,12 +513,28 @@ class ReplayServer(ThreadingHTTPServer):
         latency_s: float = 0.0,
         image_bytes: Callable[[str], bytes] | None = None,
         departments: dict[str, Any] | None = None,
+        records: Mapping[str, Iterable[dict]] | None = None,
     ) -> None:
+        """``records``: the records of the other API sources by registry key (``{"cma": [...]}``)."""
+        from artsim_pipeline.core.sources import API_SOURCES
+        from artsim_pipeline_tests.replay.paged import PAGED_APIS
+
+        unserved = [key for key in API_SOURCES if key not in ("met", "smk") and key not in PAGED_APIS]
+        if unserved:
+            raise ValueError(f"the replay server has no routes for API source(s) {', '.join(unserved)} (replay/paged.py)")
         super().__init__(("127.0.0.1", 0), _Handler)
         self.port: int = self.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.met_base_url = self.base_url + MET_PREFIX
         self.smk_base_url = self.base_url + SMK_PREFIX
+        self.apis = {key: cls(key, prefix, id_field) for key, (prefix, id_field, cls, _) in PAGED_APIS.items()}
+        for key, api in self.apis.items():
+            api.base_url = self.base_url
+            for record in (records or {}).get(key, ()):
+                api.set_record(record)
+        #: registry key -> API root on this server
+        self.base_urls: dict[str, str] = {"met": self.met_base_url, "smk": self.smk_base_url,
+                                          **{key: self.base_url + api.prefix for key, api in self.apis.items()}}
         self.latency_s = float(latency_s)
         self.image_bytes: Callable[[str], bytes] = image_bytes or default_image_bytes
         self.faults = FaultRegistry()
@@ -677,6 +698,22 @@ class ReplayServer(ThreadingHTTPServer):
         with self._lock:
             return self._smk.pop(object_number, None) is not None
 
+    def set_record(self, source: str, record: dict) -> None:
+        """Add or replace a record of a paged API source (``cma``, ``aic``), keyed by its id."""
+        with self._lock:
+            self.apis[source].set_record(record)
+
+    def remove_record(self, source: str, record_id: str) -> bool:
+        """Remove a record of a paged API source; returns whether it was there."""
+        with self._lock:
+            return self.apis[source].remove_record(record_id)
+
+    def record(self, source: str, record_id: str) -> dict | None:
+        """A copy of a stored record of a paged API source, or None."""
+        with self._lock:
+            found = self.apis[source].records.get(str(record_id))
+        return copy.deepcopy(found) if found is not None else None
+
     # ---- request log -----------------------------------------------------------------------
 
     def count(self, path_regex: str = ".*", status: int | None = None) -> int:
@@ -818,7 +855,20 @@ class ReplayServer(ThreadingHTTPServer):
             return self._route_smk(path[len(SMK_PREFIX):], query)
         if path.startswith("/images/") or path.startswith("/iiif/"):
             return self._route_image(path)
+        for api in self.apis.values():
+            if path.startswith(api.prefix + "/"):
+                return self._route_paged(api, path[len(api.prefix):], query)
         return _Response(404, _json_bytes({"message": "Not Found"}))
+
+    def _route_paged(self, api, sub: str, query: dict[str, list[str]]) -> _Response:
+        with self._lock:
+            status, body = api.route(sub, query)
+        if status == 200 and isinstance(body, dict) and any(isinstance(i, RawJson) for i in body.get("data") or []):
+            items = body["data"]
+            parts = [item.data if isinstance(item, RawJson) else _json_bytes(item) for item in items]
+            head = _json_bytes({k: v for k, v in body.items() if k != "data"})[:-1]
+            return _Response(200, head + (b'"data": [' if head == b"{" else b', "data": [') + b", ".join(parts) + b"]}")
+        return _Response(status, _json_bytes(body))
 
     # ---- Met -------------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ def export_copy(tmp_path):
 
 
 def test_the_registry_names_the_export_once():
-    assert SOURCES == ("met", "smk", "met_medialab")
-    assert API_SOURCES == ("met", "smk") and EXPORT_SOURCES == ("met_medialab",)
+    assert SOURCES == ("met", "smk", "cma", "aic", "met_medialab")
+    assert API_SOURCES == ("met", "smk", "cma", "aic") and EXPORT_SOURCES == ("met_medialab",)
 
 
 def test_the_client_lists_fetches_and_serves_images():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Literal, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Literal, TypeVar
 
 from artsim_pipeline.core.raw_store import FetchResult, Status, content_hash, utc_now  # noqa: F401 - the clients' record type
 
@@ -66,6 +66,31 @@ class LiveMuseumClient(MuseumClient):
     request on a bounded thread pool by `fetch_object`."""
 
     http: "PoliteSession"  # noqa: F821 - set by subclasses
+
+    # How a record of this API is keyed, dated and stored: the live client's listing uses these,
+    # and so does the snapshot of the bundled sample (`snapshot.py`), which has no instance.
+    @staticmethod
+    def record_key(record: Any) -> str | None:
+        """The id `raw_objects` keys a record by (None when it has no usable one)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def record_modified(record: Any) -> str | None:
+        """When the museum last changed the record, as the API writes it (None if it does not say)."""
+        return None
+
+    @staticmethod
+    def snapshot_text(record: Any, line: str) -> str:
+        """The `raw_json` a live run stores for a record the sample holds as `line`."""
+        return line
+
+    @staticmethod
+    def public_image_url(record: Any) -> str | None:
+        """The image URL this client downloads for a record (public-domain works only)."""
+        raise NotImplementedError
+
+    def image_url(self, record: dict) -> str | None:
+        return self.public_image_url(record)
 
     @abstractmethod
     def fetch_object(self, source_id: str) -> FetchResult:

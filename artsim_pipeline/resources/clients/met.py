@@ -79,3 +79,17 @@ class MetClient(LiveMuseumClient):
 
     def image_url(self, record: dict) -> str | None:
         return met_image_url(record)
+
+    @staticmethod
+    def record_key(record) -> str | None:
+        value = record.get("objectID") if isinstance(record, dict) else None
+        return None if value is None or isinstance(value, bool) else str(value)
+
+    @staticmethod
+    def record_modified(record) -> str | None:
+        value = record.get("metadataDate") if isinstance(record, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    @staticmethod
+    def public_image_url(record) -> str | None:
+        return met_image_url(record)

@@ -182,6 +182,24 @@ class SmkClient(LiveMuseumClient):
         return smk_image_url(record, self.iiif_size)
 
     @staticmethod
+    def record_key(record) -> str | None:
+        number = record.get("object_number") if isinstance(record, dict) else None
+        return number.strip() or None if isinstance(number, str) else None
+
+    @staticmethod
+    def record_modified(record) -> str | None:
+        value = record.get("modified") if isinstance(record, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    @staticmethod
+    def snapshot_text(record, line: str) -> str:
+        return item_json(record)  # what a live listing stores (the sample keeps the text as the API sent it)
+
+    @staticmethod
+    def public_image_url(record) -> str | None:
+        return smk_image_url(record)
+
+    @staticmethod
     def object_path_segment(object_number: str) -> str:
         """Object numbers hold '/' and non-ASCII ("KKSgb6775/3", "KMSst28Ø"): escape for URL paths."""
         return quote(object_number, safe="")
