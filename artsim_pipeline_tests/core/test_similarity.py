@@ -239,62 +239,6 @@ def test_a_backbone_can_be_injected_in_front_of_the_head(data):
     assert isinstance(result.head, ProjectionHead)
 
 
-def test_mlflow_run_has_params_history_figures_and_a_registered_model(tmp_path, monkeypatch, data, trained):
-    import mlflow
-
-    from artsim_pipeline.core.ml.metrics import plot_recall_curve
-    from artsim_pipeline.core.ml.tracking import (
-        log_figure_files,
-        log_history,
-        log_metrics_flat,
-        log_params_flat,
-        log_torch_model,
-        run_url,
-        start_run,
-    )
-
-    ids, X, pairs, _ = data
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    figure = plot_recall_curve({"trained": {1: 0.5, 10: 0.9}}, tmp_path / "recall_at_k.png")
-    with start_run("artsim-test", run_name="similarity", tags={"asset": "similarity_model"}, tracking_uri=uri) as run:
-        assert mlflow.get_tracking_uri() == uri
-        logged = log_params_flat({"train": trained.config.to_dict(), "data": {"n": len(ids)}})
-        assert logged["train.temperature"] == "0.07" and logged["data.n"] == "300"
-        assert log_history(trained.history) > 0
-        log_metrics_flat(evaluate_retrieval(ids, trained.embed(X), pairs), prefix="test_")
-        log_figure_files([figure])
-        info = log_torch_model(trained.head, X[:3], registered_model_name="artsim-test-head")
-        run_id, experiment_id = run.info.run_id, run.info.experiment_id
-    assert mlflow.get_tracking_uri() != uri  # restored
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    finished = client.get_run(run_id)
-    assert finished.info.status == "FINISHED"
-    assert finished.data.params["train.fusion"] == "image"
-    assert finished.data.tags["asset"] == "similarity_model"
-    steps = [m.step for m in client.get_metric_history(run_id, "val_map_at_10")]
-    assert steps == list(range(trained.epochs_run))
-    assert "test_recall_at_10" in finished.data.metrics
-    assert [a.path for a in client.list_artifacts(run_id, "figures")] == ["figures/recall_at_k.png"]
-    assert str(tmp_path) in finished.info.artifact_uri  # artifacts beside the store, not in cwd
-    versions = client.search_model_versions("name='artsim-test-head'")
-    assert len(versions) == 1 and versions[0].run_id == run_id
-    assert info.registered_model_version == 1 or str(info.registered_model_version) == "1"
-    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, X.shape[1]]
-    assert not client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    loaded = mlflow.pytorch.load_model(info.model_uri)  # a torch.export graph: no artsim code needed
-    np.testing.assert_allclose(apply_head(loaded, X[:5]), trained.embed(X[:5]), atol=1e-6)
-
-    with pytest.raises(RuntimeError, match="boom"):
-        with start_run("artsim-test", run_name="fails", tracking_uri=uri):
-            raise RuntimeError("boom")
-    failed = client.search_runs([experiment_id], "attributes.run_name = 'fails'")
-    assert [r.info.status for r in failed] == ["FAILED"]
-    assert run_url(uri, experiment_id, run_id) == f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def test_the_identity_head_starts_as_the_raw_backbone(data):
     from artsim_pipeline.core.ml.similarity import ResidualHead
 

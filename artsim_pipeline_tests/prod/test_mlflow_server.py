@@ -7,7 +7,6 @@ The client only knows the server's http:// URL: artifacts travel through the ser
 
 from __future__ import annotations
 
-from artsim_pipeline.core.ml.tracking import log_figure_files, log_metrics_flat, log_params_flat
 from artsim_pipeline.resources.mlflow_tracking import MlflowResource
 
 ARTIFACT_PREFIX = "mlflow-artifacts/"
@@ -23,9 +22,9 @@ def test_runs_params_metrics_artifacts_and_a_model_version_go_to_the_server_and_
     report.write_text('{"recall_at_10": 0.5}')
 
     with resource.start_run(resource.similarity_experiment, "prod-profile-check", tags={"artsim/test": "prod"}) as run:
-        log_params_flat({"train": {"epochs": 3, "lr": 0.01}, "backbone": "tiny"})
-        log_metrics_flat({"recall_at_10": 0.5, "map_at_10": 0.25, "note": "not a number"}, prefix="test_")
-        assert log_figure_files([report], artifact_path="reports") == ["reports/report.json"]
+        resource.log_params({"train": {"epochs": 3, "lr": 0.01}, "backbone": "tiny"})
+        resource.log_metrics({"recall_at_10": 0.5, "map_at_10": 0.25, "note": "not a number"}, prefix="test_")
+        assert resource.log_files([report], artifact_path="reports") == ["reports/report.json"]
     run_id = run.info.run_id
     assert mlflow.get_tracking_uri() != mlflow_server.url  # start_run restored the previous URI
 

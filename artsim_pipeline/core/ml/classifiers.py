@@ -24,7 +24,6 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -400,11 +399,13 @@ def train_classifier(
 
 
 def plot_confusion_matrix(
-    confusion: np.ndarray, classes: Sequence[str], path: str | Path, normalize: bool = True, title: str | None = None
-) -> Path:
-    """Confusion matrix PNG (rows: true, columns: predicted; row-normalised by default)."""
+    confusion: np.ndarray, classes: Sequence[str], normalize: bool = True, title: str | None = None
+) -> bytes:
+    """Confusion matrix as PNG bytes (rows: true, columns: predicted; row-normalised by default)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from artsim_pipeline.core.ml.metrics import png_bytes
 
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.shape != (len(classes), len(classes)):
@@ -431,7 +432,4 @@ def plot_confusion_matrix(
                             color="white" if shown[i, j] > threshold else "black")
     ax.set_title(title or ("confusion matrix (row-normalised)" if normalize else "confusion matrix"))
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return png_bytes(fig)

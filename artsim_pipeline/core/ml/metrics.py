@@ -21,9 +21,9 @@ Vectors are expected L2-normalised (cosine = dot product); they are re-normalise
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -377,12 +377,15 @@ def _figure(width: float, height: float):
     return fig
 
 
-def plot_recall_curve(
-    curves: Mapping[str, Mapping[int, float]], path: str | Path, title: str = "Test recall@k"
-) -> Path:
-    """One line per model (e.g. {"trained": {1: .4, 5: .8}, "raw": ..., "random": ...}) -> PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure rendered as PNG, in memory."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_recall_curve(curves: Mapping[str, Mapping[int, float]], title: str = "Test recall@k") -> bytes:
+    """One line per model (e.g. {"trained": {1: .4, 5: .8}, "raw": ..., "random": ...}) -> PNG bytes."""
     fig = _figure(6, 4)
     ax = fig.add_subplot(1, 1, 1)
     for name, curve in curves.items():
@@ -396,16 +399,11 @@ def plot_recall_curve(
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
+    return png_bytes(fig)
 
 
-def plot_similarity_histograms(
-    histograms: Mapping[str, Mapping], path: str | Path, title: str = "Cosine: positive vs negative pairs"
-) -> Path:
-    """One panel per model from `similarity_histograms` outputs ({"raw": h1, "trained": h2})."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def plot_similarity_histograms(histograms: Mapping[str, Mapping], title: str = "Cosine: positive vs negative pairs") -> bytes:
+    """One panel per model from `similarity_histograms` outputs ({"raw": h1, "trained": h2}) -> PNG bytes."""
     n = max(1, len(histograms))
     fig = _figure(4.5 * n, 3.6)
     for i, (name, h) in enumerate(histograms.items()):
@@ -423,5 +421,4 @@ def plot_similarity_histograms(
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
+    return png_bytes(fig)

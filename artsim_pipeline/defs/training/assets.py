@@ -1,9 +1,7 @@
 """Training: a similarity head learned from the weak pairs, its evaluation, the vectors it gives
 every artwork, and metadata classifiers. Every training materialisation is one MLflow run."""
 
-import tempfile
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -99,9 +97,6 @@ def similarity_model(
     """A projection head trained with PyTorch Lightning on the train split of `weak_pairs`
     (weighted InfoNCE + mined negatives, early stopping on val); one MLflow run per
     materialisation, model registered. The table is one row describing the model."""
-    import mlflow
-
-    from artsim_pipeline.core.ml import tracking
     from artsim_pipeline.core.ml.agreement import attribute_labels
     from artsim_pipeline.core.ml.similarity import fuse_features, train_similarity
 
@@ -117,26 +112,26 @@ def similarity_model(
     image_model = image_model_id(image_embeddings, encoder) if config.fusion != "text" else None
     with mlflow_tracking.start_run(mlflow_tracking.similarity_experiment, f"similarity-{context.run_id[:8]}",
                                    {"dagster_run_id": context.run_id, "asset": "similarity_model"}) as run:
-        tracking.log_params_flat({**train_config.to_dict(), "image_model_id": image_model,
-                                  "text_model_id": encoder.text_model_id() if config.fusion != "image" else None,
-                                  "n_artworks": len(features.ids), "input_dim": inputs.shape[1]})
-        tracking.log_params_flat({f"data_version.{k}": v for k, v in data_versions.items()})
+        mlflow_tracking.log_params({**train_config.to_dict(), "image_model_id": image_model,
+                                    "text_model_id": encoder.text_model_id() if config.fusion != "image" else None,
+                                    "n_artworks": len(features.ids), "input_dim": inputs.shape[1]})
+        mlflow_tracking.log_params({f"data_version.{k}": v for k, v in data_versions.items()})
         context.log.info(f"training on {len(features.ids)} artworks x {inputs.shape[1]} dims, {weak_pairs.height} pairs")
         aux_labels = {name: values for name, values in attribute_labels(artworks, features.ids).items() if name in config.aux_attributes}
-        tracking.log_params_flat({"aux_attributes": ",".join(sorted(aux_labels))})
+        mlflow_tracking.log_params({"aux_attributes": ",".join(sorted(aux_labels))})
         result = train_similarity(features.ids, features.image, weak_pairs, train_config, X_text=features.text, aux_labels=aux_labels)
-        tracking.log_history(result.history)
-        tracking.log_metrics_flat(getattr(result, "initial_metrics", None) or {}, prefix="initial_")
-        tracking.log_metrics_flat({"best_epoch": result.best_epoch, "best_" + result.monitor: result.best_score,
-                                   "seconds_per_epoch": result.seconds_per_epoch, "fit_seconds": result.fit_seconds})
+        mlflow_tracking.log_history(result.history)
+        mlflow_tracking.log_metrics(getattr(result, "initial_metrics", None) or {}, prefix="initial_")
+        mlflow_tracking.log_metrics({"best_epoch": result.best_epoch, "best_" + result.monitor: result.best_score,
+                                     "seconds_per_epoch": result.seconds_per_epoch, "fit_seconds": result.fit_seconds})
         head_config = {"head": train_config.init, "input_dim": result.input_dim, "hidden_dim": train_config.hidden_dim,
                        "out_dim": int(result.head.out_dim),
                        "dropout": train_config.dropout, "fusion": config.fusion, "image_model_id": image_model,
                        "text_model_id": encoder.text_model_id()}
         stored_head = artefacts.save_head(storage, run.info.run_id, result.head, head_config)
-        mlflow.log_dict(head_config, "model_config.json")
-        mlflow.log_dict({"history": result.history, "counts": result.counts}, "training_history.json")
-        info = tracking.log_torch_model(result.head, inputs[:4], registered_model_name=mlflow_tracking.registered_model_name)
+        mlflow_tracking.log_dict(head_config, "model_config.json")
+        mlflow_tracking.log_dict({"history": result.history, "counts": result.counts}, "training_history.json")
+        info = mlflow_tracking.log_torch_model(result.head, inputs[:4])
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
     last = result.history[-1] if result.history else {}
     row = {
@@ -243,23 +238,18 @@ class ClassifierTrainingConfig(Config):
 
 def _train_classifier_asset(context, task: str, labels: list, X: np.ndarray, config: ClassifierTrainingConfig,
                             mlflow_tracking: MlflowResource, extra_params: dict) -> Output[pl.DataFrame]:
-    from artsim_pipeline.core.ml import tracking
     from artsim_pipeline.core.ml.classifiers import ClassifierConfig, plot_confusion_matrix, train_classifier
 
     classifier_config = ClassifierConfig(hidden_dim=config.hidden_dim, epochs=config.epochs, lr=config.lr,
                                          min_class_count=config.min_class_count, test_fraction=config.test_fraction, seed=config.seed)
     with mlflow_tracking.start_run(mlflow_tracking.classifier_experiment, f"{task}-{context.run_id[:8]}",
                                    {"dagster_run_id": context.run_id, "asset": f"{task}_classifier", "task": task}) as run:
-        tracking.log_params_flat({**classifier_config.to_dict(), **extra_params, "task": task})
+        mlflow_tracking.log_params({**classifier_config.to_dict(), **extra_params, "task": task})
         result = train_classifier(X, labels, classifier_config, task=task)
-        tracking.log_metrics_flat(result.metrics())
-        with tempfile.TemporaryDirectory() as tmp:
-            figure = plot_confusion_matrix(result.confusion, result.classes, Path(tmp) / f"{task}_confusion_matrix.png",
-                                           title=f"{task}: confusion matrix (test split)")
-            tracking.log_figure_files([figure])
-        import mlflow
-
-        mlflow.log_dict({"per_class": result.per_class, "dropped": result.dropped}, f"{task}_per_class.json")
+        mlflow_tracking.log_metrics(result.metrics())
+        mlflow_tracking.log_png(plot_confusion_matrix(result.confusion, result.classes, title=f"{task}: confusion matrix (test split)"),
+                                f"figures/{task}_confusion_matrix.png")
+        mlflow_tracking.log_dict({"per_class": result.per_class, "dropped": result.dropped}, f"{task}_per_class.json")
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
     per_class = pl.DataFrame(result.per_class).with_columns(task=pl.lit(task), mlflow_run_id=pl.lit(run_id))
     return Output(

@@ -2,8 +2,6 @@
 that decides whether curators are served its vectors."""
 
 import math
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -152,55 +150,46 @@ def log_evaluation(mlflow_tracking: MlflowResource, run_id: str, table: pl.DataF
                    pick_ranks: dict, ids: list[str], compared: dict[str, np.ndarray], weak_pairs: pl.DataFrame) -> dict:
     """Every figure as a metric of the model's run (``test_<model>_<criterion>`` over all works,
     ``test_<model>_<group>_<criterion>`` per group), the tables, the gate and the plots."""
-    import mlflow
-
     from artsim_pipeline.core.ml.metrics import plot_recall_curve, plot_similarity_histograms, recall_curve, similarity_histograms
 
-    # a client bound to our store: no global MLflow state is changed in the calling process
-    client = mlflow.MlflowClient(mlflow_tracking.tracking_uri)
+    metrics: dict[str, float] = {}
     for r in table.iter_rows(named=True):
         name = r["criterion"].removeprefix("weak_pair_")
         group = "" if r["group"] == "all" else r["group"].replace(" ", "_").replace("-", "_") + "_"
-        client.log_metric(run_id, f"test_{r['model']}_{group}{name}", float(r["value"]))
+        metrics[f"test_{r['model']}_{group}{name}"] = float(r["value"])
         if r["model"] == "trained" and not math.isnan(r["diff_vs_backbone"]):
-            client.log_metric(run_id, f"test_trained_minus_backbone_{group}{name}", float(r["diff_vs_backbone"]))
-    client.log_metric(run_id, "gate_serves_trained", float(decision.serve_trained))
-    client.set_tag(run_id, "artsim.gate", decision.reason[:5000])
+            metrics[f"test_trained_minus_backbone_{group}{name}"] = float(r["diff_vs_backbone"])
+    metrics["gate_serves_trained"] = float(decision.serve_trained)
     if pick_ranks["judgments"]:
-        for k, v in pick_ranks.items():
-            if isinstance(v, (int, float)):
-                client.log_metric(run_id, f"curator_mean_rank_{k}", float(v))
+        metrics.update({f"curator_mean_rank_{k}": float(v) for k, v in pick_ranks.items() if isinstance(v, (int, float))})
     core = {name: compared[name] for name in ("trained", "backbone")}
-    with tempfile.TemporaryDirectory() as tmp:
-        curves = {name: recall_curve(ids, vectors, weak_pairs, "test") for name, vectors in core.items()}
-        hists = {name: similarity_histograms(ids, vectors, weak_pairs, "test") for name, vectors in core.items()}
-        for figure in (plot_recall_curve(curves, Path(tmp) / "recall_at_k.png"),
-                       plot_similarity_histograms(hists, Path(tmp) / "similarity_histograms.png")):
-            client.log_artifact(run_id, str(figure), "evaluation")
-        client.log_table(run_id, table.drop("mlflow_run_id").to_pandas(), "evaluation/evaluation_table.json")
-        client.log_table(run_id, wide.to_pandas(), "evaluation/evaluation_summary.json")
+    curves = {name: recall_curve(ids, vectors, weak_pairs, "test") for name, vectors in core.items()}
+    hists = {name: similarity_histograms(ids, vectors, weak_pairs, "test") for name, vectors in core.items()}
+    mlflow_tracking.log_to_run(
+        run_id, metrics=metrics, tags={"artsim.gate": decision.reason[:5000]},
+        pngs={"evaluation/recall_at_k.png": plot_recall_curve(curves),
+              "evaluation/similarity_histograms.png": plot_similarity_histograms(hists)},
+        tables={"evaluation/evaluation_table.json": table.drop("mlflow_run_id").to_pandas(),
+                "evaluation/evaluation_summary.json": wide.to_pandas()})
     return hists
 
 
 def previous_registered_head(mlflow_tracking: MlflowResource, storage: ArtsimStorage, model: dict, input_dim: int):
     """(head, version) of the registered model version before this one, when it takes the same
     inputs: curators' picks are then ranked before and after retraining on the same judgments."""
-    import mlflow
-
-    client = mlflow.MlflowClient(mlflow_tracking.tracking_uri)
-    versions = client.search_model_versions(f"name='{mlflow_tracking.registered_model_name}'")
     current = int(model["registered_version"]) if str(model.get("registered_version") or "").isdigit() else None
-    older = [v for v in versions if v.run_id != model["mlflow_run_id"] and (current is None or int(v.version) < current)]
-    for version in sorted(older, key=lambda v: int(v.version), reverse=True):
+    older = [(version, run_id) for version, run_id in mlflow_tracking.registered_versions()
+             if run_id != model["mlflow_run_id"] and (current is None or version < current)]
+    for version, run_id in sorted(older, reverse=True):
         try:
-            head, config = artefacts.load_head(storage, artefacts.head_key(version.run_id))
+            head, config = artefacts.load_head(storage, artefacts.head_key(run_id))
         except FileNotFoundError:
             continue
         same_inputs = (config.get("input_dim") == input_dim and config.get("fusion") == model["fusion"]
                        and config.get("image_model_id") == model["image_model_id"]
                        and config.get("text_model_id") == model["text_model_id"])
         if same_inputs:
-            return head, str(version.version)
+            return head, str(version)
     return None
 
 
