@@ -33,10 +33,12 @@ run: $(STAMP)
 	$(VENV)/bin/artsim materialize
 
 # the browser tests drive Debian's Chromium, the prod-profile tests real PostgreSQL and Redis
-# servers (Debian packages, installed here if missing; started on loopback by the tests)
+# servers (Debian packages, installed here if missing; started on loopback by the tests); the
+# layering contracts ([tool.importlinter] in pyproject.toml) are checked before the tests
 test: $(STAMP)
 	scripts/install-browser.sh
 	scripts/install-services.sh
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 dev: $(STAMP)

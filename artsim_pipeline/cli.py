@@ -3,164 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 
 from artsim_pipeline import settings
 from artsim_pipeline.core.sources import SOURCES
+from artsim_pipeline.materialize import load_run_config, materialize_all  # noqa: F401 - materialize_all: the CLI's, also for tests
 
 
 def _prepare_environment() -> None:
     """Defaults so `artsim` works from any shell: state in ARTSIM_HOME, the repo's dagster.yaml."""
-    os.environ.setdefault("ARTSIM_HOME", str(settings.artsim_home()))
-    if "DAGSTER_HOME" not in os.environ and settings.artsim_env() == "prod":
-        print("artsim: ARTSIM_ENV=prod but DAGSTER_HOME is not set: runs are recorded in the local instance "
-              "of the repo's dagster.yaml, not the production one (point DAGSTER_HOME at deploy/prod)", file=sys.stderr)
-    os.environ.setdefault("DAGSTER_HOME", str(settings.REPO_ROOT))
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.makedirs(os.environ["ARTSIM_HOME"], exist_ok=True)
-
-
-def materialize_all(sources: list[str] | None = None, *, instance=None, resources: dict | None = None, run_config: dict | None = None,
-                    force: bool = False) -> dict:
-    """Materialise the asset graph: per source, then per embedding chunk, then the rest.
-
-    Ingestion (`raw_objects`) always runs: it is how new or changed records are found. Every other
-    asset runs only when it is missing or stale (its code version or an input's data version
-    changed), together with what depends on it; `force` recomputes everything. Runs are recorded
-    in the Dagster instance, so they appear in the UI of `make dev`.
-    """
-    from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
-
-    from artsim_pipeline.definitions import build_defs
-    from artsim_pipeline.defs.partitions import source_partitions
-
-    defs = build_defs()
-    instance = instance or DagsterInstance.get()
-    graph = defs.resolve_asset_graph()
-    assets = list(defs.assets or [])
-    resources = {**(defs.resources or {}), **(resources or {})}
-    by_partitions: dict = {}
-    unpartitioned = set()
-    for key in graph.get_all_asset_keys():
-        node = graph.get(key)
-        if not node.is_materializable:
-            continue
-        if node.is_partitioned:
-            by_partitions.setdefault(node.partitions_def, set()).add(key)
-        else:
-            unpartitioned.add(key)
-    always = {AssetKey("raw_objects")}
-    report: dict = {"recomputed": [], "up_to_date": 0}
-
-    def execute(todo: set, partition: str | None, label: str) -> None:
-        selection = AssetSelection.assets(*todo).required_multi_asset_neighbors()
-        selected = selection.resolve(graph)
-        result = materialize(assets, selection=selection, partition_key=partition, resources=resources, instance=instance,
-                             run_config=_config_for(run_config, selected))
-        if not result.success:
-            raise SystemExit(f"materialising {label} failed (see the Dagster run {result.run_id})")
-        report["recomputed"] += sorted(f"{k.to_user_string()}[{partition}]" if partition else k.to_user_string()
-                                       for k in selected)
-
-    def run(keys: set, partition: str | None, label: str) -> None:
-        if force:
-            execute(set(keys), partition, label)
-            return
-        if keys & always:  # ingest first: what it finds decides what is stale after it
-            execute(keys & always, partition, label)
-        todo = _stale_with_downstream(instance, graph, keys - always, partition)
-        report["up_to_date"] += len(keys - always - todo)
-        if todo:
-            execute(todo, partition, label)
-
-    _observe_sources(defs, instance, resources)
-    # ingest and validation (by source) first: the embedding chunks read their images
-    for partitions_def, keys in sorted(by_partitions.items(), key=lambda item: item[0] != source_partitions):
-        partition_keys = partitions_def.get_partition_keys()
-        if sources and set(partition_keys) >= set(sources):
-            partition_keys = [p for p in partition_keys if p in sources]
-        started = time.monotonic()
-        for partition in partition_keys:
-            run(keys, partition, f"partition {partition}")
-        report[f"partitions {_label(partitions_def)}"] = time.monotonic() - started
-    if unpartitioned:
-        started = time.monotonic()
-        run(unpartitioned, None, "the unpartitioned assets")
-        report["unpartitioned assets"] = time.monotonic() - started
-    return report
-
-
-RUN_CONFIG_SECTIONS = ("ops", "resources", "execution", "loggers")
-
-
-def load_run_config(path: str | None) -> dict | None:
-    """The Dagster run config in the YAML file `path` (None: none). A file that is not a mapping of
-    run-config sections is refused with a message naming the file, before anything runs."""
-    if not path:
-        return None
-    from pathlib import Path
-
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read run config {path}: {exc}") from exc
-    if loaded is None:
-        return None
-    unknown = sorted(set(loaded) - set(RUN_CONFIG_SECTIONS)) if isinstance(loaded, dict) else None
-    if unknown is None or unknown:
-        raise ValueError(f"{path} must be a mapping with the sections {', '.join(RUN_CONFIG_SECTIONS)}"
-                         + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ""))
-    return loaded
-
-
-def _config_for(run_config: dict | None, keys: set) -> dict | None:
-    """`run_config` without the ops of assets that are not in this run (Dagster rejects those)."""
-    if not run_config or "ops" not in run_config:
-        return run_config
-    names = {k.path[-1] for k in keys}
-    ops = {op: cfg for op, cfg in run_config["ops"].items() if op in names}
-    rest = {k: v for k, v in run_config.items() if k != "ops"}
-    return {**rest, "ops": ops} if ops else (rest or None)
-
-
-def _observe_sources(defs, instance, resources: dict) -> None:
-    """Observe the observable source assets (curator judgments) so their data versions are current."""
-    from dagster import SourceAsset
-    from dagster._core.definitions.observe import observe
-
-    observable = [a for a in defs.assets or [] if isinstance(a, SourceAsset) and a.is_observable]
-    if observable:
-        observe(observable, instance=instance, resources={k: v for k, v in resources.items() if k != "io_manager"})
-
-
-def _stale_with_downstream(instance, graph, keys: set, partition: str | None) -> set:
-    """The `keys` that are missing or stale for `partition`, plus those among `keys` downstream of them."""
-    from dagster import AssetSelection
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-    from dagster._time import get_current_datetime
-
-    if not keys:
-        return set()
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-                          instance=instance, asset_graph=graph)
-    resolver = CachingStaleStatusResolver(instance, graph, view)
-    stale = {k for k in keys if resolver.get_status(k, partition) in (StaleStatus.STALE, StaleStatus.MISSING)}
-    if not stale:
-        return set()
-    return AssetSelection.assets(*stale).downstream().resolve(graph) & keys
-
-
-def _label(partitions_def) -> str:
-    keys = partitions_def.get_partition_keys()
-    return f"[{keys[0]} .. {keys[-1]}]"
+    for warning in settings.prepare_process_environment():
+        print(f"artsim: {warning}", file=sys.stderr)
 
 
 def print_summary(report: dict) -> None:
@@ -168,9 +21,7 @@ def print_summary(report: dict) -> None:
 
     print("\n== artsim summary ==")
     recomputed = report.get("recomputed", [])
-    print(f"  recomputed: {len(recomputed)} asset partitions; up to date: {report.get('up_to_date', 0)}")
-    if recomputed:
-        print(f"    {', '.join(recomputed)}")
+    print(f"  recomputed: {len(recomputed)} asset partitions (one line each above); up to date: {report.get('up_to_date', 0)}")
     for step, seconds in report.items():
         if isinstance(seconds, float):
             print(f"  {step}: {seconds:.1f} s")
@@ -187,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", metavar="FILE.yaml", help="Dagster run config: `resources` (e.g. museum_api's rate) and asset `ops` config")
     run.add_argument("--wait", action="store_true",
                      help="when another materialize runs on this ARTSIM_HOME, wait for it (default: exit with code 75)")
+    run.add_argument("--verbose", action="store_true", help="Dagster's event lines on the terminal too (they are always in the run log)")
     sim = sub.add_parser("similar", help="the works most similar to one artwork (or to a local image)")
     sim.add_argument("artwork_id", nargs="?", help="e.g. met:436535 or smk:KMS1")
     sim.add_argument("-k", type=int, default=10, help="how many works (default 10)")
@@ -211,15 +63,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"artsim: {exc}", file=sys.stderr)
             return 2
         what = "every asset" if args.force else "new records, then whatever is missing or stale"
-        print(f"artsim: materialising {what} (ARTSIM_ENV={settings.artsim_env()}, ARTSIM_HOME={os.environ['ARTSIM_HOME']})", flush=True)
+        print(f"artsim: materialising {what} (ARTSIM_ENV={settings.artsim_env()}, ARTSIM_HOME={settings.artsim_home()})", flush=True)
         from artsim_pipeline.runlock import RunLockBusy, run_lock
 
         def waiting(holder: str) -> None:
             print(f"artsim: waiting for {holder} to finish on this ARTSIM_HOME ...", file=sys.stderr, flush=True)
 
         try:
-            with run_lock(os.environ["ARTSIM_HOME"], wait=args.wait, on_wait=waiting):
-                report = materialize_all(args.source, force=args.force, run_config=run_config)
+            with run_lock(settings.artsim_home(), wait=args.wait, on_wait=waiting):
+                report = materialize_all(args.source, force=args.force, run_config=run_config, verbose=args.verbose,
+                                         on_stage=lambda stage: print(f"  {stage.line()}", flush=True))
         except RunLockBusy as exc:
             print(f"artsim: {exc}", file=sys.stderr)
             return 75  # EX_TEMPFAIL: try again later
@@ -234,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from artsim_pipeline.web import serve as serve_app
 
-        print(f"artsim: serving http://{args.host}:{args.port}/ over {os.environ['ARTSIM_HOME']}", flush=True)
-        from artsim_pipeline.definitions import build_resources
+        print(f"artsim: serving http://{args.host}:{args.port}/ over {settings.artsim_home()}", flush=True)
+        from artsim_pipeline.resources.environment import build_resources
 
         resources = build_resources(settings.artsim_env())
-        serve_app(os.environ["ARTSIM_HOME"], host=args.host, port=args.port, storage=resources["storage"], tables=resources["tables"])
+        serve_app(settings.artsim_home(), host=args.host, port=args.port, storage=resources["storage"], tables=resources["tables"])
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

@@ -29,7 +29,7 @@ class SimilarityService:
     @classmethod
     def for_environment(cls) -> "SimilarityService":
         """The service over the storage `ARTSIM_ENV` names (S3 in prod, `$ARTSIM_HOME` otherwise)."""
-        from artsim_pipeline.definitions import build_resources
+        from artsim_pipeline.resources.environment import build_resources
 
         resources = build_resources(settings.artsim_env())
         return cls(tables=resources["tables"], storage=resources["storage"])

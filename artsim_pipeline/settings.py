@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from artsim_pipeline.core.ml.backbones import DEFAULT_BACKBONE
 
 ENVIRONMENTS = ("sample", "local", "prod")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,11 +75,8 @@ def s3_endpoint_url() -> str | None:
     return os.environ.get("ARTSIM_S3_ENDPOINT_URL") or None
 
 
-# EfficientNet-Lite0's pooled 1280-d vector. Chosen on the real photographs, not the stand-ins:
-# the stage-5 grid (`efficientnet_lite0:s5grid7`, the former default) finds the stand-ins' small
-# motifs better, but on real photographs of the test split its neighbours agree less on
-# department and classification, raw and after training (README, "Measured").
-DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
+# EfficientNet-Lite0's pooled 1280-d vector; why this one: core/ml/backbones.py, the one place it is set.
+DEFAULT_IMAGE_BACKBONE = DEFAULT_BACKBONE
 
 
 def image_backbone() -> str:
@@ -101,9 +102,14 @@ def gpu_run_tags() -> dict[str, str]:
     return tags
 
 
+def configured_mlflow_uri() -> str | None:
+    """`MLFLOW_TRACKING_URI` as set (None when unset): prod requires an http(s) tracking server."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
 def mlflow_tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, default a SQLite store under `$ARTSIM_HOME/mlflow/`."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = configured_mlflow_uri()
     if uri:
         return uri
     directory = artsim_home() / "mlflow"
@@ -115,3 +121,61 @@ def allowed_hosts() -> list[str]:
     """`ARTSIM_ALLOWED_HOSTS` (comma-separated): more Host names `artsim serve` answers feedback
     under (loopback names and the bound address always are), e.g. the name of a reverse proxy."""
     return [h.strip() for h in os.environ.get("ARTSIM_ALLOWED_HOSTS", "").split(",") if h.strip()]
+
+
+def alert_webhook() -> str | None:
+    """`ARTSIM_ALERT_WEBHOOK`: a chat or pager webhook URL that failed-run alerts are POSTed to."""
+    return os.environ.get("ARTSIM_ALERT_WEBHOOK") or None
+
+
+def shared_data_dir() -> Path:
+    """`ARTSIM_SHARED_DATA`, else `<repo>/../shared/data`: the real API records and photographs the
+    sample, the replay server and the benchmarks are built from."""
+    raw = os.environ.get("ARTSIM_SHARED_DATA")
+    return Path(raw).expanduser().resolve() if raw else REPO_ROOT.parent / "shared" / "data"
+
+
+# Third-party libraries that phone home or reach the network unless told not to: set for every
+# `artsim` command (the Makefile exports the same), never over a value already set.
+QUIET_LIBRARIES = {
+    "DAGSTER_DISABLE_TELEMETRY": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def prepare_process_environment() -> list[str]:
+    """What every `artsim` command needs in its environment, whatever the shell: `ARTSIM_HOME` (the
+    default made explicit, and created), `DAGSTER_HOME` (the repo's dagster.yaml) and
+    `QUIET_LIBRARIES`. Returns warnings to show (prod without its own `DAGSTER_HOME`)."""
+    warnings = []
+    os.environ.setdefault("ARTSIM_HOME", str(artsim_home()))
+    if "DAGSTER_HOME" not in os.environ and artsim_env() == "prod":
+        warnings.append("ARTSIM_ENV=prod but DAGSTER_HOME is not set: runs are recorded in the local instance "
+                        "of the repo's dagster.yaml, not the production one (point DAGSTER_HOME at deploy/prod)")
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT))
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
+    artsim_home().mkdir(parents=True, exist_ok=True)
+    return warnings
+
+
+@contextmanager
+def preserved(name: str) -> Iterator[None]:
+    """The environment variable `name` as it was before the block (set again, or removed), whatever
+    the block did to it."""
+    saved = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+def silence_great_expectations() -> None:
+    """Great Expectations reads `GX_ANALYTICS_ENABLED` when it is first imported: off, always
+    (the validation suite runs on an ephemeral, offline context)."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"

@@ -13,7 +13,7 @@ def _counts(df: pl.DataFrame, column: str) -> dict:
 
 
 def collect_summary() -> list[str]:
-    from artsim_pipeline.definitions import build_resources
+    from artsim_pipeline.resources.environment import build_resources
 
     store = build_resources(settings.artsim_env())["tables"]  # S3 in prod, $ARTSIM_HOME otherwise
     lines = []
@@ -31,9 +31,9 @@ def collect_summary() -> list[str]:
     pairs = store.read_table("weak_pairs")
     if pairs is not None:
         lines.append(f"weak_pairs: {pairs.height} pairs, by rule {_counts(pairs, 'rule')}, by split {_counts(pairs, 'split')}")
-    from artsim_pipeline.defs.partitions import embedding_buckets
+    from artsim_pipeline.core.images import EMBEDDING_BUCKET_KEYS
 
-    chunks = [t for t in (store.read_table("image_embeddings", b) for b in embedding_buckets.get_partition_keys()) if t is not None]
+    chunks = [t for t in (store.read_table("image_embeddings", b) for b in EMBEDDING_BUCKET_KEYS) if t is not None]
     tables = {"image_embeddings": pl.concat(chunks, how="diagonal_relaxed") if chunks else None, "text_embeddings": store.read_table("text_embeddings")}
     for key, table in tables.items():
         if table is not None:

@@ -32,8 +32,9 @@ from artsim_pipeline.core.schema import MAX_TEXT_CHARS, MET_DEPARTMENT_LOOKUP
 
 
 def shared_data() -> Path:
-    env = os.environ.get("ARTSIM_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    from artsim_pipeline import settings
+
+    return settings.shared_data_dir()
 
 
 def build_raw_objects(rows: int) -> pl.DataFrame:

@@ -55,8 +55,9 @@ SCHEMA = {
 
 
 def shared_data() -> Path:
-    env = os.environ.get("ARTSIM_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    from artsim_pipeline import settings
+
+    return settings.shared_data_dir()
 
 
 def met_base() -> pl.DataFrame:

@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from artsim_pipeline import settings  # noqa: E402
 from artsim_pipeline.core.standin_images import (  # noqa: E402
     StandinTraits,
     _norm_nationality,
@@ -437,7 +438,8 @@ def build(shared: Path, out: Path, met_target: int, jobs: int) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data", help="shared data folder (default: <repo>/../shared/data)")
+    parser.add_argument("--shared", type=Path, default=settings.shared_data_dir(),
+                        help="shared data folder (default: $ARTSIM_SHARED_DATA, else <repo>/../shared/data)")
     parser.add_argument("--out", type=Path, default=REPO / "artsim_pipeline" / "sample", help="output folder (default: artsim_pipeline/sample)")
     parser.add_argument("--met-target", type=int, default=2000, help="number of Met records to select (default: 2000)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="render processes (default: all cores)")

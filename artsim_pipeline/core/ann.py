@@ -44,11 +44,15 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hnswlib
 import numpy as np
 import polars as pl
+
+from artsim_pipeline.core.vectors import l2_normalise
+
+if TYPE_CHECKING:  # hnswlib is imported where an index is built, so configs load light
+    import hnswlib
 
 FORMAT_VERSION = 1
 
@@ -128,13 +132,7 @@ def normalize(vectors: Any, dim: int | None = None) -> np.ndarray:
         raise ValueError(f"vectors must be 1-D or 2-D, got shape {x.shape}")
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"vectors have dimension {x.shape[1]}, the index has {dim}")
-    if x.size and not np.isfinite(x).all():
-        raise ValueError("vectors contain NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if x.shape[0] and (norms <= 1e-12).any():
-        bad = int(np.flatnonzero(norms[:, 0] <= 1e-12)[0])
-        raise ValueError(f"vector at row {bad} has zero norm and cannot be normalised")
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
+    return np.ascontiguousarray(l2_normalise(x), dtype=np.float32)
 
 
 def source_of(artwork_id: str) -> str:
@@ -214,7 +212,7 @@ def synthetic_clustered_vectors(
 class _State:
     """Everything that a rebuild swaps at once."""
 
-    index: hnswlib.Index
+    index: "hnswlib.Index"
     dim: int
     label_ids: np.ndarray  # object: artwork_id of every label ever assigned (index = label)
     deleted: np.ndarray  # bool, per label
@@ -264,6 +262,8 @@ class AnnIndex:
                 deleted.append(False)
             labels[i] = lab
             live[aid] = lab
+        import hnswlib
+
         index = hnswlib.Index(space=config.space, dim=dim)
         index.init_index(
             max_elements=max(n, 1),
@@ -671,6 +671,12 @@ def _as_filter(
     return allowed.__contains__, allowed
 
 
+def _hnswlib_version() -> str:
+    import hnswlib
+
+    return getattr(hnswlib, "__version__", "0.8.0")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -698,7 +704,7 @@ def _base_info(
         "built_at": _now(),
         "model_run_id": model_run_id,
         "model_version": model_version,
-        "hnswlib_version": getattr(hnswlib, "__version__", "0.8.0"),
+        "hnswlib_version": _hnswlib_version(),
     }
 
 

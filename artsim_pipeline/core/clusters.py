@@ -21,6 +21,7 @@ import polars as pl
 
 from artsim_pipeline.core.features import as_matrix
 from artsim_pipeline.core.names import normalise_artist
+from artsim_pipeline.core.vectors import l2_normalise
 
 MAX_CLUSTERS = 50
 MINIBATCH_ABOVE = 50_000  # rows; MiniBatchKMeans beyond this
@@ -55,11 +56,7 @@ def default_n_clusters(n: int, max_clusters: int = MAX_CLUSTERS) -> int:
 
 
 def _normalised(vectors: Any) -> np.ndarray:
-    x = as_matrix(vectors)
-    if not np.isfinite(x).all():
-        raise ValueError("vectors hold NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    return l2_normalise(as_matrix(vectors), zero_rows="keep")
 
 
 def cluster_vectors(

@@ -77,11 +77,9 @@ def umap_min_points(n_neighbors: int = UMAP_N_NEIGHBORS) -> int:
 def _matrix(vectors: Any) -> np.ndarray:
     from artsim_pipeline.core.features import as_matrix
 
-    x = as_matrix(vectors).astype(np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError("vectors hold NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    from artsim_pipeline.core.vectors import l2_normalise
+
+    return l2_normalise(as_matrix(vectors), zero_rows="keep", dtype=np.float64)
 
 
 def _fallback(n: int) -> str:

@@ -19,7 +19,6 @@ exact (pandas turns a nullable Int32 into float64).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -328,8 +327,7 @@ def validate_artworks(df: pl.DataFrame, source: str) -> list[CheckOutcome]:
     years within range, http(s) URLs, ``source`` value; warnings for non-canonical Met
     departments and public-domain works without an image.
     """
-    os.environ["GX_ANALYTICS_ENABLED"] = "False"
-    import great_expectations as gx
+    import great_expectations as gx  # its analytics: off in the project config below, and `settings.silence_great_expectations`
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,

@@ -58,3 +58,14 @@ def check_image(content: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Checked
 def image_relpath(sha256: str, extension: str) -> str:
     """Where an image lives under the image root: two-level fan-out by hash."""
     return f"{sha256[:2]}/{sha256}.{extension}"
+
+
+# Image embedding runs in chunks by the first hex digit of the image sha256 (16 values folded
+# onto EMBEDDING_BUCKETS buckets), so chunks can run as separate, parallel Dagster runs.
+EMBEDDING_BUCKETS = 8
+EMBEDDING_BUCKET_KEYS = tuple(f"bucket{i}" for i in range(EMBEDDING_BUCKETS))
+
+
+def sha_bucket(sha256: str) -> str:
+    """The embedding chunk an image belongs to."""
+    return f"bucket{int(sha256[0], 16) % EMBEDDING_BUCKETS}"

@@ -7,13 +7,13 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from artsim_pipeline.resources.config import MergingConfig
-from artsim_pipeline.settings import DEFAULT_IMAGE_BACKBONE
+from artsim_pipeline.core.ml.backbones import DEFAULT_BACKBONE
 
 
 class EncoderResource(MergingConfig, ConfigurableResource):
     """Backbone choice and inference settings. Heavy imports happen only when a model is loaded."""
 
-    backbone: str = Field(default=DEFAULT_IMAGE_BACKBONE,
+    backbone: str = Field(default=DEFAULT_BACKBONE,
                           description='"efficientnet_lite0:s5grid<g>" (regional), "efficientnet_lite0" (pooled) or "hf:<hub id or local path>"')
     batch_size: int = 32
     num_workers: Optional[int] = Field(default=None, description="DataLoader workers (None: automatic)")
@@ -28,17 +28,16 @@ class EncoderResource(MergingConfig, ConfigurableResource):
 
     def image_model_id(self) -> str:
         """The id image vectors are keyed by; EfficientNet's is known without loading weights."""
-        from artsim_pipeline.core.ml.backbones import (
-            DEFAULT_BACKBONE, EFFICIENTNET_LITE0_GRID_PREFIX, EFFICIENTNET_LITE0_ID, EfficientNetLite0Backbone,
-        )
+        from artsim_pipeline.core.ml.backbones import parse_backbone_spec
 
-        suffix = f"+pp{EfficientNetLite0Backbone.preprocess_version}"
-        if self.backbone in (DEFAULT_BACKBONE, EFFICIENTNET_LITE0_ID):
-            return f"{EFFICIENTNET_LITE0_ID}{suffix}"
-        grid = self.backbone[len(EFFICIENTNET_LITE0_GRID_PREFIX):] if self.backbone.startswith(EFFICIENTNET_LITE0_GRID_PREFIX) else ""
-        if grid.isdigit():
-            return f"{EFFICIENTNET_LITE0_ID}/s5grid{int(grid)}{suffix}"
-        return self.load_backbone().model_id
+        return parse_backbone_spec(self.backbone).known_model_id() or self.load_backbone().model_id
+
+    @property
+    def is_hf(self) -> bool:
+        """Whether the backbone is a Hugging Face model (a CLIP / SigLIP one may have a text tower)."""
+        from artsim_pipeline.core.ml.backbones import parse_backbone_spec
+
+        return parse_backbone_spec(self.backbone).is_hf
 
     def text_model_id(self) -> str:
         from artsim_pipeline.core.ml.text import TEXT_MODEL_ID

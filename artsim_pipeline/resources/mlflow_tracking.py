@@ -33,6 +33,7 @@ from urllib.parse import unquote
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from artsim_pipeline import settings
 from artsim_pipeline.resources.config import MergingConfig
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
@@ -71,24 +72,17 @@ class MlflowResource(MergingConfig, ConfigurableResource):
         # MLflow's temporary tracking URI, when it is restored, deletes MLFLOW_TRACKING_URI from
         # os.environ; put it back, or the next `build_defs` in this process (a Celery worker, a
         # code server, `artsim materialize`) no longer sees the tracking server it was given.
-        saved = os.environ.get("MLFLOW_TRACKING_URI")
-        try:
-            with _tracking(self.tracking_uri):
-                experiment_id = _ensure_experiment(experiment, location)
-                clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
-                run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=clean_tags)
-                try:
-                    yield run
-                except BaseException:
-                    mlflow.end_run(status="FAILED")
-                    raise
-                else:
-                    mlflow.end_run(status="FINISHED")
-        finally:
-            if saved is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
+        with settings.preserved("MLFLOW_TRACKING_URI"), _tracking(self.tracking_uri):
+            experiment_id = _ensure_experiment(experiment, location)
+            clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=clean_tags)
+            try:
+                yield run
+            except BaseException:
+                mlflow.end_run(status="FAILED")
+                raise
             else:
-                os.environ["MLFLOW_TRACKING_URI"] = saved
+                mlflow.end_run(status="FINISHED")
 
     # -- on the active run (inside start_run) ----------------------------------------------------
 

@@ -346,7 +346,7 @@ def test_held_out_curator_judgments_are_scored_by_mean_rank(pipeline):
 def test_new_judgments_make_weak_pairs_and_everything_after_it_stale(pipeline):
     """Runs after the judgment above was recorded: observing `curator_judgments` gives a new data
     version, so the next `artsim materialize` mines pairs and retrains."""
-    from artsim_pipeline.cli import _observe_sources, _stale_with_downstream
+    from artsim_pipeline.materialize import _observe_sources, _stale_with_downstream
     from artsim_pipeline.definitions import build_defs
 
     _, _, instance = pipeline

@@ -9,7 +9,7 @@ import polars as pl
 from dagster import AssetKey, materialize
 
 from artsim_pipeline.core.raw_store import merge_results
-from artsim_pipeline.defs.validation.assets import artworks
+from artsim_pipeline.defs.validation.assets import CHECK_GROUPS, artworks
 from artsim_pipeline.resources.clients.base import FetchResult
 from artsim_pipeline.resources.io_manager import PolarsParquetIOManager
 from artsim_pipeline.resources.tables import TableStore
@@ -113,3 +113,21 @@ def test_load_asset_value_returns_the_polars_frame_for_each_source(artsim_home):
     real = defs.load_asset_value("artworks", partition_key="met_medialab")
     assert real["image_sha256"].is_not_null().all() and real["image_sha256"].n_unique() == 427
     assert real["artwork_id"].str.starts_with("met_medialab:").all() and real["department"].n_unique() == 7
+
+
+def test_artworks_alone_can_be_selected(artsim_home, shared_met_records):
+    """`dagster asset materialize --select artworks` (or selecting it alone in the UI) runs the
+    multi-asset for `artworks` and its checks only: the quarantine table is not written."""
+    store = store_raw(artsim_home, "met", [met_ok(r) for r in shared_met_records[:10]])
+    resources = {"io_manager": PolarsParquetIOManager(store=store), "tables": store, "storage": ArtsimStorage(home=store.base_dir),
+                 "museum_api": MuseumApiResource()}
+    result = materialize([raw_objects, raw_images, artworks], partition_key="met", resources=resources, selection=[AssetKey("artworks")])
+    assert result.success
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {AssetKey("artworks")}
+    assert store.read_table("artworks", "met").height == 10 and store.read_table("artworks_quarantine", "met") is None
+    assert {c.check_name for c in result.get_asset_check_evaluations()} == set(CHECK_GROUPS)
+
+    alone = materialize([raw_objects, raw_images, artworks], partition_key="met", resources=resources,
+                        selection=[AssetKey("artworks_quarantine")])
+    assert alone.success and store.read_table("artworks_quarantine", "met").height == 0
+    assert not alone.get_asset_check_evaluations()  # the checks belong to artworks

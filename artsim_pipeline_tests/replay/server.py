@@ -33,7 +33,6 @@ import copy
 import hashlib
 import io
 import json
-import os
 import re
 import socket
 import struct
@@ -114,11 +113,10 @@ FIREWALL_403_HTML = (
 
 
 def shared_data_dir() -> Path:
-    """The shared data directory: ``$ARTSIM_SHARED_DATA`` or ``<repo>/../shared/data``."""
-    env = os.environ.get("ARTSIM_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """The shared data directory: ``$ARTSIM_SHARED_DATA`` or ``<repo>/../shared/data`` (`settings`)."""
+    from artsim_pipeline import settings
+
+    return settings.shared_data_dir()
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from artsim_pipeline.core.vectors import l2_normalise
+
 ATTRIBUTES = ("department", "classification", "culture", "period")
 DEFAULT_K = 10
 
@@ -39,15 +41,7 @@ def normalise_label(value: object) -> str | None:
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise ValueError(f"vectors must be 2-D, got shape {vectors.shape}")
-    if not np.isfinite(vectors).all():
-        raise ValueError("vectors contain NaN or inf")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError("vectors contain an all-zero row")
-    return vectors / norms
+    return l2_normalise(vectors)
 
 
 def nearest_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = DEFAULT_K, chunk: int = 1024) -> np.ndarray:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from artsim_pipeline.core.vectors import l2_normalise
+
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_MAP_K = 10
 CURVE_KS = (1, 2, 3, 5, 10, 20, 50)
@@ -172,15 +174,7 @@ def retrieval_task(ids: Sequence[str], pairs, split: str = "test") -> RetrievalT
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise ValueError(f"vectors must be 2-D, got shape {vectors.shape}")
-    if not np.isfinite(vectors).all():
-        raise ValueError("vectors contain NaN or inf")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError("vectors contain an all-zero row")
-    return vectors / norms
+    return l2_normalise(vectors)
 
 
 def task_metrics(

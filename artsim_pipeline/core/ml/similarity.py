@@ -44,7 +44,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,96 +55,10 @@ from torch.nn import functional as F
 import lightning as L
 
 from artsim_pipeline.core.ml.metrics import RetrievalTask, retrieval_task, task_metrics
-
-FUSIONS = ("image", "text", "concat")
-#: "identity": `ResidualHead` (starts as the raw backbone, out_dim = in_dim); "pca" / "random":
-#: `ProjectionHead` started from the centred principal directions or a random projection.
-HEAD_INITS = ("identity", "pca", "random")
+from artsim_pipeline.core.ml.train_config import FUSIONS, HEAD_INITS, TrainConfig  # noqa: F401 - re-exported
+from artsim_pipeline.core.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of `train_similarity` (all logged to MLflow as params)."""
-
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256  # positive pairs per step (in-batch negatives: 2 * batch_size - 2)
-    neg_batch_size: int = 128  # mined negative pairs per step
-    max_epochs: int = 30
-    min_epochs: int = 1
-    patience: int = 5
-    min_delta: float = 0.0
-    # mAP@10 rather than recall@10: the hit rate saturates at 1.0 early on small val splits and
-    # then stops training too soon. Any logged val_* key works; the mode is inferred.
-    monitor: str = "val_map_at_10"
-    temperature: float = 0.07
-    neg_margin: float = 0.2
-    neg_weight: float = 1.0
-    hidden_dim: int = 512
-    out_dim: int = 256
-    dropout: float = 0.1
-    fusion: str = "image"  # "image" | "text" | "concat" (see `fuse_features`)
-    seed: int = 0
-    accelerator: str = "cpu"  # "auto" to use a GPU when present
-    devices: int | str = 1
-    num_threads: int | None = None  # torch CPU threads while training; None leaves it alone
-    progress_bar: bool = False
-    quiet: bool = True  # silence Lightning's info banners and dataloader hints
-    eval_batch_size: int = 2048
-    backbone_lr_scale: float = 0.1  # lr multiplier for an injected backbone
-    grad_clip: float | None = 1.0
-    # Head initialisation (see `ProjectionHead.fit_init`): "pca" starts from the centred backbone
-    # features (train-split mean and principal directions), "random" from a random projection.
-    init: str = "pca"
-    whiten: float = 1.0  # 0: PCA rotation (keeps centred cosines); 1: shrunk whitening
-    residual_scale: float = 1.0  # weight of the MLP branch next to the linear path
-    # Multipliers of pair weights by `rule`; rules not named keep their weight (0 drops a rule
-    # from the loss, its pairs still count as known positives). shared_tags pairs (weights
-    # <= 0.5) are the ones whose relation carries over to unseen makers; see the module notes.
-    rule_weights: dict[str, float] | None = field(default_factory=lambda: {"shared_tags": 3.0})
-    # Auxiliary metadata targets (see `train_similarity`'s `aux_labels`): a linear classifier per
-    # attribute on the head's output, trained on train-split works only; 0 switches them off.
-    aux_weight: float = 0.0
-    aux_batch_size: int = 256
-    aux_min_class_count: int = 5
-    # Neighbourhood preservation: KL between the in-batch similarity distributions of the raw
-    # inputs and of the head's outputs, so the head pulls weak positives together without
-    # scrambling the backbone's neighbourhoods; 0 switches it off.
-    preserve_weight: float = 0.0
-    preserve_temperature: float = 0.05
-    # `val_selection` = val mAP@10 + agreement_penalty * (the largest drop, if any, of val
-    # metadata agreement below the untrained head's, over the `aux_labels` attributes): a
-    # monitor that picks the epoch which wins weak pairs without costing curators neighbours.
-    agreement_penalty: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (in-batch negatives)")
-        if self.init not in HEAD_INITS:
-            raise ValueError(f"init must be one of {HEAD_INITS}, got {self.init!r}")
-        if not 0.0 <= self.whiten <= 1.0:
-            raise ValueError("whiten must be in [0, 1]")
-        if self.rule_weights and any(not (math.isfinite(w) and w >= 0) for w in self.rule_weights.values()):
-            raise ValueError("rule_weights must be finite and >= 0")
-        for name in ("aux_weight", "preserve_weight", "agreement_penalty"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be finite and >= 0")
-        if self.preserve_temperature <= 0:
-            raise ValueError("preserve_temperature must be > 0")
-
-    @property
-    def monitor_mode(self) -> str:
-        return "min" if self.monitor.endswith("loss") else "max"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -587,13 +501,7 @@ def fuse_features(image: np.ndarray | None, text: np.ndarray | None, fusion: str
     def unit(m: np.ndarray | None, name: str) -> np.ndarray:
         if m is None:
             raise ValueError(f"fusion={fusion!r} needs {name} embeddings")
-        m = np.asarray(m, dtype=np.float32)
-        if m.ndim != 2 or not np.isfinite(m).all():
-            raise ValueError(f"{name} embeddings must be a finite 2-D array, got shape {m.shape}")
-        norms = np.linalg.norm(m, axis=1, keepdims=True)
-        if (norms == 0).any():
-            raise ValueError(f"{name} embeddings contain an all-zero row")
-        return m / norms
+        return l2_normalise(m, name=f"{name} embeddings")
 
     if fusion == "image":
         return unit(image, "image")

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
 
+from artsim_pipeline.core.ann import AnnConfig
 from artsim_pipeline.core.features import vectors_matrix
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
@@ -16,12 +17,15 @@ RECALL_GATE = 0.98
 
 
 class AnnIndexConfig(Config):
-    """hnswlib parameters (cosine on L2-normalised float32)."""
+    """hnswlib parameters (cosine on L2-normalised float32; defaults: `core.ann.AnnConfig`)."""
 
-    M: int = 16
-    ef_construction: int = 200
-    ef: int = 100
+    M: int = AnnConfig.M
+    ef_construction: int = AnnConfig.ef_construction
+    ef: int = AnnConfig.ef
     recall_sample: int = 1000
+
+    def ann_config(self) -> AnnConfig:
+        return AnnConfig(M=self.M, ef_construction=self.ef_construction, ef=self.ef)
 
 
 @asset(
@@ -35,12 +39,12 @@ def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_ve
     """hnswlib index over `artwork_vectors` (files under `indexes/ann_index/` of the storage:
     index.bin, id_map.parquet, build_info.json); the table is the id map. New artworks are
     added and gone ones marked deleted without a rebuild; a new model rebuilds it."""
-    from artsim_pipeline.core.ann import AnnConfig, build_index, recall_vs_exact
+    from artsim_pipeline.core.ann import build_index, recall_vs_exact
 
     ids, vectors = vectors_matrix(artwork_vectors)
     run_ids = artwork_vectors["model_run_id"].unique().to_list()
     model_run_id = f"{run_ids[0]}:{artwork_vectors['vector_source'][0]}" if run_ids else None
-    ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
+    ann_config = config.ann_config()
     started = time.monotonic()
     index = artefacts.stored_ann_index(storage, ann_config)
     action: dict

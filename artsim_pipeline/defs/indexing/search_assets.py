@@ -23,9 +23,11 @@ from dagster import (
     asset,
 )
 
+from artsim_pipeline.core.ann import AnnConfig
 from artsim_pipeline.core.features import as_matrix
+from artsim_pipeline.core.text_search import FusionConfig
 from artsim_pipeline.defs.metadata import markdown_table
-from artsim_pipeline.defs.partitions import embedding_buckets
+from artsim_pipeline.core.images import EMBEDDING_BUCKET_KEYS
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -36,20 +38,21 @@ RECALL_GATE = 0.98
 
 class SearchIndexConfig(Config):
     """hnswlib parameters of the vector indexes, and how the search fuses its rankings (stored
-    with the index, so `artsim search` and `artsim serve` use what was configured here)."""
+    with the index, so `artsim search` and `artsim serve` use what was configured here).
+    Defaults: `core.ann.AnnConfig` and `core.text_search.FusionConfig`."""
 
-    M: int = 16
-    ef_construction: int = 200
-    ef: int = 100
+    M: int = AnnConfig.M
+    ef_construction: int = AnnConfig.ef_construction
+    ef: int = AnnConfig.ef
     recall_sample: int = 1000
-    keyword_weight: float = 1.0
-    text_weight: float = 1.0
-    image_weight: float = 1.0
-    rrf_k: int = 60
-    candidates: int = 100
-    min_text_similarity: float = 0.15
-    min_image_similarity: float = 0.0
-    keyword_all_terms: bool = True
+    keyword_weight: float = FusionConfig.keyword_weight
+    text_weight: float = FusionConfig.text_weight
+    image_weight: float = FusionConfig.image_weight
+    rrf_k: int = FusionConfig.rrf_k
+    candidates: int = FusionConfig.candidates
+    min_text_similarity: float = FusionConfig.min_text_similarity
+    min_image_similarity: float = FusionConfig.min_image_similarity
+    keyword_all_terms: bool = FusionConfig.keyword_all_terms
 
 
 def _vector_index(existing: dict, part: str, ids: list[str], vectors: np.ndarray, model_id: str, ann_config):
@@ -65,7 +68,7 @@ def _vector_index(existing: dict, part: str, ids: list[str], vectors: np.ndarray
 def image_vectors(artworks: pl.DataFrame, tables: TableStore, model_id: str) -> tuple[list[str], np.ndarray]:
     """(artwork ids, image vectors of `model_id`) for the works whose image was embedded with it."""
     chunks = [t.filter(pl.col("model_id") == model_id).select("image_sha256", "vector")
-              for t in (tables.read_table("image_embeddings", b) for b in embedding_buckets.get_partition_keys()) if t is not None]
+              for t in (tables.read_table("image_embeddings", b) for b in EMBEDDING_BUCKET_KEYS) if t is not None]
     if not chunks:
         return [], np.zeros((0, 0), np.float32)
     vectors = pl.concat(chunks).unique("image_sha256")
@@ -96,7 +99,7 @@ def search_index(
     backbone, hnswlib over its image vectors for the encoder's text tower. Files under
     `indexes/search_index/`; the table lists each work and which rankings can find it."""
     from artsim_pipeline.core import text_search as ts
-    from artsim_pipeline.core.ann import AnnConfig, recall_vs_exact
+    from artsim_pipeline.core.ann import recall_vs_exact
 
     started = time.monotonic()
     ann_config = AnnConfig(M=config.M, ef_construction=config.ef_construction, ef=config.ef)
@@ -115,7 +118,7 @@ def search_index(
         indexes[ts.TEXT_DIR], updates[ts.TEXT_DIR] = _vector_index(existing, ts.TEXT_DIR, text_ids, text_matrix, text_model_id, ann_config)
         parts.append(ts.TEXT_DIR)
     image_model_id = None
-    if encoder.backbone.startswith("hf:"):
+    if encoder.is_hf:
         backbone = encoder.load_backbone()
         if backbone.has_text_tower:
             image_model_id = backbone.model_id

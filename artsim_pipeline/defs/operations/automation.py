@@ -1,8 +1,6 @@
 """Unattended operation: nightly re-ingestion, weekly retraining, retraining when the labels
 change, and an alert when a run fails."""
 
-import logging
-import os
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
@@ -27,9 +25,8 @@ from dagster import (
 
 from artsim_pipeline.defs.partitions import embedding_buckets, source_partitions
 from artsim_pipeline.core.sources import SOURCES
+from artsim_pipeline.resources.alerts import send_alert
 from artsim_pipeline.resources.storage import ArtsimStorage
-
-alert_log = logging.getLogger("artsim.alerts")
 
 # Ingestion starts on the schedule; everything after it follows its inputs declaratively.
 SCHEDULED_ROOTS = {AssetKey("raw_objects")}
@@ -155,24 +152,6 @@ def pairs_from_new_judgments(context: SensorEvaluationContext, storage: ArtsimSt
         return SkipReason(f"no new judgments ({count})")
     context.update_cursor(str(count))
     return RunRequest(run_key=f"judgments-{count}", tags={"artsim/trigger": "curator-feedback"})
-
-
-def send_alert(message: str, details: dict) -> None:
-    """The alert hook: always a line on the `artsim.alerts` logger; with `ARTSIM_ALERT_WEBHOOK`
-    set, also a JSON POST there (chat, pager or mail gateway). A hook that fails is logged, never
-    raised: the alert line has already been written."""
-    alert_log.error(message)
-    url = os.environ.get("ARTSIM_ALERT_WEBHOOK")
-    if url:
-        from urllib.parse import urlsplit
-
-        import requests
-
-        try:
-            requests.post(url, json={"text": message, **details}, timeout=10).raise_for_status()
-        except requests.RequestException as exc:
-            # chat webhooks carry their secret in the URL: name the host only
-            alert_log.error(f"the alert webhook on {urlsplit(url).hostname} failed: {type(exc).__name__}")
 
 
 @run_failure_sensor(default_status=DefaultSensorStatus.RUNNING)

@@ -16,6 +16,8 @@ from dagster import (
 )
 
 from artsim_pipeline.core.features import ArtworkFeatures, artwork_features, frame_fingerprint
+from artsim_pipeline.core.ml.classifiers import ClassifierConfig
+from artsim_pipeline.core.ml.train_config import TrainConfig, pipeline_train_config
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
@@ -23,45 +25,48 @@ from artsim_pipeline.resources.mlflow_tracking import MlflowResource
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 
-class SimilarityTrainingConfig(Config):
-    """Hyper-parameters of the similarity head (see `core.ml.similarity.TrainConfig`). The defaults
-    are the pipeline's choice, measured on the real photographs (README, "Measured"): a residual
-    head that starts as the raw backbone, metadata as auxiliary targets, a term that keeps the
-    backbone's neighbourhoods, and an epoch picked so that val metadata agreement does not drop."""
+_PIPELINE = pipeline_train_config()
 
-    fusion: str = "image"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    max_epochs: int = 30
-    patience: int = 5
-    temperature: float = 0.07
-    neg_margin: float = 0.2
-    hidden_dim: int = 512
-    out_dim: int = 256
-    dropout: float = 0.1
-    seed: int = 0
-    num_threads: Optional[int] = None
-    accelerator: str = "auto"
-    init: str = Field(default="identity", description='"identity": a residual head that starts as the raw backbone; '
-                                                      '"pca": the centred, whitened backbone metric; "random"')
-    whiten: float = 1.0
-    residual_scale: float = 0.3
-    rule_weights: dict[str, float] = Field(default_factory=lambda: {"shared_tags": 3.0},
+
+class SimilarityTrainingConfig(Config):
+    """Hyper-parameters of the similarity head. The defaults are the pipeline's:
+    `core.ml.train_config.TrainConfig` with `PIPELINE_CHOICES` (measured on the real photographs,
+    README "Measured"): a residual head that starts as the raw backbone, metadata as auxiliary
+    targets, a term that keeps the backbone's neighbourhoods, and an epoch picked so that val
+    metadata agreement does not drop."""
+
+    fusion: str = _PIPELINE.fusion
+    lr: float = _PIPELINE.lr
+    weight_decay: float = _PIPELINE.weight_decay
+    batch_size: int = _PIPELINE.batch_size
+    max_epochs: int = _PIPELINE.max_epochs
+    patience: int = _PIPELINE.patience
+    temperature: float = _PIPELINE.temperature
+    neg_margin: float = _PIPELINE.neg_margin
+    hidden_dim: int = _PIPELINE.hidden_dim
+    out_dim: int = _PIPELINE.out_dim
+    dropout: float = _PIPELINE.dropout
+    seed: int = _PIPELINE.seed
+    num_threads: Optional[int] = _PIPELINE.num_threads
+    accelerator: str = _PIPELINE.accelerator
+    init: str = Field(default=_PIPELINE.init, description='"identity": a residual head that starts as the raw backbone; '
+                                                          '"pca": the centred, whitened backbone metric; "random"')
+    whiten: float = _PIPELINE.whiten
+    residual_scale: float = _PIPELINE.residual_scale
+    rule_weights: dict[str, float] = Field(default_factory=lambda: dict(_PIPELINE.rule_weights or {}),
                                            description="loss multipliers per rule (on top of the pair weights)")
-    aux_weight: float = Field(default=1.0, description="weight of the metadata classifiers trained beside the head (0: off)")
+    aux_weight: float = Field(default=_PIPELINE.aux_weight, description="weight of the metadata classifiers trained beside the head (0: off)")
     aux_attributes: list[str] = Field(default_factory=lambda: ["department", "classification", "culture", "period"],
                                       description="metadata used as auxiliary targets (train-split works) and to pick the "
                                                   "epoch (val-split works); test labels are never read")
-    preserve_weight: float = Field(default=3.0, description="weight of the term that keeps the backbone's neighbourhoods (0: off)")
-    preserve_temperature: float = 0.05
-    monitor: str = Field(default="val_selection", description="early-stopping metric: val mAP@10 minus a penalty for any "
-                                                              "drop of val metadata agreement below the backbone's")
-    agreement_penalty: float = 2.0
+    preserve_weight: float = Field(default=_PIPELINE.preserve_weight,
+                                   description="weight of the term that keeps the backbone's neighbourhoods (0: off)")
+    preserve_temperature: float = _PIPELINE.preserve_temperature
+    monitor: str = Field(default=_PIPELINE.monitor, description="early-stopping metric: val mAP@10 minus a penalty for any "
+                                                                "drop of val metadata agreement below the backbone's")
+    agreement_penalty: float = _PIPELINE.agreement_penalty
 
-    def train_config(self):
-        from artsim_pipeline.core.ml.similarity import TrainConfig
-
+    def train_config(self) -> TrainConfig:
         return TrainConfig(**self.model_dump(exclude={"aux_attributes"}))
 
 
@@ -224,24 +229,29 @@ def artwork_vectors(
     )
 
 
+_CLASSIFIER = ClassifierConfig()
+
+
 class ClassifierTrainingConfig(Config):
     """Settings of the metadata classifiers (defaults: `core.ml.classifiers.ClassifierConfig`)."""
 
-    hidden_dim: int = 0
-    epochs: int = 100
-    lr: float = 1e-2
-    min_class_count: int = 10
-    test_fraction: float = 0.25
-    seed: int = 0
+    hidden_dim: int = _CLASSIFIER.hidden_dim
+    epochs: int = _CLASSIFIER.epochs
+    lr: float = _CLASSIFIER.lr
+    min_class_count: int = _CLASSIFIER.min_class_count
+    test_fraction: float = _CLASSIFIER.test_fraction
+    seed: int = _CLASSIFIER.seed
     period_scheme: str = "epoch"
+
+    def classifier_config(self) -> ClassifierConfig:
+        return ClassifierConfig(**self.model_dump(exclude={"period_scheme"}))
 
 
 def _train_classifier_asset(context, task: str, labels: list, X: np.ndarray, config: ClassifierTrainingConfig,
                             mlflow_tracking: MlflowResource, extra_params: dict) -> Output[pl.DataFrame]:
-    from artsim_pipeline.core.ml.classifiers import ClassifierConfig, plot_confusion_matrix, train_classifier
+    from artsim_pipeline.core.ml.classifiers import plot_confusion_matrix, train_classifier
 
-    classifier_config = ClassifierConfig(hidden_dim=config.hidden_dim, epochs=config.epochs, lr=config.lr,
-                                         min_class_count=config.min_class_count, test_fraction=config.test_fraction, seed=config.seed)
+    classifier_config = config.classifier_config()
     with mlflow_tracking.start_run(mlflow_tracking.classifier_experiment, f"{task}-{context.run_id[:8]}",
                                    {"dagster_run_id": context.run_id, "asset": f"{task}_classifier", "task": task}) as run:
         mlflow_tracking.log_params({**classifier_config.to_dict(), **extra_params, "task": task})

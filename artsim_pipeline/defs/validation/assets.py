@@ -14,6 +14,7 @@ from dagster import (
     multi_asset,
 )
 
+from artsim_pipeline import settings
 from artsim_pipeline.core.normalise import normalise
 from artsim_pipeline.core.sources import is_export
 from artsim_pipeline.defs.metadata import markdown_table
@@ -54,12 +55,14 @@ def check_group(outcome_name: str) -> str:
         "artworks": AssetOut(
             description="The normalised, validated cross-museum schema (one row per artwork).",
             io_manager_key="io_manager",
+            is_required=False,
             kinds={"polars", "parquet"},
             code_version="1",
         ),
         "artworks_quarantine": AssetOut(
             description="Records that could not be normalised or failed a row-level rule: raw id, rule, readable reason.",
             io_manager_key="io_manager",
+            is_required=False,
             kinds={"polars", "parquet"},
             code_version="1",
         ),
@@ -67,6 +70,7 @@ def check_group(outcome_name: str) -> str:
     ins={"raw_objects": AssetIn(), "raw_images": AssetIn()},
     partitions_def=source_partitions,
     group_name="validation",
+    can_subset=True,  # `--select artworks` alone works: only the selected tables (and checks) are written
     check_specs=[
         AssetCheckSpec(name, asset="artworks", blocking=blocking, description=description)
         for name, (_, blocking, description) in CHECK_GROUPS.items()
@@ -74,9 +78,11 @@ def check_group(outcome_name: str) -> str:
 )
 def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_images: pl.DataFrame, museum_api: MuseumApiResource):
     """Normalise one source's raw records, quarantine what breaks a row rule, then validate
-    the table with great-expectations (offline, ephemeral context)."""
+    the table with great-expectations (offline, ephemeral context). Either table can be
+    materialised alone; the checks run with `artworks`."""
     from artsim_pipeline.core.expectations import validate_artworks
 
+    selected = context.selected_output_names
     source = context.partition_key
     # a collection export is read through its mapping (where its files are depends on the mode)
     export = museum_api.export_mapping(source) if is_export(source) else None
@@ -87,6 +93,18 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
         context.log.warning(f"{source}: {text_repairs} lone surrogates in stored records were replaced with U+FFFD")
     by_rule = dict(quarantine.group_by("rule").len().sort("rule").iter_rows()) if quarantine.height else {}
 
+    if "artworks_quarantine" in selected:
+        yield Output(
+            quarantine,
+            output_name="artworks_quarantine",
+            metadata={
+                "rows": quarantine.height,
+                "by_rule": MetadataValue.json(by_rule),
+                "preview": markdown_table(quarantine, ["source_id", "rule", "reason"]),
+            },
+        )
+    if "artworks" not in selected:
+        return
     yield Output(
         table,
         output_name="artworks",
@@ -101,16 +119,8 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
             "preview": markdown_table(table, ["artwork_id", "title", "artists", "date_text", "department", "culture"]),
         },
     )
-    yield Output(
-        quarantine,
-        output_name="artworks_quarantine",
-        metadata={
-            "rows": quarantine.height,
-            "by_rule": MetadataValue.json(by_rule),
-            "preview": markdown_table(quarantine, ["source_id", "rule", "reason"]),
-        },
-    )
 
+    settings.silence_great_expectations()
     outcomes = validate_artworks(table, source)
     grouped: dict[str, list] = {name: [] for name in CHECK_GROUPS}
     for outcome in outcomes:

@@ -1,0 +1,47 @@
+"""`artsim materialize` output: one line per asset (partition) with what it holds and how long it
+took; Dagster's event lines stay in the run log unless `--verbose`."""
+
+from __future__ import annotations
+
+import polars as pl
+from dagster import DagsterInstance, MetadataValue, Output, asset, materialize
+
+from artsim_pipeline.materialize import Stage, _with_console, stages_of
+
+
+@asset
+def counted(context) -> Output[pl.DataFrame]:
+    context.log.info("counting")
+    return Output(pl.DataFrame({"x": [1, 2, 3]}), metadata={"rows": 3, "preview": MetadataValue.md("x")})
+
+
+@asset
+def scored() -> Output[int]:
+    return Output(1, metadata={"note": "no count here", "recall_at_10": 0.9876})
+
+
+def test_one_stage_per_materialised_asset_with_its_count_and_seconds(capfd):
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([counted, scored], instance=instance, run_config=_with_console(None, verbose=False))
+    stages = {s.asset: s for s in stages_of(result)}
+    assert stages["counted"].count == 3 and stages["counted"].unit == "rows" and stages["counted"].seconds >= 0
+    assert stages["scored"].unit == "recall_at_10" and stages["scored"].count == 0.9876  # no count: its first figure
+    assert stages["counted"].line().split()[:3] == ["counted", "3", "rows"] and stages["counted"].line().endswith(" s")
+    assert "recall_at_10 0.988" in stages["scored"].line()
+    assert Stage("artworks", "met", 1997, "rows", 2.6).line().startswith("artworks[met]")
+    err = capfd.readouterr().err
+    assert "STEP_START" not in err and "counting" not in err  # the events are in the run log, not on the terminal
+
+
+def test_verbose_shows_dagsters_events(capfd):
+    with DagsterInstance.ephemeral() as instance:
+        materialize([counted], instance=instance, run_config=_with_console(None, verbose=True))
+    err = capfd.readouterr().err
+    assert "STEP_START" in err and "counting" in err
+
+
+def test_a_loggers_section_given_in_the_run_config_wins():
+    given = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": {}}
+    assert _with_console(given, verbose=False) is given
+    assert _with_console({"ops": {"a": {}}}, verbose=False) == {
+        "ops": {"a": {}}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
