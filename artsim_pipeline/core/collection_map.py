@@ -254,15 +254,15 @@ def safe_thumbnail(url: str | None) -> str | None:
     return url
 
 
-def thumbnail_data_uri(path: str | Any, max_side: int = 64, quality: int = 70) -> str:
-    """A small JPEG ``data:`` URI of the image at ``path`` (longest side ``max_side`` pixels),
-    for ``render_map_html(thumbnails=...)``: about 1.5-3 KB per work at 64 px."""
+def thumbnail_data_uri(content: bytes, max_side: int = 64, quality: int = 70) -> str:
+    """A small JPEG ``data:`` URI of an image (its file's bytes; longest side ``max_side``
+    pixels), for ``render_map_html(thumbnails=...)``: about 1.5-3 KB per work at 64 px."""
     import base64
     import io
 
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(content)) as image:
         image.load()
         rgb = image.convert("RGB")
     rgb.thumbnail((max_side, max_side))

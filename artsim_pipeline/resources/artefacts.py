@@ -61,6 +61,12 @@ def image_file(storage: ArtsimStorage, relpath: str) -> Path | None:
     return storage.local_file(f"{IMAGES_PREFIX}/{relpath}")
 
 
+def read_image(storage: ArtsimStorage, relpath: str) -> bytes | None:
+    """The stored image's bytes (through the local cache when remote), or None."""
+    path = image_file(storage, relpath)
+    return path.read_bytes() if path is not None else None
+
+
 def stored_images(storage: ArtsimStorage) -> set[str]:
     """The `relpath` of every stored image."""
     return {key[len(IMAGES_PREFIX) + 1:] for key in storage.objects.list_keys(IMAGES_PREFIX)}

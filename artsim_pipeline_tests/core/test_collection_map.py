@@ -184,14 +184,16 @@ def test_thumbnails_must_stay_local():
         render_map_html(_points(3), {}, {"smk:KMS0/2": "https://evil.example/x.png"})
 
 
-def test_thumbnail_data_uri(tmp_path):
-    from PIL import Image
-
-    Image.new("RGB", (300, 150), (200, 30, 30)).save(tmp_path / "w.png")
-    uri = thumbnail_data_uri(tmp_path / "w.png", max_side=48)
-    assert safe_thumbnail(uri) == uri
+def test_thumbnail_data_uri():
     import base64
     import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (300, 150), (200, 30, 30)).save(png, format="PNG")
+    uri = thumbnail_data_uri(png.getvalue(), max_side=48)
+    assert safe_thumbnail(uri) == uri
 
     with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
         assert im.size == (48, 24)

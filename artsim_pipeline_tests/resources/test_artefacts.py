@@ -43,6 +43,7 @@ def test_a_valid_image_is_stored_once_by_content(tmp_path):
     assert first.name.startswith(checked.sha256)
     assert first.parent.parent == artefacts.local_images_dir(tmp_path)
     assert artefacts.stored_images(storage) == {relpath}
+    assert artefacts.read_image(storage, relpath) == content and artefacts.read_image(storage, "00/none.png") is None
 
 
 def test_fetch_state_round_trips_under_state(tmp_path):

@@ -79,7 +79,7 @@ def collection_map(
     paths = dict(raw_images.filter(pl.col("status") == "ok").select("sha256", "path").unique("sha256").iter_rows())
     thumbnails = {}
     for artwork_id, sha in points.select("artwork_id", "image_sha256").iter_rows():
-        image = artefacts.image_file(storage, paths[sha]) if sha in paths else None
+        image = artefacts.read_image(storage, paths[sha]) if sha in paths else None
         if image is not None:
             thumbnails[artwork_id] = thumbnail_data_uri(image, max_side=config.thumbnail_px)
     html = render_map_html(points.drop("image_sha256"), neighbours, thumbnails, method=method, link_landing_pages=True)

@@ -8,9 +8,6 @@ from typing import Sequence
 from artsim_pipeline.resources.clients.base import FetchResult, Listing, LiveMuseumClient, kept_text
 from artsim_pipeline.resources.clients.http import PoliteSession
 
-# The Met answers 404 with these bodies for ids it will never serve; both are terminal.
-GONE_MESSAGES = ("ObjectID not found", "Not a valid object")
-
 
 def met_image_url(record: dict) -> str | None:
     """The web-size image of a public-domain Met record (None when in copyright or imageless)."""
