@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey
 
-from artsim_pipeline.cli import _config_for, load_run_config, main
+from artsim_pipeline.cli import main
+from artsim_pipeline.materialize import _config_for, load_run_config
 
 RATE_CONFIG = """\
 resources:

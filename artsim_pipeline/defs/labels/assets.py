@@ -90,11 +90,15 @@ def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks
     pairs = pl.concat([mined.join(curator.select("artwork_id_a", "artwork_id_b"), on=["artwork_id_a", "artwork_id_b"], how="anti"), curator])
     stats = pair_stats(pairs)
     preview = preview_pairs(pairs, artworks, n=12)
+    fingerprint = frame_fingerprint(pairs)
     yield Output(
         pairs,
+        # the data version is the content: pairs mined again to the same table leave training,
+        # evaluation and the index up to date
+        data_version=DataVersion(fingerprint),
         metadata={
             "rows": pairs.height,
-            "fingerprint": frame_fingerprint(pairs),
+            "fingerprint": fingerprint,
             "positives": stats["positives"],
             "negatives": stats["negatives"],
             "negatives_per_positive": round(stats["negatives_per_positive"], 3),
