@@ -34,6 +34,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, materialize
 
+from artsim_pipeline.core.sources import SOURCES
 from artsim_pipeline.settings import REPO_ROOT
 from artsim_pipeline_tests import servers
 from artsim_pipeline_tests.prod.test_s3_storage import FAST_HTTP, TRAINING, prod_env, replay_records
@@ -143,7 +144,8 @@ def step_events(instance: DagsterInstance, run_id: str, event_type: DagsterEvent
 
 
 def test_celery_workers_sharing_no_directory_materialise_the_embedding_chunks_and_everything_after_them(
-        tmp_path, monkeypatch, postgres, redis, s3, mlflow_server, shared_met_records, shared_smk_records, tiny_vit):
+        tmp_path, monkeypatch, postgres, redis, s3, mlflow_server, shared_met_records, shared_smk_records, shared_paged_records,
+        tiny_vit):
     from dagster import execute_job
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -172,9 +174,10 @@ def test_celery_workers_sharing_no_directory_materialise_the_embedding_chunks_an
         "ARTSIM_CELERY_BACKEND_URL": redis.url(1),
     }
 
-    with ReplayServer(met_records=replay_records(shared_met_records), smk_records=shared_smk_records) as replay:
+    with ReplayServer(met_records=replay_records(shared_met_records), smk_records=shared_smk_records,
+                      records=shared_paged_records) as replay:
         base = {**prod_env(bucket=s3.bucket, prefix=prefix, endpoint_url=s3.endpoint_url, mlflow_url=mlflow_server.url,
-                           home=upstream_home, met_url=replay.met_base_url, smk_url=replay.smk_base_url,
+                           home=upstream_home, base_urls=replay.base_urls,
                            backbone=f"hf:{HUB_ID}"), **shared}
         workers = [Worker(name, tmp_path / name, worker_env(base), tiny_vit) for name in WORKERS]
         # this process: the run's environment (the run's own DAGSTER_HOME, no model cache at all)
@@ -190,8 +193,9 @@ def test_celery_workers_sharing_no_directory_materialise_the_embedding_chunks_an
                 # 1. ingestion and labels, in this process, recorded in the Postgres instance
                 defs = build_defs("prod")
                 resources = {**defs.resources, "museum_api": MuseumApiResource(
-                    mode="live", met_base_url=replay.met_base_url, smk_base_url=replay.smk_base_url, **FAST_HTTP)}
-                for source in ("met", "smk"):
+                    mode="live", met_base_url=replay.met_base_url, smk_base_url=replay.smk_base_url, base_urls=replay.base_urls,
+                    **FAST_HTTP)}
+                for source in SOURCES:
                     result = materialize(list(defs.assets), selection=[AssetKey(k) for k in UPSTREAM], partition_key=source,
                                          resources=resources, instance=instance)
                     assert result.success, source
@@ -274,7 +278,7 @@ def test_celery_workers_sharing_no_directory_materialise_the_embedding_chunks_an
     model = defs.load_asset_value("similarity_model").row(0, named=True)
     assert s3.keys(f"{prefix}/models/similarity_model/{model['mlflow_run_id']}/")
     vectors = defs.load_asset_value("artwork_vectors")
-    artworks = pl.concat([defs.load_asset_value("artworks", partition_key=p) for p in ("met", "smk")])
+    artworks = pl.concat([defs.load_asset_value("artworks", partition_key=p) for p in SOURCES], how="diagonal_relaxed")
     assert vectors.height > 100 and set(vectors["artwork_id"]) <= set(artworks["artwork_id"])
 
     # 6. nothing written locally by the steps where the run is, and only scratch/cache on the workers

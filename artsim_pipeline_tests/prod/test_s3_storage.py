@@ -49,18 +49,20 @@ def replay_records(shared_met_records) -> list[dict]:
     return met + first + rest[:: max(1, len(rest) // N_MET_SPREAD)][:N_MET_SPREAD]
 
 
-def prod_env(*, bucket: str, prefix: str, endpoint_url: str, mlflow_url: str, home, met_url: str, smk_url: str,
+def prod_env(*, bucket: str, prefix: str, endpoint_url: str, mlflow_url: str, home, base_urls: dict[str, str],
              backbone: str) -> dict[str, str]:
-    """The variables a prod process needs (deploy/README.md), for a test's S3 prefix."""
+    """The variables a prod process needs (deploy/README.md), for a test's S3 prefix; every API
+    source of the registry points at `base_urls` (the replay server's roots)."""
+    missing = sorted(set(API_SOURCES) - set(base_urls))
+    assert not missing, f"no replay root for {missing}: a prod test must never reach a live API"
     return {
+        **{f"ARTSIM_{key.upper()}_BASE_URL": url for key, url in base_urls.items()},
         **AWS_TEST_CREDENTIALS,
         "ARTSIM_ENV": "prod",
         "ARTSIM_HOME": str(home),
         "ARTSIM_STORAGE_URL": f"s3://{bucket}/{prefix}",
         "ARTSIM_S3_ENDPOINT_URL": endpoint_url,
         "MLFLOW_TRACKING_URI": mlflow_url,
-        "ARTSIM_MET_BASE_URL": met_url,
-        "ARTSIM_SMK_BASE_URL": smk_url,
         "ARTSIM_IMAGE_BACKBONE": backbone,
         "HF_HUB_OFFLINE": "1",
     }
@@ -84,7 +86,8 @@ def contract_key(prefix: str, key: AssetKey, partition: str | None) -> str:
 
 
 @pytest.fixture(scope="module")
-def prod_pipeline(tmp_path_factory, s3, mlflow_server, shared_met_records, shared_smk_records, tiny_vit, tiny_text_model):
+def prod_pipeline(tmp_path_factory, s3, mlflow_server, shared_met_records, shared_smk_records, shared_paged_records, tiny_vit,
+                  tiny_text_model):
     """The whole graph materialised once with the prod resources; yields what the tests inspect."""
     from artsim_pipeline import settings
     from artsim_pipeline.cli import materialize_all
@@ -95,10 +98,11 @@ def prod_pipeline(tmp_path_factory, s3, mlflow_server, shared_met_records, share
 
     home = tmp_path_factory.mktemp("prod_s3") / "artsim_home"
     prefix = f"s3-storage-{uuid.uuid4().hex[:8]}"
-    with ReplayServer(met_records=replay_records(shared_met_records), smk_records=shared_smk_records) as replay, \
+    with ReplayServer(met_records=replay_records(shared_met_records), smk_records=shared_smk_records,
+                      records=shared_paged_records) as replay, \
             pytest.MonkeyPatch.context() as mp:
         for name, value in prod_env(bucket=s3.bucket, prefix=prefix, endpoint_url=s3.endpoint_url, mlflow_url=mlflow_server.url,
-                                    home=home, met_url=replay.met_base_url, smk_url=replay.smk_base_url,
+                                    home=home, base_urls=replay.base_urls,
                                     backbone=f"hf:{tiny_vit}").items():
             mp.setenv(name, value)
         mp.delenv("AWS_ENDPOINT_URL", raising=False)  # S3 must be found through ARTSIM_S3_ENDPOINT_URL
@@ -107,7 +111,8 @@ def prod_pipeline(tmp_path_factory, s3, mlflow_server, shared_met_records, share
         # prod uses the live clients, pointed at the replay server by ARTSIM_*_BASE_URL
         assert museum_api.mode == "live" and museum_api.met_base_url == replay.met_base_url
         overrides = {
-            "museum_api": MuseumApiResource(mode="live", met_base_url=settings.met_base_url(), smk_base_url=settings.smk_base_url(), **FAST_HTTP),
+            "museum_api": MuseumApiResource(mode="live", met_base_url=settings.met_base_url(), smk_base_url=settings.smk_base_url(),
+                                            base_urls=settings.api_base_urls(), **FAST_HTTP),
             # the tiny text model (prod defaults to the bundled all-MiniLM-L6-v2)
             "encoder": EncoderResource(backbone=settings.image_backbone(), text_model_path=str(tiny_text_model), num_workers=0),
         }
