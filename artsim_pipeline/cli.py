@@ -170,8 +170,6 @@ def run_embed(args) -> int:
 
 
 def add_search_parser(sub) -> None:
-    from artsim_pipeline.resources.museum_api import SOURCES
-
     search = sub.add_parser("search", help="works ranked by meaning for some words (keywords, metadata and, with a CLIP backbone, pixels)")
     search.add_argument("text", nargs="*", help='what to look for, e.g. "mother holding her infant", a maker or an accession number')
     search.add_argument("-k", type=int, default=10, help="how many works (default 10)")

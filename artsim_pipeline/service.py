@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from artsim_pipeline import settings
-from artsim_pipeline.resources.museum_api import SOURCES
+from artsim_pipeline.core.sources import SOURCES
 from artsim_pipeline.resources.storage import ArtsimStorage
 from artsim_pipeline.resources.tables import TableStore
 
