@@ -36,6 +36,10 @@ def test_agreement_counts_neighbours_sharing_the_value_and_skips_queries_without
     queries, scores = agreement_scores(vectors, labels, k=2)
     assert queries.tolist() == [0, 1, 2, 3, 5]  # row 4 has no value: not a query
     assert scores.tolist() == [1.0, 1.0, 1.0, 0.5, 0.5]  # row 4 counts as a disagreeing neighbour
+    # one neighbour search shared across attributes and groups gives the same figures
+    shared = nearest_neighbours(vectors, np.arange(len(vectors)), k=2)
+    again_queries, again = agreement_scores(vectors, labels, np.arange(6) < 3, k=2, neighbours=shared)
+    assert again_queries.tolist() == [0, 1, 2] and again.tolist() == [1.0, 1.0, 1.0]
 
 
 def _clustered(rng, departments, spread):

@@ -40,14 +40,10 @@ def normalise_label(value: object) -> str | None:
     return text or None
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return l2_normalise(vectors)
-
-
 def nearest_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = DEFAULT_K, chunk: int = 1024) -> np.ndarray:
     """[len(queries), k] positions of each query row's ``k`` most cosine-similar other rows
     (never the query itself), best first; ties go to the lower position."""
-    unit = _unit(vectors)
+    unit = l2_normalise(vectors)
     n = unit.shape[0]
     if n < 2:
         return np.zeros((len(queries), 0), dtype=np.int64)
@@ -63,12 +59,14 @@ def nearest_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = DEFAUL
 
 
 def agreement_scores(
-    vectors: np.ndarray, labels: Sequence[object], query_mask: np.ndarray | None = None, k: int = DEFAULT_K
+    vectors: np.ndarray, labels: Sequence[object], query_mask: np.ndarray | None = None, k: int = DEFAULT_K,
+    neighbours: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(query positions, per-query share of the ``k`` nearest rows with the query's label).
 
     Rows of `vectors` are the candidates; queries are the rows selected by `query_mask` (all by
-    default) that have a label.
+    default) that have a label. `neighbours` ([n, k] `nearest_neighbours` of every row) lets
+    several attributes and groups share one neighbour search.
     """
     values = [normalise_label(v) for v in labels]
     if len(values) != len(vectors):
@@ -80,8 +78,8 @@ def agreement_scores(
         return queries, np.zeros(0, dtype=np.float64)
     codes = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
     coded = np.array([codes[v] if v is not None else -1 for v in values], dtype=np.int64)
-    neighbours = nearest_neighbours(vectors, queries, k)
-    agree = coded[neighbours] == coded[queries][:, None]
+    found = nearest_neighbours(vectors, queries, k) if neighbours is None else neighbours[queries]
+    agree = coded[found] == coded[queries][:, None]
     return queries, agree.mean(axis=1)
 
 
@@ -102,13 +100,6 @@ class Criterion:
     diff_vs_reference: float = math.nan  # mean per-query difference to the reference vectors
     diff_stderr: float = math.nan
 
-    def as_row(self) -> dict:
-        return {
-            "group": self.group, "attribute": self.attribute, "vectors": self.vectors,
-            "n_queries": self.n_queries, "precision_at_10": self.precision, "stderr": self.stderr,
-            "diff_vs_backbone": self.diff_vs_reference, "diff_stderr": self.diff_stderr,
-        }
-
 
 def agreement_table(
     vector_sets: Mapping[str, np.ndarray],
@@ -125,10 +116,12 @@ def agreement_table(
     """
     if reference not in vector_sets:
         raise ValueError(f"reference vectors {reference!r} not among {sorted(vector_sets)}")
+    # one neighbour search per set of vectors, shared by every group and attribute
+    neighbours = {name: nearest_neighbours(vectors, np.arange(len(vectors)), k) for name, vectors in vector_sets.items()}
     out: list[Criterion] = []
     for group, mask in groups.items():
         for attribute, values in labels.items():
-            per_set = {name: agreement_scores(vectors, values, mask, k) for name, vectors in vector_sets.items()}
+            per_set = {name: agreement_scores(vectors, values, mask, k, neighbours[name]) for name, vectors in vector_sets.items()}
             _, base = per_set[reference]
             for name, (queries, scores) in per_set.items():
                 n = len(queries)

@@ -294,11 +294,14 @@ class SimilarityModule(L.LightningModule):
         return metrics
 
     def _val_agreement(self, vectors: np.ndarray) -> dict[str, float]:
-        from artsim_pipeline.core.ml.agreement import agreement_scores
+        from artsim_pipeline.core.ml.agreement import agreement_scores, nearest_neighbours
 
+        if not self.val_labels:
+            return {}
+        neighbours = nearest_neighbours(vectors, np.arange(len(vectors)))  # one search for every attribute
         out = {}
         for name, values in self.val_labels.items():
-            queries, scores = agreement_scores(vectors, values)
+            queries, scores = agreement_scores(vectors, values, neighbours=neighbours)
             if len(queries):
                 out[name] = float(scores.mean())
         return out
