@@ -9,30 +9,22 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from artsim_pipeline.core import feedback as fb
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.web import guard
+from artsim_pipeline.web.site import Site, api_error, valid_id
 
 MAX_BODY = 64 * 1024
 
 
-def register_feedback_routes(
-    app: FastAPI,
-    state,
-    *,
-    home: Path,
-    storage,
-    allowed_hosts: Iterable[str],
-    page: Callable[..., HTMLResponse],
-    view: Callable[..., dict[str, Any]],
-    not_found: Callable[[str], HTMLResponse],
-    api_error: Callable[..., JSONResponse],
-    valid_id: Callable[[Any], bool],
-) -> None:
-    """Add the feedback routes to `app` (see the module docstring of :mod:`.app` for the API)."""
+def feedback_router(site: Site, *, home: Path, storage, allowed_hosts: Iterable[str]) -> APIRouter:
+    """The feedback routes (see the module docstring of :mod:`.app` for the API); with a
+    `storage`, every recorded judgment also publishes the journal there for the pipeline."""
+    router = APIRouter()
+    state, page, view, not_found = site.state, site.page, site.view, site.not_found
     host_policy = guard.HostPolicy(allowed_hosts)
     sessions = guard.Sessions()
     tasks = guard.TaskRegistry()
@@ -51,7 +43,7 @@ def register_feedback_routes(
         session, new_session = sessions.begin(request)
         return tasks.issue(session, anchor, task(anchor)), session, new_session
 
-    @app.get("/feedback", response_class=HTMLResponse)
+    @router.get("/feedback", response_class=HTMLResponse)
     def feedback_page(
         request: Request,
         anchor: str | None = Query(None, max_length=220),
@@ -85,7 +77,7 @@ def register_feedback_routes(
             sessions.set_cookie(response, session)
         return response
 
-    @app.get("/api/feedback/task")
+    @router.get("/api/feedback/task")
     def api_feedback_task(request: Request, anchor: str | None = Query(None, max_length=220)):
         """An anchor, its candidates, the task id to answer with and this session's token (the
         session cookie is set here when the client has none)."""
@@ -104,12 +96,12 @@ def register_feedback_routes(
             sessions.set_cookie(response, session)
         return response
 
-    @app.get("/api/feedback")
+    @router.get("/api/feedback")
     def api_feedback_list(limit: int = Query(50, ge=0, le=1000)):
         records = artefacts.read_judgment_records(home)
         return {"count": len(records), "judgments": records[-limit:] if limit else []}
 
-    @app.post("/api/feedback")
+    @router.post("/api/feedback")
     async def api_feedback(request: Request):
         data, is_form, refused = await read_judgment(request, host_policy, sessions, api_error)
         if refused is not None:
@@ -138,6 +130,8 @@ def register_feedback_routes(
             query = urlencode({"curator": record["curator"], "saved": "1", "skip": anchor})
             return RedirectResponse("/feedback?" + query, status_code=303)
         return JSONResponse(record, status_code=201)
+
+    return router
 
 
 async def read_judgment(request: Request, host_policy: guard.HostPolicy, sessions: guard.Sessions,

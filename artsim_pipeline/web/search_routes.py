@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from artsim_pipeline.core.sources import SOURCES
+from artsim_pipeline.web.site import MAX_K, Site, api_error
 
-MAX_K = 100
 PAGE_K = 24
 MAX_UPLOAD_BYTES = 8 * 2**20
 MAX_UPLOAD_PIXELS = 40_000_000
@@ -131,11 +130,13 @@ def decode_upload(data: bytes | None):
         raise UploadError(415, "that file is not an image this app can read (use JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
 
 
-def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLResponse], view: Callable[..., dict],
-                           api_error: Callable[..., Any]) -> None:
-    """Add the search page, `/api/search` and the image upload to `app` (see the module docstring)."""
+def search_router(site: Site) -> APIRouter:
+    """The search page, `/api/search` and the image upload (see the module docstring)."""
     from artsim_pipeline.core.text_search import SearchQueryError, public
     from artsim_pipeline.service import ImageQueryError
+
+    router = APIRouter()
+    state, page, view = site.state, site.page, site.view
 
     def form_context(q: str, filters: dict[str, Any]) -> dict[str, Any]:
         catalog = state.service.catalog  # NotBuiltError (503) without artworks
@@ -149,7 +150,7 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
             out.append(view(r["artwork_id"], {"score": r["score"], "why": why}))
         return out
 
-    @app.get("/", response_class=HTMLResponse)
+    @router.get("/", response_class=HTMLResponse)
     def index_page(q: str = Query("", max_length=500), source: str = Query("", max_length=40),
                    type: str = Query("", max_length=200), date_from: str = Query("", alias="from", max_length=12),
                    date_to: str = Query("", alias="to", max_length=12)):
@@ -164,7 +165,7 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
             return page("index.html", status_code=422, results=None, error=str(exc), **context)
         return page("index.html", results=results, error=None, **context)
 
-    @app.get("/api/search")
+    @router.get("/api/search")
     def api_search(q: str = Query("", max_length=500), k: int = Query(10, ge=1, le=MAX_K),
                    source: str | None = Query(None, max_length=40), type: str | None = Query(None, max_length=200),
                    date_from: str | None = Query(None, alias="from", max_length=12),
@@ -175,7 +176,7 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
         except SearchQueryError as exc:
             return api_error(422, str(exc))
 
-    @app.post("/search/image", response_class=HTMLResponse)
+    @router.post("/search/image", response_class=HTMLResponse)
     async def search_by_image(request: Request):
         from starlette.concurrency import run_in_threadpool
 
@@ -198,3 +199,5 @@ def register_search_routes(app: FastAPI, state, *, page: Callable[..., HTMLRespo
             return page("index.html", status_code=status, results=None, error=str(exc), image_error=True, **context)
         context = form_context("", shown)
         return page("index.html", results=results, error=None, by_image=True, **context)
+
+    return router
