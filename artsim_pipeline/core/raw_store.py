@@ -8,6 +8,9 @@ Rules that keep stored data safe:
 - an object the API says is gone keeps its last good text, with status `gone`;
 - with a full listing, stored objects the listing no longer names become `gone`.
 
+`merge_changes` gives only the rows a run changes (what the stored table's upsert writes);
+`merge_results` the whole new table.
+
 The fetch journal that lets a killed run resume (`FetchCheckpoint`) is a stored artefact: see
 `resources/artefacts.py`.
 """
@@ -17,11 +20,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import polars as pl
 
 Status = Literal["ok", "gone", "error"]
+DELETED_COLUMN = "_artsim_deleted"  # in a delta of an upserted table: this key's row is removed
 
 
 def utc_now() -> datetime:
@@ -98,6 +102,108 @@ class MergeCounts:
         return dict(self.__dict__)
 
 
+def latest_rows(frames: Sequence[pl.DataFrame], key: Sequence[str]) -> pl.DataFrame:
+    """Merge-on-read of an upserted table: `frames` oldest first (a base, then its deltas); the
+    last row of each key wins, keys whose last row is marked deleted (`DELETED_COLUMN`) are
+    dropped; sorted by the key, in the first frame's columns and types."""
+    key = list(key)
+    first = frames[0]
+    marked = [f if DELETED_COLUMN in f.columns else f.with_columns(pl.lit(False).alias(DELETED_COLUMN)) for f in frames]
+    merged = pl.concat(marked, how="diagonal_relaxed") if len(marked) > 1 else marked[0]
+    merged = merged.unique(subset=key, keep="last", maintain_order=True)
+    merged = merged.filter(~pl.col(DELETED_COLUMN).fill_null(False)).drop(DELETED_COLUMN).sort(key)
+    columns = [c for c in first.columns if c != DELETED_COLUMN]
+    merged = merged.select(*columns, *(c for c in merged.columns if c not in columns))
+    return merged.cast({c: t for c, t in first.schema.items() if c in columns and merged.schema[c] != t})
+
+
+_RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "source_id": pl.String(), "r_status": pl.String(), "r_raw_json": pl.String(), "r_error": pl.String(),
+    "r_modified": pl.String(), "r_fetched_at": pl.Datetime("us", "UTC"), "r_hash": pl.String(),
+}
+
+
+def _results_frame(results: Iterable[FetchResult]) -> tuple[pl.DataFrame, int]:
+    """One row per source id (its first result: a resumed run can meet an id twice) and the
+    run's text repairs."""
+    columns: dict[str, list] = {name: [] for name in _RESULT_SCHEMA}
+    seen: set[str] = set()
+    repairs = 0
+    for result in results:
+        if result.source_id in seen:
+            continue
+        seen.add(result.source_id)
+        repairs += result.text_repairs
+        for name, value in zip(columns, (result.source_id, result.status, result.raw_json, result.error, result.modified,
+                                         result.fetched_at, result.content_hash), strict=True):
+            columns[name].append(value)
+    return pl.DataFrame(columns, schema=_RESULT_SCHEMA), repairs
+
+
+def merge_changes(
+    previous: pl.DataFrame | None,
+    results: Iterable[FetchResult],
+    *,
+    full_listing_ids: set[str] | None = None,
+) -> tuple[pl.DataFrame, MergeCounts]:
+    """The rows of `previous` that `results` change (new, changed, gone, error rows, whole),
+    and the counts: what an upsert of the stored table needs, O(k) rows for k results.
+
+    Vectorised: the results are joined to the stored rows on `source_id`, and a result whose
+    `content_hash` equals the stored ok row's is unchanged (no row)."""
+    counts = MergeCounts()
+    res, counts.text_repairs = _results_frame(results)
+    stored = previous.select(list(RAW_OBJECTS_SCHEMA)) if previous is not None and previous.height else empty_raw_objects()
+    old = stored.rename({c: f"old_{c}" for c in RAW_OBJECTS_SCHEMA if c != "source_id"}).with_columns(old_exists=pl.lit(True))
+    joined = res.join(old, on="source_id", how="left").with_columns(pl.col("old_exists").fill_null(False))
+
+    status, exists, old_status = pl.col("r_status"), pl.col("old_exists"), pl.col("old_status")
+    had_text = exists & pl.col("old_raw_json").is_not_null()
+    unchanged = (status == "ok") & exists & (old_status == "ok") & (pl.col("old_content_hash") == pl.col("r_hash"))
+    keeps_old = (status == "error") & had_text & (old_status != "error")  # a failure never overwrites a good record
+    flags = joined.select(
+        unchanged=unchanged.fill_null(False),
+        new=((status == "ok") & ~unchanged.fill_null(False) & ~had_text),
+        changed=((status == "ok") & ~unchanged.fill_null(False) & had_text),
+        gone=((status == "gone") & (~exists | (old_status != "gone")).fill_null(True)),
+        error=(status == "error"),
+        keep=~(unchanged.fill_null(False) | keeps_old.fill_null(False)),
+    )
+    counts.unchanged, counts.new, counts.changed, counts.gone, counts.error = (
+        int(flags[c].sum()) for c in ("unchanged", "new", "changed", "gone", "error"))
+
+    first_seen = pl.when(exists).then(pl.col("old_first_seen_at")).otherwise(pl.col("r_fetched_at"))
+    is_ok, is_gone = status == "ok", status == "gone"
+    changes = joined.filter(flags["keep"]).select(
+        "source_id",
+        raw_json=pl.when(is_ok).then(pl.col("r_raw_json")).when(is_gone).then(pl.col("old_raw_json"))
+        .otherwise(pl.coalesce("r_raw_json", "old_raw_json")),
+        fetched_at=pl.col("r_fetched_at"),
+        content_hash=pl.when(is_ok).then(pl.col("r_hash")).when(is_gone).then(pl.col("old_content_hash"))
+        .otherwise(pl.coalesce("r_hash", "old_content_hash")),
+        status=status,
+        error=pl.when(is_ok).then(pl.lit(None, pl.String())).otherwise(pl.col("r_error")),
+        modified=pl.when(is_ok).then(pl.col("r_modified")).when(is_gone).then(pl.col("old_modified"))
+        .otherwise(pl.lit(None, pl.String())),
+        first_seen_at=first_seen,
+    )
+    if full_listing_ids is not None:
+        changes = _mark_unlisted_gone(stored, changes, full_listing_ids, counts)
+    return changes.cast(RAW_OBJECTS_SCHEMA), counts
+
+
+def _mark_unlisted_gone(stored: pl.DataFrame, changes: pl.DataFrame, listed_ids: set[str], counts: MergeCounts) -> pl.DataFrame:
+    """With a full listing, every ok record the listing no longer names becomes `gone`."""
+    listed = pl.Series("listed", list(listed_ids), dtype=pl.String())
+    untouched = stored.join(changes.select("source_id"), on="source_id", how="anti")
+    unlisted = (pl.col("status") == "ok") & ~pl.col("source_id").is_in(listed)
+    gone = {"status": pl.lit("gone"), "error": pl.lit("no longer listed by the API"), "fetched_at": pl.lit(utc_now(), pl.Datetime("us", "UTC"))}
+    vanished = untouched.filter(unlisted).with_columns(**gone)
+    counts.gone += vanished.height + int(changes.select(unlisted.sum()).item())
+    changes = changes.with_columns(**{name: pl.when(unlisted).then(value).otherwise(pl.col(name)) for name, value in gone.items()})
+    return pl.concat([changes, vanished.select(changes.columns)])
+
+
 def merge_results(
     previous: pl.DataFrame | None,
     results: Iterable[FetchResult],
@@ -105,66 +211,6 @@ def merge_results(
     full_listing_ids: set[str] | None = None,
 ) -> tuple[pl.DataFrame, MergeCounts]:
     """Upsert `results` into `previous`; returns the new table (sorted by id) and what changed."""
-    counts = MergeCounts()
-    rows: dict[str, dict] = {}
-    if previous is not None and previous.height:
-        for row in previous.iter_rows(named=True):
-            rows[row["source_id"]] = row
-    seen: set[str] = set()
-    for result in results:
-        if result.source_id in seen:
-            continue  # one result per id and run (a resumed run can meet an id twice)
-        seen.add(result.source_id)
-        counts.text_repairs += result.text_repairs
-        old = rows.get(result.source_id)
-        if result.status == "ok":
-            new_hash = result.content_hash
-            if old is not None and old["status"] == "ok" and old["content_hash"] == new_hash:
-                counts.unchanged += 1
-                continue
-            if old is None or old["raw_json"] is None:
-                counts.new += 1
-            else:
-                counts.changed += 1
-            rows[result.source_id] = {
-                "source_id": result.source_id,
-                "raw_json": result.raw_json,
-                "fetched_at": result.fetched_at,
-                "content_hash": new_hash,
-                "status": "ok",
-                "error": None,
-                "modified": result.modified,
-                "first_seen_at": old["first_seen_at"] if old else result.fetched_at,
-            }
-        elif result.status == "gone":
-            if old is None or old["status"] != "gone":
-                counts.gone += 1
-            rows[result.source_id] = {
-                **(old or {"source_id": result.source_id, "raw_json": None, "content_hash": None, "modified": None, "first_seen_at": result.fetched_at}),
-                "fetched_at": result.fetched_at,
-                "status": "gone",
-                "error": result.error,
-            }
-        else:
-            counts.error += 1
-            if old is not None and old["raw_json"] is not None and old["status"] != "error":
-                continue  # keep what we had; the next run tries again
-            rows[result.source_id] = {
-                "source_id": result.source_id,
-                # the text that could not be used, when the client kept it (an unparseable body)
-                "raw_json": result.raw_json if result.raw_json is not None else (old or {}).get("raw_json"),
-                "fetched_at": result.fetched_at,
-                "content_hash": result.content_hash if result.raw_json is not None else (old or {}).get("content_hash"),
-                "status": "error",
-                "error": result.error,
-                "modified": None,
-                "first_seen_at": old["first_seen_at"] if old else result.fetched_at,
-            }
-    if full_listing_ids is not None:
-        now = datetime.now(timezone.utc)
-        for source_id, row in rows.items():
-            if source_id not in full_listing_ids and row["status"] == "ok":
-                counts.gone += 1
-                rows[source_id] = {**row, "status": "gone", "error": "no longer listed by the API", "fetched_at": now}
-    table = pl.DataFrame(list(rows.values()), schema=RAW_OBJECTS_SCHEMA) if rows else empty_raw_objects()
-    return table.sort("source_id"), counts
+    changes, counts = merge_changes(previous, results, full_listing_ids=full_listing_ids)
+    stored = previous.select(list(RAW_OBJECTS_SCHEMA)) if previous is not None and previous.height else empty_raw_objects()
+    return latest_rows([stored.cast(RAW_OBJECTS_SCHEMA), changes], ["source_id"]), counts
