@@ -72,12 +72,12 @@ REGISTRY: tuple[SourceSpec, ...] = (
     SourceSpec(
         "met", "api", "The Metropolitan Museum of Art, Collection API", r"^met:\d+$", label="The Met",
         api_root="https://collectionapi.metmuseum.org/public/collection/v1",
-        normaliser="artsim_pipeline.core.normalise:normalise_met", incremental=True,
+        normaliser="artsim_pipeline.core.museums.met:normalise", incremental=True,
         licence="CC0 (Open Access records)",
     ),
     SourceSpec(
         "smk", "api", "SMK, Statens Museum for Kunst, Open API", r"^smk:\S.*$", label="SMK",
-        api_root="https://api.smk.dk/api/v1", normaliser="artsim_pipeline.core.normalise:normalise_smk",
+        api_root="https://api.smk.dk/api/v1", normaliser="artsim_pipeline.core.museums.smk:normalise",
         licence="CC0 (public-domain works)",
     ),
     SourceSpec(

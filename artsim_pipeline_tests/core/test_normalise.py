@@ -641,25 +641,27 @@ def test_smk_all_real_items_and_robustness():
 
 def test_fast_and_slow_decoders_agree_on_real_records():
     """The polars NDJSON path and the per-record Python path decode real records identically."""
-    from artsim_pipeline.core import normalise as impl
+    from artsim_pipeline.core.museums.met import MET_RECORDS
+    from artsim_pipeline.core.museums.smk import SMK_RECORDS
+    from artsim_pipeline.core.normalise.decode import decode_records, decode_slow
 
     def both(src, texts: list[str], ids: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
         raw = pl.DataFrame(
             {"_row": pl.Series(range(len(texts)), dtype=pl.UInt32), "source_id": ids,
              "raw_json": texts}  # fmt: skip
         )
-        fast, fast_failed = impl._decode(src, raw)
-        slow, slow_failed = impl._decode_slow(src, raw)
+        fast, fast_failed = decode_records(src, raw)
+        slow, slow_failed = decode_slow(src, raw)
         assert fast_failed.height == slow_failed.height == 0
         return fast.sort("_row"), slow
 
     lines = list(met_lines())
-    fast, slow = both(impl._MET, lines, [_guess_id(t) for t in lines])
+    fast, slow = both(MET_RECORDS, lines, [_guess_id(t) for t in lines])
     assert fast.equals(slow)
     items = [json.dumps(it, ensure_ascii=False) for name in (
         "search_public_domain_has_image_2019.json", "search_title_interior.json",
         "object_KMS1_2019.json", "object_KMSst28_no_image.json") for it in smk_file(name)["items"]]  # fmt: skip
-    fast, slow = both(impl._SMK, items, [_guess_id(t) for t in items])
+    fast, slow = both(SMK_RECORDS, items, [_guess_id(t) for t in items])
     assert fast.equals(slow)
 
 

@@ -1,10 +1,12 @@
-"""Normalisers of the API sources added through the source registry (pure, no I/O).
+"""Normalisers of the API sources (pure, no I/O).
 
-Each museum is one module here (``cma.py``, ``aic.py``) with a ``normalise(raw_objects,
-raw_images)`` and an ``image_url(record)``; the registry entry (``core/sources.py``) names the
-normaliser. A module maps one decoded record to the shared staging layout
-(:data:`artsim_pipeline.core.normalise.STAGE_SCHEMA`) and hands the rows to
-:func:`~artsim_pipeline.core.normalise.normalise_staged`, which does what every source shares:
+Each museum is one module here with a ``normalise(raw_objects, raw_images)``; the registry entry
+(``core/sources.py``) names it. The Met and SMK (``met.py``, ``smk.py``) map the records the
+shared polars decoder (``core/normalise/decode.py``) reads; the museums added through the
+registry (``cma.py``, ``aic.py``) read each record in Python and have an ``image_url(record)``.
+A module maps one decoded record to the shared staging layout
+(:data:`artsim_pipeline.core.normalise.STAGE_SCHEMA`) and hands the rows to the shared finishing
+(:func:`~artsim_pipeline.core.normalise.normalise_staged`), which does what every source shares:
 id checks, HTML and whitespace cleaning, row rules, image hashes, duplicates and the quarantine
 frame. So every ``ok`` raw row ends as an artwork or as a quarantine row with its rule and a
 readable reason.
