@@ -132,8 +132,8 @@ class SimilarityService:
         """(backbone, head or None, model id) that put an image into the index's space: the
         backbone the model was trained on (recorded in its row), then the head when the index
         serves trained vectors and `raw` is False."""
-        from artsim_pipeline.core.ml.backbones import load_backbone
         from artsim_pipeline.resources.artefacts import load_head
+        from artsim_pipeline.resources.models import load_backbone
 
         model = self._table("similarity_model").row(0, named=True)
         if model["fusion"] != "image":
@@ -165,7 +165,7 @@ class SimilarityService:
         Returns (rows of ``path``, ``model_id``, ``vector`` in input order, [(path, reason)] for
         the files that could not be read or embedded).
         """
-        from artsim_pipeline.core.ml.embed import embed_images
+        from artsim_pipeline.resources.models import embed_image_files
 
         backbone, head, model_id = self.image_encoder(raw)
         failures: list[tuple[str, str]] = []
@@ -175,7 +175,7 @@ class SimilarityService:
                 failures.append((path, "no such file"))
             else:
                 readable.append(path)
-        result = embed_images([(path, path) for path in readable], backbone, batch_size=batch_size, num_workers=0)
+        result = embed_image_files([(path, path) for path in readable], backbone, batch_size=batch_size, num_workers=0)
         failures += [(str(key), str(reason)) for key, reason in result.failures]
         vectors = result.vectors
         if head is not None and len(vectors):
@@ -212,7 +212,7 @@ def _text_embedder(model_id: str | None):
     path = None if model_id in (None, TEXT_MODEL_ID) else model_id
 
     def embed(query: str) -> np.ndarray:
-        from artsim_pipeline.core.ml.text import embed_texts
+        from artsim_pipeline.resources.models import embed_texts
 
         _one_query_thread()
         return embed_texts([query], model_path=path)[0]
@@ -227,7 +227,7 @@ def _image_text_embedder(info: dict):
 
     def embed(query: str) -> np.ndarray:
         if not loaded:
-            from artsim_pipeline.core.ml.backbones import load_backbone
+            from artsim_pipeline.resources.models import load_backbone
 
             backbone = load_backbone(info["backbone_spec"])
             if backbone.model_id != info.get("image_model_id"):

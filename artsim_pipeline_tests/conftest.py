@@ -99,7 +99,7 @@ def tiny_text_model(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from artsim_pipeline.core.ml.text import text_model_path
+    from artsim_pipeline.resources.models import text_model_path
 
     path = tmp_path_factory.mktemp("tiny_text")
     tokenizer = AutoTokenizer.from_pretrained(str(text_model_path()))

@@ -114,8 +114,9 @@ def build_search_home(home: Path, clip_dir: Path, search_config: dict | None = N
     from dagster import AssetKey, materialize
 
     from artsim_pipeline.core.ann import build_index
-    from artsim_pipeline.core.ml.backbones import load_backbone
-    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text, embed_texts
+    from artsim_pipeline.resources.models import load_backbone
+    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text
+    from artsim_pipeline.resources.models import embed_texts
     from artsim_pipeline.defs.partitions import sha_bucket
     from artsim_pipeline.definitions import build_defs
     from artsim_pipeline.resources.encoders import EncoderResource
@@ -169,7 +170,8 @@ def write_search_index(home: Path, artworks: pl.DataFrame) -> Path:
     way `search_index` stores it, for homes built by hand (no picture ranking)."""
     from artsim_pipeline.core import text_search as ts
     from artsim_pipeline.core.ann import build_index
-    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text, embed_texts
+    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text
+    from artsim_pipeline.resources.models import embed_texts
 
     works = artworks.unique("artwork_id", keep="first", maintain_order=True)
     directory = Path(home) / "indexes" / "search_index"

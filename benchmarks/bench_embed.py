@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
-from artsim_pipeline.core.ml.backbones import load_backbone
-from artsim_pipeline.core.ml.embed import auto_num_workers, available_cpus, embed_batch, embed_images, load_image, pick_device
+from artsim_pipeline.core.ml.embed import auto_num_workers, available_cpus, decode_image, embed_batch, pick_device
+from artsim_pipeline.resources.models import embed_image_files as embed_images
+from artsim_pipeline.resources.models import load_backbone
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "artsim_pipeline" / "sample" / "images"
 
@@ -56,7 +57,7 @@ def main() -> None:
     bs = args.batch_size
 
     start = time.perf_counter()
-    tensors = [backbone.preprocess(load_image(p, backbone.preprocessor.draft_size)) for p in files]
+    tensors = [backbone.preprocess(decode_image(p.read_bytes(), backbone.preprocessor.draft_size)) for p in files]
     decode_ms = (time.perf_counter() - start) / len(files) * 1000
     batches = [torch.stack(tensors[i : i + bs]) for i in range(0, len(tensors), bs)]
     for shape in {len(b) for b in batches}:  # warm the kernels for every batch shape

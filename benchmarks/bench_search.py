@@ -85,7 +85,7 @@ def sample_artworks() -> pl.DataFrame:
 def build_search(artworks: pl.DataFrame, text_vectors: np.ndarray, config=None):
     from artsim_pipeline.core import text_search as ts
     from artsim_pipeline.core.ann import build_index
-    from artsim_pipeline.core.ml.text import embed_texts
+    from artsim_pipeline.resources.models import embed_texts
 
     ids = artworks["artwork_id"].to_list()
     keyword = ts.KeywordIndex.build(*zip(*ts.iter_documents(artworks)))
@@ -103,7 +103,8 @@ def shares_a_word(query: str, tags: set[str]) -> set[str]:
 
 
 def quality(args) -> dict:
-    from artsim_pipeline.core.ml.text import artwork_text, embed_texts
+    from artsim_pipeline.core.ml.text import artwork_text
+    from artsim_pipeline.resources.models import embed_texts
 
     for query, tags in PARAPHRASES:
         common = shares_a_word(query, tags)

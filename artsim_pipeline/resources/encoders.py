@@ -22,9 +22,24 @@ class EncoderResource(MergingConfig, ConfigurableResource):
     text_batch_size: int = 64
 
     def load_backbone(self):
-        from artsim_pipeline.core.ml.backbones import load_backbone
+        from artsim_pipeline.resources.models import load_backbone
 
         return load_backbone(self.backbone)
+
+    def embed_image_files(self, items, backbone, progress=None):
+        """``(key, path)`` image files -> ``EmbedResult`` with this resource's batch size,
+        workers and device (files read by ``resources.models``, decoded and run by core)."""
+        from artsim_pipeline.resources.models import embed_image_files
+
+        return embed_image_files(items, backbone, batch_size=self.batch_size, num_workers=self.num_workers,
+                                 device=self.device, progress=progress)
+
+    def embed_texts(self, texts):
+        """Texts -> L2-normalised vectors by the configured text model (``text_model_path``,
+        None: the bundled all-MiniLM-L6-v2)."""
+        from artsim_pipeline.resources.models import embed_texts
+
+        return embed_texts(texts, batch_size=self.text_batch_size, device=self.device, model_path=self.text_model_path)
 
     def image_model_id(self) -> str:
         """The id image vectors are keyed by; EfficientNet's is known without loading weights."""

@@ -18,10 +18,14 @@ from PIL import Image, ImageDraw  # noqa: E402
 from artsim_pipeline.core.ml import efficientnet_lite as E  # noqa: E402
 from artsim_pipeline.core.ml.backbones import (  # noqa: E402
     EFFICIENTNET_LITE0_ID,
+    EfficientNetLite0Backbone,
+    HFImageBackbone,
     ImageBackbone,
     ResizeCenterCrop,
-    load_backbone,
+    pooler_left_uninitialised,
 )
+from artsim_pipeline.resources import models  # noqa: E402
+from artsim_pipeline.resources.models import load_backbone  # noqa: E402
 
 ANALOG_CLOCK, WALL_CLOCK, CROSSWORD_PUZZLE = 409, 892, 918  # ImageNet-1k class indices
 
@@ -61,7 +65,7 @@ def probs(backbone, image):
 
 
 def test_checkpoint_keys_rename_onto_the_model_exactly():
-    state = torch.load(E.checkpoint_path(), map_location="cpu", weights_only=True)
+    state = torch.load(models.efficientnet_lite0_checkpoint_path(), map_location="cpu", weights_only=True)
     renamed = E.rename_checkpoint_keys(state)
     assert len(renamed) == len(state) == 296
     assert set(renamed) == set(E.EfficientNetLite0().state_dict())  # no missing, no unexpected
@@ -71,9 +75,9 @@ def test_checkpoint_keys_rename_onto_the_model_exactly():
 
 
 def test_load_is_strict():
-    model = E.load_efficientnet_lite0()
+    model = models.load_efficientnet_lite0()
     assert not model.training
-    state = E.rename_checkpoint_keys(torch.load(E.checkpoint_path(), map_location="cpu", weights_only=True))
+    state = E.rename_checkpoint_keys(models.read_efficientnet_lite0_state())
     state.pop("blocks.7.bn_dw.running_mean")
     with pytest.raises(RuntimeError, match="Missing key"):
         E.EfficientNetLite0().load_state_dict(state, strict=True)
@@ -249,3 +253,29 @@ def test_encoder_resource_knows_the_default_model_id_without_loading(lite0):
     assert EncoderResource(backbone="efficientnet_lite0").image_model_id() == lite0.model_id
     assert EncoderResource().image_model_id() == load_backbone(EncoderResource().backbone).model_id
     assert EncoderResource().backbone == "efficientnet_lite0"  # chosen on the real photographs
+
+
+# --------------------------------------------------------------------------- built in memory
+def test_core_builds_backbones_from_modules_in_memory():
+    """Core takes models already loaded: no checkpoint or directory is read to build them."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    lite = EfficientNetLite0Backbone(E.EfficientNetLite0().eval(), fuse_bn=False, channels_last=False)
+    assert lite.dim == 1280 and lite.forward(torch.zeros(1, 3, 224, 224)).shape == (1, 1280)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8)
+    vit = HFImageBackbone("in-memory/vit", ViTModel(config), ViTImageProcessor(size={"height": 32, "width": 32}),
+                          loading_info={"missing_keys": ["pooler.dense.weight"]})
+    assert vit.backbone_id == "hf:in-memory/vit" and vit.pooling == "cls" and vit.dim == 32
+    with pytest.raises(ValueError, match="without a tokenizer|no text tower"):
+        vit.embed_text(["a clock"])
+
+
+def test_loading_info_refuses_uninitialised_weights():
+    assert pooler_left_uninitialised("m", {"missing_keys": ["pooler.dense.bias"]}) is True
+    assert pooler_left_uninitialised("m", {"missing_keys": [], "mismatched_keys": []}) is False
+    assert pooler_left_uninitialised("m", None) is False
+    with pytest.raises(ValueError, match="uninitialised"):
+        pooler_left_uninitialised("m", {"missing_keys": ["embeddings.cls_token", "pooler.dense.bias"]})
+    with pytest.raises(ValueError, match="uninitialised"):
+        pooler_left_uninitialised("m", {"mismatched_keys": [("w", (1,), (2,))]})

@@ -14,17 +14,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 torch = pytest.importorskip("torch")
 
-from artsim_pipeline.core.ml.backbones import load_backbone  # noqa: E402
 from artsim_pipeline.core.ml.embed import (  # noqa: E402
     EmbedResult,
-    ImageFileDataset,
+    ImageDataset,
     auto_num_workers,
     collate_drop_failures,
+    decode_image,
     embed_images,
-    load_image,
     pick_device,
 )
-from artsim_pipeline.core.ml.text import TEXT_DIM, TEXT_MODEL_ID, artwork_text, embed_texts, text_model_path  # noqa: E402
+from artsim_pipeline.core.ml.text import TEXT_DIM, TEXT_MODEL_ID, artwork_text  # noqa: E402
+from artsim_pipeline.resources.models import (  # noqa: E402
+    embed_image_files,
+    embed_texts,
+    load_backbone,
+    read_image_file,
+    text_model_path,
+)
 
 SAMPLE_IMAGES = sorted((Path(__file__).resolve().parents[2] / "artsim_pipeline" / "sample" / "images").glob("*.jpg"))
 
@@ -49,8 +55,12 @@ def images(tmp_path_factory):
     return items
 
 
+def load_image(path, draft_size=None):
+    return decode_image(Path(path).read_bytes(), draft_size)
+
+
 def test_embed_images_records_failures_and_normalises(lite0, images):
-    result = embed_images(images, lite0, batch_size=4, num_workers=0)
+    result = embed_image_files(images, lite0, batch_size=4, num_workers=0)
     assert isinstance(result, EmbedResult)
     assert result.keys == [f"img{i}" for i in range(6)]  # input order, failures skipped
     assert [k for k, _ in result.failures] == ["truncated", "text", "missing"]
@@ -63,15 +73,15 @@ def test_embed_images_records_failures_and_normalises(lite0, images):
     assert result.model_id == "efficientnet_lite0@imagenet+pp1" and result.device == "cpu"
     assert result.seconds > 0 and result.images_per_second > 0
     # determinism, and independence from worker processes (num_workers=2)
-    again = embed_images(images, lite0, batch_size=4, num_workers=2)
+    again = embed_image_files(images, lite0, batch_size=4, num_workers=2)
     assert again.keys == result.keys and again.failures == result.failures and again.num_workers == 2
     np.testing.assert_allclose(again.vectors, result.vectors, atol=1e-5)
-    same = embed_images(images, lite0, batch_size=4, num_workers=0)
+    same = embed_image_files(images, lite0, batch_size=4, num_workers=0)
     np.testing.assert_array_equal(same.vectors, result.vectors)
 
 
 def test_vectors_match_the_backbone_on_one_image(lite0, images):
-    result = embed_images(images[:1], lite0, num_workers=0)
+    result = embed_image_files(images[:1], lite0, num_workers=0)
     x = lite0.preprocess(load_image(images[0][1]))[None]
     with torch.inference_mode():
         direct = torch.nn.functional.normalize(lite0.forward(x), dim=-1).numpy()
@@ -81,7 +91,7 @@ def test_vectors_match_the_backbone_on_one_image(lite0, images):
 def test_all_failures_and_empty_input(lite0, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    result = embed_images([("a", bad), ("b", tmp_path / "gone.jpg")], lite0, batch_size=1, num_workers=0)
+    result = embed_image_files([("a", bad), ("b", tmp_path / "gone.jpg")], lite0, batch_size=1, num_workers=0)
     assert result.keys == [] and result.vectors.shape == (0, 1280) and result.vectors.dtype == np.float32
     assert [k for k, _ in result.failures] == ["a", "b"]
     empty = embed_images([], lite0)
@@ -90,7 +100,7 @@ def test_all_failures_and_empty_input(lite0, tmp_path):
 
 def test_progress_is_reported(lite0, images):
     seen = []
-    embed_images(images[:5], lite0, batch_size=4, num_workers=0, progress=lambda done, total: seen.append((done, total)))
+    embed_image_files(images[:5], lite0, batch_size=4, num_workers=0, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(4, 5), (5, 5)]
 
 
@@ -105,7 +115,7 @@ def test_collate_drops_failures():
 def test_dataset_is_picklable(lite0, images):
     import pickle
 
-    ds = ImageFileDataset(images, lite0.preprocessor, 224)
+    ds = ImageDataset(images, lite0.preprocessor, 224, read_image_file)
     assert len(pickle.dumps(ds)) < 10_000
     key, tensor, reason = pickle.loads(pickle.dumps(ds))[0]
     assert key == "img0" and reason is None and tensor.shape == (3, 224, 224)
@@ -128,6 +138,33 @@ def test_load_image_orients_converts_and_drafts(tmp_path):
     assert load_image(big, draft_size=224).size == (500, 400)  # DCT 1/2: both sides stay >= 224
 
 
+def test_images_in_memory_need_no_file(lite0, images):
+    """Core embeds bytes: given as the items themselves, or through a ``read(source)`` callable;
+    the vectors and failures are those of the same images read from files."""
+    from_files = embed_image_files(images, lite0, batch_size=4, num_workers=0)
+    blobs = {key: Path(path).read_bytes() for key, path in images if Path(path).is_file()}
+    in_memory = embed_images(list(blobs.items()), lite0, batch_size=4, num_workers=0)
+    assert in_memory.keys == from_files.keys
+    assert [k for k, _ in in_memory.failures] == ["truncated", "text"]
+    np.testing.assert_array_equal(in_memory.vectors, from_files.vectors)
+
+    def read(key):
+        if key not in blobs:
+            raise FileNotFoundError(2, "no such image", key)
+        return blobs[key]
+
+    by_key = embed_images([(key, key) for key, _ in images], lite0, batch_size=4, num_workers=0, read=read)
+    assert by_key.keys == from_files.keys
+    assert dict(by_key.failures)["missing"] == "missing: missing"
+    np.testing.assert_array_equal(by_key.vectors, from_files.vectors)
+
+
+def test_decode_image_reads_no_path():
+    with pytest.raises(Exception):  # a path is not an encoded image
+        decode_image(str(SAMPLE_IMAGES[0]).encode())
+    assert decode_image(SAMPLE_IMAGES[0].read_bytes()).mode == "RGB"
+
+
 def test_pick_device():
     assert pick_device("cpu").type == "cpu"
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -140,7 +177,7 @@ def test_hf_backbone_through_the_pipeline(tmp_path, images):
     ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8)).save_pretrained(tmp_path)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
     backbone = load_backbone(f"hf:{tmp_path}")
-    result = embed_images(images, backbone, batch_size=4, num_workers=2)
+    result = embed_image_files(images, backbone, batch_size=4, num_workers=2)
     assert result.vectors.shape == (6, 32) and len(result.failures) == 3
     np.testing.assert_allclose(np.linalg.norm(result.vectors, axis=1), 1.0, atol=1e-5)
     assert result.model_id.startswith(f"hf:{tmp_path}+pp1.")

@@ -25,14 +25,15 @@ def catalog(works) -> ts.Catalog:
 
 @pytest.fixture(scope="module")
 def text_vectors(works) -> np.ndarray:
-    from artsim_pipeline.core.ml.text import artwork_text, embed_texts
+    from artsim_pipeline.core.ml.text import artwork_text
+    from artsim_pipeline.resources.models import embed_texts
 
     return embed_texts([artwork_text(r) for r in works.iter_rows(named=True)])
 
 
 @pytest.fixture(scope="module")
 def search(works, catalog, text_vectors) -> ts.TextSearch:
-    from artsim_pipeline.core.ml.text import embed_texts
+    from artsim_pipeline.resources.models import embed_texts
 
     keyword = ts.KeywordIndex.build(*zip(*ts.iter_documents(works)))
     return ts.TextSearch(catalog, keyword, build_index(works["artwork_id"].to_list(), text_vectors), lambda q: embed_texts([q])[0])
@@ -178,8 +179,8 @@ def test_fusion_config_weights_and_floor(search):
 def test_text_queries_reach_image_vectors_through_a_clip_text_tower(tmp_path, works, catalog, text_vectors):
     """A tiny CLIP built from a config, saved and loaded through `from_pretrained`: queries are
     embedded by its text tower and matched against image vectors in the same space."""
-    from artsim_pipeline.core.ml.backbones import load_backbone
-    from artsim_pipeline.core.ml.text import embed_texts
+    from artsim_pipeline.resources.models import load_backbone
+    from artsim_pipeline.resources.models import embed_texts
 
     clip = load_backbone(f"hf:{save_tiny_clip(tmp_path / 'clip')}")
     assert clip.has_text_tower and clip.pooling == "image_embeds"
@@ -204,7 +205,7 @@ def test_text_queries_reach_image_vectors_through_a_clip_text_tower(tmp_path, wo
 
 
 def test_a_vision_only_backbone_has_no_text_tower(tiny_vit):
-    from artsim_pipeline.core.ml.backbones import load_backbone
+    from artsim_pipeline.resources.models import load_backbone
 
     vit = load_backbone(f"hf:{tiny_vit}")
     assert not vit.has_text_tower

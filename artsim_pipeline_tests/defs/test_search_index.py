@@ -27,7 +27,8 @@ def info(home) -> dict:
 
 
 def test_search_index_builds_updates_and_follows_the_backbone(artsim_home, tmp_path):
-    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text, embed_texts
+    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text
+    from artsim_pipeline.resources.models import embed_texts
     from artsim_pipeline.definitions import build_defs
     from artsim_pipeline.service import SimilarityService
     from artsim_pipeline_tests.search_home import search_works

@@ -1,5 +1,6 @@
 """Image and text embedding core: backbones, the batched image pipeline, MiniLM text vectors.
 
-No Dagster import here; torch and transformers are imported by the modules that need them,
+No Dagster import here; torch is imported by the functions that need it, and nothing here reads
+a model file (that is resources/models.py),
 so importing this package is cheap.
 """

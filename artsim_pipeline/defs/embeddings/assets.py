@@ -54,8 +54,6 @@ def image_embeddings(
     """Backbone vectors (L2-normalised float32) keyed by image sha256 and model id, in chunks by
     sha256 bucket; only images not yet embedded with the current backbone and preprocessing
     are embedded."""
-    from artsim_pipeline.core.ml.embed import embed_images
-
     bucket = context.partition_key
     previous = tables.read_table("image_embeddings", bucket)
     backbone = encoder.load_backbone()
@@ -89,8 +87,7 @@ def image_embeddings(
 
     ips = 0.0
     if items:
-        result = embed_images(items, backbone, batch_size=encoder.batch_size, num_workers=encoder.num_workers,
-                              device=encoder.device, progress=progress)
+        result = encoder.embed_image_files(items, backbone, progress=progress)
         new = vectors_frame({"image_sha256": [str(k) for k in result.keys], "model_id": [model_id] * len(result.keys)}, result.vectors)
         failures += [(str(k), reason) for k, reason in result.failures]
         ips = result.images_per_second
@@ -130,7 +127,7 @@ def text_embeddings(
 ) -> Output[pl.DataFrame]:
     """all-MiniLM-L6-v2 vectors of each artwork's title, makers, medium, kind, culture and tags, keyed by
     artwork id, text hash and model; unchanged texts are not embedded again."""
-    from artsim_pipeline.core.ml.text import artwork_text, embed_texts
+    from artsim_pipeline.core.ml.text import artwork_text
 
     model_id = encoder.text_model_id()
     texts = {row["artwork_id"]: artwork_text(row) for row in artworks.iter_rows(named=True)}
@@ -143,8 +140,7 @@ def text_embeddings(
     started = time.monotonic()
     vectors = np.zeros((0, 0), np.float32)
     if todo.height:
-        vectors = embed_texts([texts[a] for a in todo["artwork_id"].to_list()], batch_size=encoder.text_batch_size,
-                              device=encoder.device, model_path=encoder.text_model_path)
+        vectors = encoder.embed_texts([texts[a] for a in todo["artwork_id"].to_list()])
     seconds = time.monotonic() - started
     new = vectors_frame({"artwork_id": todo["artwork_id"].to_list(), "text_sha256": todo["text_sha256"].to_list(),
                          "model_id": [model_id] * todo.height}, vectors)
