@@ -212,5 +212,10 @@ def merge_results(
 ) -> tuple[pl.DataFrame, MergeCounts]:
     """Upsert `results` into `previous`; returns the new table (sorted by id) and what changed."""
     changes, counts = merge_changes(previous, results, full_listing_ids=full_listing_ids)
+    return apply_changes(previous, changes), counts
+
+
+def apply_changes(previous: pl.DataFrame | None, changes: pl.DataFrame) -> pl.DataFrame:
+    """The `raw_objects` table after upserting the rows `merge_changes` gave (sorted by id)."""
     stored = previous.select(list(RAW_OBJECTS_SCHEMA)) if previous is not None and previous.height else empty_raw_objects()
-    return latest_rows([stored.cast(RAW_OBJECTS_SCHEMA), changes], ["source_id"]), counts
+    return latest_rows([stored.cast(RAW_OBJECTS_SCHEMA), changes], ["source_id"])

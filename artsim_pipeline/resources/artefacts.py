@@ -10,7 +10,7 @@ prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.
 |---|---|---|
 | images | `images/<sha[:2]>/<sha>.<ext>` (content-addressed) | `raw_images` |
 | fetch cursors | `state/raw_objects/<source>.json` | `raw_objects` |
-| fetch journal | `checkpoints/raw_objects/<source>.jsonl` (always local: only a crashed run on the same machine resumes from it) | `raw_objects` |
+| fetch journal | `checkpoints/raw_objects/<source>.jsonl` (always local: only a crashed run on the same machine resumes from it; emptied once the run's rows are stored) | `raw_objects` |
 | curator judgments | `feedback/judgments.jsonl` (a local journal, `resources/journal.py`); on S3 one object per judgment, `feedback/judgments/<judgment_id>.json`, never overwritten | `artsim serve` |
 | similar-works index | `indexes/ann_index/`: `index.bin` (hnswlib), `id_map.parquet`, `build_info.json`; replaced whole | `ann_index` |
 | similarity heads | `models/similarity_model/<mlflow run id>/`: `head.pt`, `head_config.json` | `similarity_model` |
@@ -22,12 +22,14 @@ Heavy libraries (hnswlib, torch, bm25s) are imported inside the functions that n
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import tempfile
 import time
-from datetime import datetime
+import zlib
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,11 +99,19 @@ def checkpoint_path(storage: ArtsimStorage, asset: str, partition: str) -> Path:
     return storage.root / "checkpoints" / asset / f"{partition}.jsonl"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 class FetchCheckpoint:
     """An append-only JSON-lines journal of fetch results, so a killed run resumes where it stopped.
 
-    Each result is flushed as soon as it arrives. On the next run, entries that already reached
-    the stored table are dropped (`compact`) and the rest are reused instead of fetched again.
+    Each result is flushed as soon as it arrives, as one short line: its fields under one-letter
+    names (empty ones left out) and the record's text zlib-compressed (base64), about a third
+    of the JSON it holds. A successful run folds the journal into the stored table and then
+    empties it (`clear`, after the table is written), so it holds at most one unfinished run. On
+    the next run, entries that already reached the stored table are dropped (`compact`: a crash
+    after the table was written and before the journal was emptied) and the rest are reused
+    instead of fetched again. Lines of the earlier, uncompressed form are still read.
     """
 
     def __init__(self, path: Path) -> None:
@@ -120,10 +130,8 @@ class FetchCheckpoint:
         with self.path.open("rb") as handle:
             for line in handle:
                 try:
-                    entry = json.loads(line.decode("utf-8"))
-                    entry["fetched_at"] = datetime.fromisoformat(entry["fetched_at"])
-                    results.append(FetchResult(**entry))
-                except (ValueError, TypeError, KeyError, RecursionError):
+                    results.append(self._parse(json.loads(line.decode("utf-8"))))
+                except (ValueError, TypeError, KeyError, RecursionError, zlib.error):
                     continue  # a line cut short by the crash (or damaged): that fetch is simply redone
         return results
 
@@ -133,15 +141,14 @@ class FetchCheckpoint:
         `ok` and `gone` answers are final and reused; `error` answers are dropped so that the
         resumed run tries those objects again.
         """
-        stored_keys: set[tuple[str, str | None]] = set()
-        if stored is not None and stored.height:
-            for source_id, status, digest in stored.select("source_id", "status", "content_hash").iter_rows():
-                stored_keys.add((source_id, digest if status == "ok" else status))
-        pending = []
-        for result in self.load():
-            key = (result.source_id, result.content_hash if result.status == "ok" else result.status)
-            if result.status != "error" and key not in stored_keys:
-                pending.append(result)
+        pending = [r for r in self.load() if r.status != "error"]
+        if pending and stored is not None and stored.height:
+            keys = pl.DataFrame({"source_id": [r.source_id for r in pending],
+                                 "key": [r.content_hash if r.status == "ok" else r.status for r in pending]},
+                                schema={"source_id": pl.String(), "key": pl.String()})
+            held = stored.select("source_id", key=pl.when(pl.col("status") == "ok").then(pl.col("content_hash")).otherwise(pl.col("status")))
+            fresh = keys.with_row_index().join(held, on=["source_id", "key"], how="anti")["index"].to_list()
+            pending = [pending[i] for i in sorted(fresh)]
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as handle:
             for result in pending:
@@ -151,9 +158,27 @@ class FetchCheckpoint:
 
     @staticmethod
     def _line(result: FetchResult) -> str:
-        entry = dict(result.__dict__)
-        entry["fetched_at"] = result.fetched_at.isoformat()
-        return json.dumps(entry, ensure_ascii=True) + "\n"  # ASCII: any text round-trips, whatever it holds
+        entry: dict[str, Any] = {"i": result.source_id, "s": result.status,
+                                 "t": (result.fetched_at - _EPOCH) // timedelta(microseconds=1)}
+        for name, value in (("e", result.error), ("m", result.modified), ("r", result.text_repairs)):
+            if value:
+                entry[name] = value
+        if result.raw_json is not None:
+            # the text is storable (FetchResult escaped any lone surrogate), so UTF-8 always encodes it
+            entry["z"] = base64.b64encode(zlib.compress(result.raw_json.encode("utf-8"), 6)).decode("ascii")
+        return json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+    @staticmethod
+    def _parse(entry: dict[str, Any]) -> FetchResult:
+        if "source_id" in entry:  # the earlier form: FetchResult's fields as they are
+            entry["fetched_at"] = datetime.fromisoformat(entry["fetched_at"])
+            return FetchResult(**entry)
+        raw = entry.get("z")
+        return FetchResult(
+            entry["i"], entry["s"], raw_json=zlib.decompress(base64.b64decode(raw)).decode("utf-8") if raw is not None else None,
+            error=entry.get("e"), modified=entry.get("m"), text_repairs=int(entry.get("r", 0)),
+            fetched_at=_EPOCH + timedelta(microseconds=entry["t"]),
+        )
 
     def append(self, result: FetchResult) -> None:
         if self._handle is None:
@@ -165,6 +190,11 @@ class FetchCheckpoint:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    def clear(self) -> None:
+        """Empty the journal: its results are in the stored table (called once the table is written)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 # -- curator judgments ---------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The one IO manager for every table asset: polars DataFrames as Parquet through `TableStore`.
 
+An asset may instead return a `TableUpsert` (the rows a run changed): they are upserted into the
+stored table (`TableStore.upsert_table`), and readers still load the whole, de-duplicated table.
 An unpartitioned asset that reads a partitioned one receives all partitions concatenated.
 """
 
@@ -9,7 +11,7 @@ import polars as pl
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from artsim_pipeline.resources.config import MergingConfig
-from artsim_pipeline.resources.tables import TableStore
+from artsim_pipeline.resources.tables import TableStore, TableUpsert
 
 
 class PolarsParquetIOManager(MergingConfig, ConfigurableIOManager):
@@ -17,12 +19,20 @@ class PolarsParquetIOManager(MergingConfig, ConfigurableIOManager):
 
     store: TableStore
 
-    def handle_output(self, context: OutputContext, obj: pl.DataFrame | None) -> None:
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame | TableUpsert | None) -> None:
         if obj is None:
+            return
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        if isinstance(obj, TableUpsert):
+            report = self.store.upsert_table(obj.rows, obj.key, context.asset_key.path, partition, deleted=obj.deleted)
+            if obj.after_write is not None:
+                obj.after_write()
+            context.add_output_metadata({"path": report.uri, "rows": obj.total_rows if obj.total_rows is not None else report.rows_written,
+                                         "rows_written": report.rows_written, "bytes_written": report.bytes_written,
+                                         "compacted": report.compacted, "deltas": report.deltas})
             return
         if not isinstance(obj, pl.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected a polars DataFrame")
-        partition = context.asset_partition_key if context.has_asset_partitions else None
         path = self.store.write_table(obj, context.asset_key.path, partition)
         context.add_output_metadata({"path": str(path), "rows": obj.height})
 

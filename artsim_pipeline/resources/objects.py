@@ -28,6 +28,14 @@ class ObjectStore:
     def exists(self, key: str) -> bool:
         raise NotImplementedError
 
+    def read_tail(self, key: str, size: int) -> bytes | None:
+        """The last `size` bytes of the object (all of it when smaller), or None if missing."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        """Remove the object at `key` (nothing happens when it is missing)."""
+        raise NotImplementedError
+
     def list_keys(self, prefix: str) -> Iterator[str]:
         raise NotImplementedError
 
@@ -69,6 +77,18 @@ class LocalObjectStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def read_tail(self, key: str, size: int) -> bytes | None:
+        try:
+            with self.path(key).open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - size))
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
     def stamp(self, key: str) -> tuple | None:
         try:
             st = self.path(key).stat()
@@ -109,6 +129,15 @@ class S3ObjectStore(ObjectStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def read_tail(self, key: str, size: int) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=f"bytes=-{size}")["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

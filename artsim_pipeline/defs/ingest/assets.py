@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, Backoff, DataVersion, Jitter, Metadat
 
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
-from artsim_pipeline.core.raw_store import merge_results
+from artsim_pipeline.core.raw_store import apply_changes, merge_changes
 from artsim_pipeline.core.text import scrub_surrogates
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
@@ -18,7 +18,7 @@ from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.clients.base import bounded_parallel_map
 from artsim_pipeline.resources.museum_api import MuseumApiResource
 from artsim_pipeline.resources.storage import ArtsimStorage
-from artsim_pipeline.resources.tables import TableStore
+from artsim_pipeline.resources.tables import TableStore, TableUpsert
 
 PROGRESS_EVERY = 500
 # A run that dies on the network is retried whole; the fetch journal makes the retry cheap.
@@ -50,7 +50,7 @@ def raw_objects(
     museum_api: MuseumApiResource,
     storage: ArtsimStorage,
     tables: TableStore,
-) -> Output[pl.DataFrame]:
+) -> Output[TableUpsert]:
     """API records exactly as received (verbatim JSON), one row per object, upserted by source id;
     for a collection export, each row as the JSON object column -> string, exactly as read.
 
@@ -58,7 +58,8 @@ def raw_objects(
     SMK and exports: a full listing with content-hash change detection). Resumable: every fetch is
     journalled to a checkpoint, so a killed run restarted later does not fetch those objects again.
     An export's metadata also counts its text values decoded with the fallback encoding,
-    repaired and undecodable.
+    repaired and undecodable. Only the rows a run changes are written (an upsert: see
+    `resources/tables.py`); the journal is emptied once they are stored.
     """
     source = context.partition_key
     previous = tables.read_table("raw_objects", source)
@@ -94,7 +95,8 @@ def raw_objects(
         stats = getattr(getattr(client, "http", None), "stats", None)
         client.close()
     elapsed = time.monotonic() - started
-    table, counts = merge_results(previous, results, full_listing_ids=set(listing.ids) if listing.full else None)
+    changes, counts = merge_changes(previous, results, full_listing_ids=set(listing.ids) if listing.full else None)
+    table = apply_changes(previous, changes)
     # The cursor always advances: what failed is remembered by id and fetched again next run, so
     # a record that keeps failing never makes every later run crawl the whole source again.
     failed = sorted({r.source_id for r in results if r.status == "error"})
@@ -136,7 +138,8 @@ def raw_objects(
                          "rate_limit_changes": MetadataValue.json(limiter.changes[-20:])})
     # the data version is the content, not the fetch: a re-ingest that changed nothing leaves
     # everything downstream up to date
-    return Output(table, metadata=metadata, data_version=DataVersion(frame_fingerprint(table.select("source_id", "status", "content_hash"))))
+    return Output(TableUpsert(changes, ("source_id",), total_rows=table.height, after_write=checkpoint.clear),
+                  metadata=metadata, data_version=DataVersion(frame_fingerprint(table.select("source_id", "status", "content_hash"))))
 
 
 @asset(
@@ -153,13 +156,14 @@ def raw_images(
     museum_api: MuseumApiResource,
     storage: ArtsimStorage,
     tables: TableStore,
-) -> Output[pl.DataFrame]:
+) -> Output[TableUpsert]:
     """One row per public-domain object image: URL, sha256, size and status; files content-addressed
     under `images/` of the storage (`$ARTSIM_HOME/images/`, or S3 in prod). Images already stored are not downloaded again; a failure is a
-    row with its reason, never a failed run."""
+    row with its reason, never a failed run. The previous table is the manifest of what is stored
+    (the image folder is not listed); only new rows and the rows of images no longer wanted are
+    written."""
     source = context.partition_key
     previous = tables.read_table("raw_images", source)
-    stored = artefacts.stored_images(storage)
     client = museum_api.client(source)
 
     wanted: dict[tuple[str, str], None] = {}
@@ -174,7 +178,7 @@ def raw_images(
     reusable: dict[tuple[str, str], dict] = {}
     if previous is not None:
         for row in previous.filter(pl.col("status") == "ok").iter_rows(named=True):
-            if row["path"] and row["path"] in stored:
+            if row["path"]:
                 reusable[(row["source_id"], row["url"])] = row
     to_fetch = [key for key in wanted if key not in reusable]
     context.log.info(f"{source}: {len(wanted)} images wanted, {len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
@@ -211,10 +215,12 @@ def raw_images(
     if previous is not None:  # keep what we know about images of objects no longer in the ok set
         rows += previous.filter(~pl.col("source_id").is_in(list(current_ids))).to_dicts()
     table = pl.DataFrame(rows, schema=RAW_IMAGES_SCHEMA).sort("source_id", "url") if rows else pl.DataFrame(schema=RAW_IMAGES_SCHEMA)
+    key = ("source_id", "url")
+    dropped = previous.select(key).join(table.select(key), on=list(key), how="anti") if previous is not None else None
     new_status = pl.DataFrame(downloaded, schema=RAW_IMAGES_SCHEMA)["status"].value_counts() if downloaded else None
     failures = {k: v for k, v in (dict(new_status.iter_rows()) if new_status is not None else {}).items() if k != "ok"}
     return Output(
-        table,
+        TableUpsert(pl.DataFrame(downloaded, schema=RAW_IMAGES_SCHEMA), key, deleted=dropped, total_rows=table.height),
         data_version=DataVersion(frame_fingerprint(table.select("source_id", "url", "status", "sha256"))),
         metadata={
             "rows": table.height,
