@@ -18,7 +18,7 @@ Reads the real API records in the shared data folder (``<repo>/../shared/data`` 
   ``{"data": ..., "info": ..., "config": ...}``, with the licence and IIIF root of its answer).
   A registry API source without an origin stops the build.
 * ``images/<sha256(url)[:24]>.jpg``: a stand-in image (see
-  :mod:`artsim_pipeline.core.standin_images`) for every public-domain record with an image URL
+  :mod:`artsim_pipeline.sample.standin_images`) for every public-domain record with an image URL
   (Met ``primaryImageSmall``, SMK ``image_thumbnail``; the other sources: the URL their live
   client downloads, with the traits read from the record normalised by the registry's
   normaliser), and ``images/index.json`` mapping each image URL to its file name. Aliases map to the same file: the Met ``primaryImage`` and the SMK
@@ -54,7 +54,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from artsim_pipeline import settings  # noqa: E402
-from artsim_pipeline.core.standin_images import (  # noqa: E402
+from artsim_pipeline.sample.standin_images import (  # noqa: E402
     StandinTraits,
     _norm_nationality,
     encode_jpeg,

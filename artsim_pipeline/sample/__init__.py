@@ -10,7 +10,7 @@ APIs and image hosts in the ``sample`` environment and in tests:
   ``{"data": ..., "info": ..., "config": ...}``, which keeps the licence of its description);
 * ``images/index.json``: image URL -> file name under ``images/``; the files are deterministic
   stand-in JPEGs rendered from each record's metadata
-  (:mod:`artsim_pipeline.core.standin_images`), since the real image hosts are unreachable;
+  (:mod:`artsim_pipeline.sample.standin_images`), since the real image hosts are unreachable;
 * ``exports/<source>/``: each collection export source of the registry
   (:mod:`artsim_pipeline.core.sources`), copied verbatim with its ``mapping.toml``:
   ``exports/met_medialab/`` holds the Met MediaLab's ``records.csv`` and 427 real photographs.

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artsim_pipeline.core.standin_images import (
+from artsim_pipeline.sample.standin_images import (
     StandinTraits,
     encode_jpeg,
     normalise_name,

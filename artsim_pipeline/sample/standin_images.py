@@ -23,7 +23,8 @@ Everything is seeded from SHA-256/SHAKE-256 of the trait strings (never Python's
 is salted per process), and random numbers come straight from SHAKE-256 output rather than from
 a NumPy generator, so a given record renders to the same pixels in every process.
 
-This module is pure logic: no Dagster import.
+This module is pure logic: no Dagster import, no file read or written (the build script writes the
+JPEGs). It lives with the sample because only `scripts/build_sample.py` uses it.
 """
 
 from __future__ import annotations
