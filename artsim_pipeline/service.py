@@ -62,16 +62,28 @@ class SimilarityService:
         return pl.concat(frames, how="diagonal_relaxed")
 
     @cached_property
+    def artwork_rows(self):
+        """Artworks rows by id without the table in memory (`core.search.ArtworkRows` over the
+        memory-mapped serving copies of `resources.artefacts.serving_artworks`)."""
+        from artsim_pipeline.resources.artefacts import serving_artworks
+
+        rows = serving_artworks(self.storage, self.tables, SOURCES)
+        if rows is None:
+            raise NotBuiltError("artworks is not materialised")
+        return rows
+
+    @cached_property
     def vectors(self) -> pl.DataFrame:
         return self._table("artwork_vectors")
 
     def similar(self, artwork_id: str, k: int = 10, source: str | None = None, filters=None) -> list[dict]:
         """The k works most like `artwork_id` (never itself); raises UnknownArtworkError.
         `filters` (a `core.text_search.SearchFilters`) restricts them by museum, kind and years
-        (raises SearchQueryError when no work passes)."""
+        (raises SearchQueryError when no work passes). The query vector is the one the index
+        holds (the work's `artwork_vectors` row, as indexed) and only the k results' rows are read."""
         from artsim_pipeline.core.search import similar
 
-        return similar(artwork_id, k, self.index, self.vectors, self.artworks, source=source,
+        return similar(artwork_id, k, self.index, None, self.artwork_rows, source=source,
                        filter_labels=self._filter_labels(filters))
 
     # -- search by words -----------------------------------------------------------------------
@@ -192,7 +204,8 @@ class SimilarityService:
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, source: str | None = None, filters=None) -> list[dict]:
         from artsim_pipeline.core.search import similar_to_vector
 
-        return similar_to_vector(vector, k, self.index, self.artworks, source=source, filter_labels=self._filter_labels(filters))
+        return similar_to_vector(vector, k, self.index, self.artwork_rows, source=source,
+                                 filter_labels=self._filter_labels(filters))
 
 
 def _one_query_thread() -> None:

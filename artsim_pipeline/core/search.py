@@ -5,7 +5,9 @@ Plain functions that the CLI (``artsim similar``), the UI and a later HTTP API a
 - :func:`similar` - the k nearest *other* works of an artwork, with display metadata;
 - :func:`similar_to_vector` - the same for a query vector (``artsim similar --image FILE``);
 - :func:`near_duplicates` - cross-museum pairs above a similarity threshold;
-- :func:`calibrate_threshold` - pick that threshold from scores of known duplicates.
+- :func:`calibrate_threshold` - pick that threshold from scores of known duplicates;
+- :class:`ArtworkRows` - artworks rows found by id without holding the table in memory (what
+  serving decorates results with).
 
 Result dicts have exactly the CLI ``--json`` keys: ``artwork_id``, ``score`` (cosine
 similarity, higher is more similar), ``title``, ``artists`` (list of str), ``source``,
@@ -14,13 +16,17 @@ similarity, higher is more similar), ``title``, ``artists`` (list of str), ``sou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from artsim_pipeline.core.ann import AnnIndex, LabelFilter, normalize, source_of
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RESULT_KEYS = ("artwork_id", "score", "title", "artists", "source", "landing_url")
 
@@ -75,18 +81,107 @@ def _combine(first: LabelFilter | None, second: LabelFilter | None) -> LabelFilt
     return allowed
 
 
-def _decorate(
-    ids: Iterable[str | None], scores: Iterable[float], artworks: pl.DataFrame | None
-) -> list[dict]:
-    pairs = [(a, float(s)) for a, s in zip(ids, scores, strict=True) if a is not None]
+class _SortedIds(Sequence):
+    """The ``artwork_id`` column of a table sorted by it, as a sequence `bisect` can search:
+    each probe reads one value, so a lookup touches ~log2(n) of them."""
+
+    def __init__(self, column: "pa.Array") -> None:
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, position):  # bisect only asks for single positions
+        return self._column[position].as_py()
+
+
+class ArtworkRows:
+    """Artworks rows by id over tables sorted by ``artwork_id`` (Arrow, e.g. memory-mapped files,
+    one per museum): a lookup is a binary search, then only the rows asked for are read, so
+    serving never holds the whole table (`rows_read` counts the rows materialised).
+
+    ``tables`` maps a museum key to its table; an id is looked up in the table of its prefix
+    first, then in the others (in the given order).
+    """
+
+    def __init__(self, tables: Mapping[str, "pa.Table"]) -> None:
+        self._tables = dict(tables)
+        self._ids: dict[str, _SortedIds] = {}
+        for source, table in self._tables.items():
+            column = table.column("artwork_id")
+            self._ids[source] = _SortedIds(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks())
+        self.rows_read = 0
+
+    def __len__(self) -> int:
+        return sum(t.num_rows for t in self._tables.values())
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def _position(self, artwork_id: str) -> tuple[str, int] | None:
+        first = source_of(artwork_id)
+        for source in [first, *(s for s in self._tables if s != first)] if first in self._tables else self._tables:
+            ids = self._ids[source]
+            i = bisect_left(ids, artwork_id)
+            if i < len(ids) and ids[i] == artwork_id:
+                return source, i
+        return None
+
+    def __contains__(self, artwork_id: object) -> bool:
+        return isinstance(artwork_id, str) and self._position(artwork_id) is not None
+
+    def row(self, artwork_id: str) -> dict[str, Any] | None:
+        """The artworks row of the id (every column), or None."""
+        found = self._position(artwork_id)
+        if found is None:
+            return None
+        self.rows_read += 1
+        source, i = found
+        return self._tables[source].slice(i, 1).to_pylist()[0]
+
+    def get(self, artwork_id: str, default: Any = None) -> dict[str, Any] | None:
+        row = self.row(artwork_id)
+        return default if row is None else row
+
+    def rows(self, artwork_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``artwork_id -> row`` for the ids that have one."""
+        out: dict[str, dict[str, Any]] = {}
+        for aid in artwork_ids:
+            if aid not in out and (row := self.row(aid)) is not None:
+                out[aid] = row
+        return out
+
+    def having_rows(self, artwork_ids: Sequence[str]) -> list[str]:
+        """The ids that have a row, in the given order (one hash join per table, no row read)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = pa.array(list(artwork_ids), type=pa.string())
+        keep = np.zeros(len(wanted), dtype=bool)
+        for table in self._tables.values():
+            keep |= pc.is_in(wanted, value_set=table.column("artwork_id").cast(pa.string())).to_numpy(zero_copy_only=False)
+        return [a for a, k in zip(artwork_ids, keep.tolist(), strict=True) if k]
+
+
+ArtworksSource = pl.DataFrame | ArtworkRows | None
+
+
+def _metadata(wanted: list[str], artworks: ArtworksSource) -> dict[str, dict]:
+    """Display rows of the wanted ids: the k rows read from `ArtworkRows`, or one filter of a frame."""
+    if artworks is None or not wanted:
+        return {}
+    if isinstance(artworks, ArtworkRows):
+        return artworks.rows(wanted)
     meta: dict[str, dict] = {}
-    if artworks is not None and pairs:
-        wanted = [a for a, _ in pairs]
-        cols = [c for c in ("artwork_id", "title", "artists", "source", "landing_url")
-                if c in artworks.columns]
-        hits = artworks.filter(pl.col("artwork_id").is_in(wanted)).select(cols)
-        for row in hits.iter_rows(named=True):
-            meta.setdefault(row["artwork_id"], row)
+    cols = [c for c in ("artwork_id", "title", "artists", "source", "landing_url") if c in artworks.columns]
+    for row in artworks.filter(pl.col("artwork_id").is_in(wanted)).select(cols).iter_rows(named=True):
+        meta.setdefault(row["artwork_id"], row)
+    return meta
+
+
+def _decorate(ids: Iterable[str | None], scores: Iterable[float], artworks: ArtworksSource) -> list[dict]:
+    pairs = [(a, float(s)) for a, s in zip(ids, scores, strict=True) if a is not None]
+    meta = _metadata([a for a, _ in pairs], artworks)
     out = []
     for aid, score in pairs:
         row = meta.get(aid, {})
@@ -109,7 +204,7 @@ def similar(
     k: int,
     index: AnnIndex,
     vectors_lookup: VectorsLookup,
-    artworks: pl.DataFrame | None,
+    artworks: ArtworksSource,
     source: str | None = None,
     filter_labels: LabelFilter | None = None,
 ) -> list[dict]:
@@ -117,7 +212,8 @@ def similar(
 
     ``vectors_lookup`` gives the query vector: a mapping or callable ``artwork_id -> vector``,
     an ``artwork_vectors`` frame (``artwork_id``, ``vector``), or None; when it has no vector
-    the index's stored vector is used. ``source`` (``"met"``, ``"smk"``) restricts results to
+    the index's stored vector is used (serving passes None: no table is scanned). ``artworks``
+    (a frame or an :class:`ArtworkRows`) gives the results' display metadata. ``source`` (``"met"``, ``"smk"``) restricts results to
     one museum; ``filter_labels`` (index labels, or a ``label -> bool`` callable) restricts them
     further (see :class:`~artsim_pipeline.core.text_search.VectorRanking` for one built from
     search filters). Fewer than ``k`` come back only when fewer candidates exist. Raises
@@ -136,7 +232,7 @@ def similar_to_vector(
     vector: Any,
     k: int,
     index: AnnIndex,
-    artworks: pl.DataFrame | None = None,
+    artworks: ArtworksSource = None,
     source: str | None = None,
     exclude_ids: Iterable[str] = (),
     filter_labels: LabelFilter | None = None,

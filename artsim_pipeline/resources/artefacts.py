@@ -16,6 +16,7 @@ prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.
 | similarity heads | `models/similarity_model/<mlflow run id>/`: `head.pt`, `head_config.json` | `similarity_model` |
 | search index | `indexes/search_index/`: `keyword/` (bm25s + `ids.parquet`), `text/`, `image/` (as the ANN index), `search_info.json` written last | `search_index` |
 | collection map | `maps/collection_map.html` | `collection_map` |
+| serving copy of `artworks` | `cache/serving/artworks/<source>-<stamp digest>.arrow` (always local: uncompressed Arrow, sorted by `artwork_id`, memory-mapped) | `artsim serve`, `artsim similar` (from the table, when it changed) |
 
 Heavy libraries (hnswlib, torch, bm25s) are imported inside the functions that need them.
 """
@@ -23,6 +24,7 @@ Heavy libraries (hnswlib, torch, bm25s) are imported inside the functions that n
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -42,7 +44,11 @@ from artsim_pipeline.resources.objects import LocalObjectStore
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from artsim_pipeline.core.ann import AnnConfig, AnnIndex
+    from artsim_pipeline.core.search import ArtworkRows
+    from artsim_pipeline.resources.tables import TableStore
     from artsim_pipeline.core.text_search import KeywordIndex
 
 # -- images ------------------------------------------------------------------------------------------
@@ -496,6 +502,68 @@ def index_stamps(storage: ArtsimStorage) -> tuple:
     """What changes whenever `ann_index` or `search_index` is stored again (readers reload on it)."""
     return (storage.objects.stamp(f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}"),
             storage.objects.stamp(f"{SEARCH_INDEX_KEY}/{SEARCH_INFO_FILE}"))
+
+
+# -- the serving copy of artworks (memory-mapped by the similar-works service) -----------------------------
+
+SERVING_ARTWORKS_DIR = "cache/serving/artworks"
+
+
+def serving_artworks_file(storage: ArtsimStorage, source: str, stamp: tuple) -> Path:
+    """Where the serving copy of one museum's `artworks` table, as stored at `stamp`, lives."""
+    digest = hashlib.sha256(repr(stamp).encode("utf-8")).hexdigest()[:16]
+    return storage.root / SERVING_ARTWORKS_DIR / f"{source}-{digest}.arrow"
+
+
+def write_serving_artworks(frame: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """One museum's artworks rows, sorted by `artwork_id` (the first row of an id kept), as an
+    uncompressed Arrow IPC file of one record batch (memory-mappable); written beside, then renamed."""
+    import pyarrow as pa
+
+    path = Path(path)
+    table = (frame.filter(pl.col("artwork_id").is_not_null()).unique("artwork_id", keep="first", maintain_order=True)
+             .sort("artwork_id").to_arrow().combine_chunks())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_serving_artworks(path: str | os.PathLike[str]) -> pa.Table:
+    """A file of `write_serving_artworks`, memory-mapped: rows are paged in when read."""
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+
+def serving_artworks(storage: ArtsimStorage, tables: TableStore, sources) -> ArtworkRows | None:
+    """The `artworks` tables of `sources` as `core.search.ArtworkRows` over memory-mapped serving
+    copies (None when no table is stored). A copy is written the first time a table is seen as
+    stored (one museum's table in memory at a time) and reused until the table changes."""
+    from artsim_pipeline.core.search import ArtworkRows
+
+    found = {}
+    for source in sources:
+        stamp = tables.objects.stamp(tables.table_key("artworks", source))
+        if stamp is None:
+            continue
+        path = serving_artworks_file(storage, source, stamp)
+        if not path.exists():
+            frame = tables.read_table("artworks", source)
+            if frame is None:
+                continue
+            write_serving_artworks(frame, path)
+            del frame
+            for old in path.parent.glob(f"{source}-*.arrow"):
+                if old != path:
+                    old.unlink(missing_ok=True)  # a reader that mapped it keeps its pages
+        found[source] = read_serving_artworks(path)
+    return ArtworkRows(found) if found else None
 
 
 # -- the collection map ---------------------------------------------------------------------------------

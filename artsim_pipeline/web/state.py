@@ -1,11 +1,13 @@
 """What `artsim serve` reads from storage and keeps: the similarity service and what the pages
-derive from it, reloaded whenever the stored index or artworks change."""
+derive from it, reloaded whenever the stored index or artworks change.
+
+Memory stays bounded by the index: artworks rows are read by id from memory-mapped serving
+copies (`SimilarityService.artwork_rows`), never held as a table or a dict of every row."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from artsim_pipeline.core.sources import SOURCES
 
@@ -23,7 +25,6 @@ class AppState:
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._service = None
-        self._works: dict[str, dict[str, Any]] | None = None
         self._pool: list[str] | None = None
 
     def _disk_stamp(self) -> tuple:
@@ -38,7 +39,7 @@ class AppState:
             from artsim_pipeline.service import SimilarityService
 
             self._service = SimilarityService(self.home, tables=self.tables, storage=self.storage)
-            self._works = self._pool = None
+            self._pool = None
             self._stamp = stamp
 
     @property
@@ -47,14 +48,10 @@ class AppState:
             self._fresh()
             return self._service
 
-    def works(self) -> dict[str, dict[str, Any]]:
-        """``artwork_id -> artworks row`` (raises NotBuiltError without artworks)."""
-        service = self.service
-        with self._lock:
-            if self._works is None:
-                frame = service.artworks.unique("artwork_id", keep="first", maintain_order=True)
-                self._works = {row["artwork_id"]: row for row in frame.iter_rows(named=True)}
-            return self._works
+    def works(self):
+        """Artworks rows by id (`core.search.ArtworkRows`: ``get``, ``in``); raises NotBuiltError
+        without artworks."""
+        return self.service.artwork_rows
 
     def in_index(self, artwork_id: str) -> bool:
         """Whether the id is a live item of the index (False while no index is built)."""
@@ -71,5 +68,5 @@ class AppState:
         works = self.works()
         with self._lock:
             if self._pool is None:
-                self._pool = sorted(a for a in index.ids if a in works)
+                self._pool = sorted(works.having_rows(index.ids))
             return self._pool
