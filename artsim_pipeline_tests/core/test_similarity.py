@@ -271,3 +271,15 @@ def test_metadata_targets_use_train_items_only_and_neighbourhoods_are_kept(data)
     trained = evaluate_retrieval(ids, apply_head(result.head, X), pairs)
     raw = evaluate_retrieval(ids, X, pairs)
     assert trained["map_at_10"] >= raw["map_at_10"]
+
+
+def test_training_leaves_torch_as_it_found_it(data):
+    """Trainer(deterministic=True) and config.num_threads change process-wide torch state: both
+    are restored after a fit and after a refused one."""
+    ids, X, pairs, _ = data
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    train_similarity(ids, X, pairs, small_config(max_epochs=1, num_threads=max(1, threads - 1) if threads > 1 else 2))
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)
+    with pytest.raises(ValueError, match="val split"):
+        train_similarity(ids, X, pairs.filter(pl.col("split") != "val"), small_config(max_epochs=1, num_threads=1))
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)

@@ -7,7 +7,7 @@ Pieces (no Dagster import; `lightning` namespace only):
   (shrunk-whitened by default) and the MLP branch starts at zero, so the untrained head is a
   sound retrieval metric and training learns a correction of it. The output is L2-normalised,
   so cosine = dot product.
-* `SimilarityModule`: a `LightningModule` around an injected encoder (the head), optionally with
+* `SimilarityModule` (`similarity_module.py`): a `LightningModule` around an injected encoder (the head), optionally with
   an injected backbone in front of it (GPU fine-tuning: the backbone turns whatever `inputs`
   yields, e.g. image tensors, into features). Objective, per batch of positive pairs (a_i, b_i):
 
@@ -39,11 +39,12 @@ than the starting point on val.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,8 @@ from torch.nn import functional as F
 import lightning as L
 
 from artsim_pipeline.core.ml.heads import ProjectionHead, ResidualHead, build_head  # noqa: F401 - re-exported
-from artsim_pipeline.core.ml.metrics import RetrievalTask, retrieval_task, task_metrics
+from artsim_pipeline.core.ml.metrics import RetrievalTask, retrieval_task
+from artsim_pipeline.core.ml.similarity_module import Inputs, SimilarityModule  # noqa: F401 - re-exported
 from artsim_pipeline.core.ml.train_config import FUSIONS, HEAD_INITS, TrainConfig  # noqa: F401 - re-exported
 from artsim_pipeline.core.vectors import l2_normalise
 
@@ -63,299 +65,7 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------
-# Model (the heads live in core/ml/heads.py)
-
-
-Inputs = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
-
-
-class SimilarityModule(L.LightningModule):
-    """Contrastive training of `head` (optionally `backbone` -> `head`) on index pairs.
-
-    `inputs` maps artwork positions to model inputs: a tensor [n, d] of features (kept as a
-    non-persistent buffer, so it follows the module to the device and stays out of checkpoints),
-    or a callable ``positions (LongTensor) -> batch tensor`` (e.g. loading and transforming
-    images for backbone fine-tuning). Batches are ``(a, b, w)``: positions and pair weights.
-    """
-
-    def __init__(
-        self,
-        head: nn.Module,
-        config: TrainConfig,
-        inputs: Inputs,
-        *,
-        backbone: nn.Module | None = None,
-        train_negatives: np.ndarray | None = None,
-        train_positive_keys: np.ndarray | None = None,
-        n_items: int | None = None,
-        val_task: RetrievalTask | None = None,
-        val_negatives: np.ndarray | None = None,
-        val_positives: np.ndarray | None = None,
-        aux_targets: dict[str, np.ndarray] | None = None,
-        val_labels: dict[str, list] | None = None,
-    ):
-        super().__init__()
-        self.head = head
-        self.backbone = backbone
-        self.config = config
-        if isinstance(inputs, torch.Tensor):
-            self.register_buffer("features", inputs, persistent=False)
-            self._input_fn = None
-            n_items = n_items or inputs.shape[0]
-        else:
-            self.features = None
-            self._input_fn = inputs
-        if n_items is None:
-            raise ValueError("n_items is required when inputs is a callable")
-        self.n_items = int(n_items)
-        # (a, b, w) rows of the mined negatives; float64 so positions survive exactly.
-        self._train_neg = train_negatives if train_negatives is not None else np.zeros((0, 3))
-        keys = train_positive_keys if train_positive_keys is not None else np.zeros(0, np.int64)
-        self.register_buffer("pos_keys", torch.as_tensor(np.sort(keys), dtype=torch.long), persistent=False)
-        self.val_task = val_task
-        self._val_neg = val_negatives if val_negatives is not None else np.zeros((0, 3))
-        self._val_pos = val_positives if val_positives is not None else np.zeros((0, 3))
-        # Auxiliary targets: class codes per item position (-1: no label), one linear
-        # classifier each on the head's output; items with any label are sampled per step.
-        aux_targets = {k: v for k, v in (aux_targets or {}).items() if (np.asarray(v) >= 0).any()}
-        self.aux_heads = nn.ModuleDict({
-            name: nn.Linear(int(getattr(head, "out_dim")), int(np.asarray(codes).max()) + 1)
-            for name, codes in aux_targets.items()
-        })
-        for name, codes in aux_targets.items():
-            self.register_buffer(f"aux_{name}", torch.as_tensor(np.asarray(codes), dtype=torch.long), persistent=False)
-        labelled = np.zeros(self.n_items, dtype=bool)
-        for codes in aux_targets.values():
-            labelled |= np.asarray(codes) >= 0
-        self._aux_items = np.flatnonzero(labelled)
-        # metadata of the val candidates (in val_task order): model selection only, never a target
-        self.val_labels = val_labels or {}
-        self._initial_agreement: dict[str, float] | None = None
-        self.history: list[dict[str, float]] = []
-        self._generator: torch.Generator | None = None
-        self._epoch: dict[str, float] = {}
-        self._epoch_start = 0.0
-
-    # -- encoding ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backbone is not None:
-            x = self.backbone(x)
-        return self.head(x)
-
-    def _inputs(self, positions: torch.Tensor) -> torch.Tensor:
-        if self.features is not None:
-            return self.features[positions.to(self.features.device)]
-        return self._input_fn(positions.cpu()).to(self.device)
-
-    def encode(self, positions: torch.Tensor) -> torch.Tensor:
-        return self(self._inputs(positions))
-
-    # -- losses --------------------------------------------------------------------------------
-    def _false_negative_mask(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """[B, B] True where (a_i, b_j), i != j, is the same artwork or a known positive pair."""
-        same = a[:, None] == b[None, :]
-        if self.pos_keys.numel():
-            keys = a[:, None] * self.n_items + b[None, :]
-            idx = torch.searchsorted(self.pos_keys, keys).clamp(max=self.pos_keys.numel() - 1)
-            same = same | (self.pos_keys[idx] == keys)
-        eye = torch.eye(len(a), dtype=torch.bool, device=a.device)
-        return same & ~eye
-
-    def info_nce(self, za, zb, w, a, b) -> torch.Tensor:
-        logits = za @ zb.T / self.config.temperature
-        mask = self._false_negative_mask(a, b)
-        logits_ab = logits.masked_fill(mask, float("-inf"))
-        logits_ba = logits.T.masked_fill(mask.T, float("-inf"))
-        target = torch.arange(len(a), device=logits.device)
-        loss = F.cross_entropy(logits_ab, target, reduction="none")
-        loss = loss + F.cross_entropy(logits_ba, target, reduction="none")
-        return (w * loss).sum() / (2 * w.sum().clamp_min(1e-12))
-
-    def negative_loss(self, za, zb, w) -> torch.Tensor:
-        cos = (za * zb).sum(-1)
-        return (w * F.relu(cos - self.config.neg_margin)).sum() / w.sum().clamp_min(1e-12)
-
-    def aux_loss(self) -> torch.Tensor | None:
-        """Cross-entropy of each attribute's classifier on a sample of labelled train items."""
-        if not len(self.aux_heads) or self.config.aux_weight == 0 or not len(self._aux_items):
-            return None
-        size = min(self.config.aux_batch_size, len(self._aux_items))
-        pick = torch.as_tensor(self._aux_items[torch.randperm(len(self._aux_items), generator=self._generator)[:size].numpy()])
-        z = self.encode(pick)
-        losses = []
-        for name, classifier in self.aux_heads.items():
-            target = getattr(self, f"aux_{name}")[pick.to(self.device)]
-            known = target >= 0
-            if known.any():
-                losses.append(F.cross_entropy(classifier(z[known]), target[known]))
-        return torch.stack(losses).mean() if losses else None
-
-    def preserve_loss(self, positions: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """KL(raw in-batch neighbourhood distribution || the head's), self-similarity masked."""
-        with torch.no_grad():
-            raw = F.normalize(self._inputs(positions).float(), dim=-1)
-            if self.backbone is not None:
-                raw = F.normalize(self.backbone(raw).float(), dim=-1)
-        t = self.config.preserve_temperature
-        eye = torch.eye(len(positions), dtype=torch.bool, device=z.device)
-        target = F.softmax((raw @ raw.T / t).masked_fill(eye, float("-inf")), dim=-1)
-        log_pred = F.log_softmax((z @ z.T / t).masked_fill(eye, float("-inf")), dim=-1)
-        return F.kl_div(log_pred.masked_fill(eye, 0.0), target, reduction="batchmean")
-
-    def _sample_negatives(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        n = len(self._train_neg)
-        if n == 0 or self.config.neg_weight == 0:
-            return None
-        size = min(self.config.neg_batch_size, n)
-        pick = torch.randperm(n, generator=self._generator)[:size].numpy()
-        rows = self._train_neg[pick]
-        return (
-            torch.as_tensor(rows[:, 0], dtype=torch.long),
-            torch.as_tensor(rows[:, 1], dtype=torch.long),
-            torch.as_tensor(rows[:, 2], dtype=torch.float32, device=self.device),
-        )
-
-    # -- Lightning hooks -------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        self._generator = torch.Generator().manual_seed(self.config.seed + 1)
-
-    def on_train_epoch_start(self) -> None:
-        self._epoch_start = time.perf_counter()
-        self._epoch = {"loss": 0.0, "nce": 0.0, "neg": 0.0, "steps": 0}
-
-    def training_step(self, batch, batch_idx):
-        a, b, w = batch
-        za, zb = self.encode(a), self.encode(b)
-        nce = self.info_nce(za, zb, w, a, b)
-        loss = nce
-        neg_value = 0.0
-        sampled = self._sample_negatives()
-        if sampled is not None:
-            na, nb, nw = sampled
-            neg = self.negative_loss(self.encode(na), self.encode(nb), nw)
-            loss = loss + self.config.neg_weight * neg
-            neg_value = float(neg.detach())
-        aux = self.aux_loss()
-        if aux is not None:
-            loss = loss + self.config.aux_weight * aux
-            self._epoch["aux"] = self._epoch.get("aux", 0.0) + float(aux.detach())
-        if self.config.preserve_weight:
-            preserve = self.preserve_loss(a, za)
-            loss = loss + self.config.preserve_weight * preserve
-            self._epoch["preserve"] = self._epoch.get("preserve", 0.0) + float(preserve.detach())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at epoch {self.current_epoch}")
-        self._epoch["loss"] += float(loss.detach())
-        self._epoch["nce"] += float(nce.detach())
-        self._epoch["neg"] += neg_value
-        self._epoch["steps"] += 1
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(a))
-        return loss
-
-    def on_validation_epoch_start(self) -> None:
-        self._val_sum, self._val_weight = 0.0, 0.0
-
-    def validation_step(self, batch, batch_idx):
-        a, b, w = batch
-        nce = self.info_nce(self.encode(a), self.encode(b), w, a, b)
-        self._val_sum += float(nce) * float(w.sum())
-        self._val_weight += float(w.sum())
-
-    @torch.no_grad()
-    def _encode_all(self, positions: np.ndarray) -> torch.Tensor:
-        out = []
-        for start in range(0, len(positions), self.config.eval_batch_size):
-            chunk = torch.as_tensor(positions[start : start + self.config.eval_batch_size], dtype=torch.long)
-            out.append(self.encode(chunk))
-        return torch.cat(out) if out else torch.zeros((0, 1))
-
-    def retrieval_metrics(self) -> dict[str, float]:
-        """val_* retrieval metrics (and the val hinge term) of the current weights."""
-        metrics: dict[str, float] = {}
-        if self.val_task is None:
-            return metrics
-        z = self._encode_all(self.val_task.index)
-        if len(self._val_neg) and self.config.neg_weight:
-            local = {int(p): i for i, p in enumerate(self.val_task.index)}
-            ia = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 0]], device=z.device)
-            ib = torch.as_tensor([local[int(p)] for p in self._val_neg[:, 1]], device=z.device)
-            nw = torch.as_tensor(self._val_neg[:, 2], dtype=torch.float32, device=z.device)
-            metrics["_val_neg_loss"] = float(self.negative_loss(z[ia], z[ib], nw))
-        vectors = z.float().cpu().numpy()
-        scores = task_metrics(self.val_task, vectors)
-        metrics.update({f"val_{k}": float(v) for k, v in scores.items()})
-        agreement = self._val_agreement(vectors)
-        metrics.update({f"val_agreement_{k}": v for k, v in agreement.items()})
-        if self._initial_agreement is None:
-            self._initial_agreement = agreement
-        drops = [agreement[k] - self._initial_agreement[k] for k in agreement if k in self._initial_agreement]
-        worst = min([0.0, *drops])
-        metrics["val_selection"] = metrics["val_map_at_10"] + self.config.agreement_penalty * worst
-        return metrics
-
-    def _val_agreement(self, vectors: np.ndarray) -> dict[str, float]:
-        from artsim_pipeline.core.ml.agreement import agreement_scores, nearest_neighbours
-
-        if not self.val_labels:
-            return {}
-        neighbours = nearest_neighbours(vectors, np.arange(len(vectors)))  # one search for every attribute
-        out = {}
-        for name, values in self.val_labels.items():
-            queries, scores = agreement_scores(vectors, values, neighbours=neighbours)
-            if len(queries):
-                out[name] = float(scores.mean())
-        return out
-
-    @torch.no_grad()
-    def validation_metrics(self) -> dict[str, float]:
-        """Everything a validation epoch logs, computed directly (used on the untrained head)."""
-        self._val_sum, self._val_weight = 0.0, 0.0
-        rows = self._val_pos
-        for start in range(0, len(rows), self.config.batch_size):
-            chunk = rows[start : start + self.config.batch_size]
-            a = torch.as_tensor(chunk[:, 0], dtype=torch.long)
-            b = torch.as_tensor(chunk[:, 1], dtype=torch.long)
-            w = torch.as_tensor(chunk[:, 2], dtype=torch.float32, device=self.device)
-            self.validation_step((a, b, w), 0)
-        return self._finish_validation()
-
-    def _finish_validation(self) -> dict[str, float]:
-        val_loss = self._val_sum / max(self._val_weight, 1e-12)
-        metrics = self.retrieval_metrics()
-        val_loss += self.config.neg_weight * metrics.pop("_val_neg_loss", 0.0)
-        metrics["val_loss"] = float(val_loss)
-        return metrics
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        metrics = self._finish_validation()
-        for key, value in metrics.items():
-            self.log(key, value, prog_bar=key == self.config.monitor)
-        self._val_metrics = metrics
-
-    def on_train_epoch_end(self) -> None:
-        steps = max(self._epoch.get("steps", 0), 1)
-        row = {
-            "epoch": int(self.current_epoch),
-            "train_loss": self._epoch["loss"] / steps,
-            "train_info_nce": self._epoch["nce"] / steps,
-            "train_neg_loss": self._epoch["neg"] / steps,
-            **({"train_aux_loss": self._epoch["aux"] / steps} if "aux" in self._epoch else {}),
-            **({"train_preserve_loss": self._epoch["preserve"] / steps} if "preserve" in self._epoch else {}),
-            **getattr(self, "_val_metrics", {}),
-            "epoch_seconds": time.perf_counter() - self._epoch_start,
-        }
-        self.history.append(row)
-
-    def configure_optimizers(self):
-        head_params = [*self.head.parameters(), *self.aux_heads.parameters()]
-        groups = [{"params": [p for p in head_params if p.requires_grad], "lr": self.config.lr}]
-        if self.backbone is not None:
-            params = [p for p in self.backbone.parameters() if p.requires_grad]
-            if params:
-                groups.append({"params": params, "lr": self.config.lr * self.config.backbone_lr_scale})
-        return torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+# Model: the heads live in core/ml/heads.py, the Lightning module in core/ml/similarity_module.py
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,17 +199,40 @@ def train_similarity(
     help pick the epoch (``val_agreement_*`` and ``val_selection``); test labels are never read.
     `root_dir` is where Lightning may write (for a `logger` or `callbacks` that write files);
     without either, nothing is written (no logger, no checkpointing).
+
+    The steps, in the order they draw random numbers: the head's inputs (:func:`_head_inputs`),
+    the pairs per split (:func:`_training_pairs`), the head and its Lightning module
+    (:func:`_build_module`), the fit (:func:`_fit`), the result (:func:`_train_result`).
     """
     config = config or TrainConfig()
     ids = list(ids)
+    _check_ids_and_pairs(ids, pairs)
+    with _seeded_deterministic_torch(config):
+        module_inputs, in_dim = _head_inputs(ids, X, X_text, inputs, backbone, config)
+        split = _training_pairs(ids, pairs, config)
+        head, module = _build_module(split, module_inputs, in_dim, backbone, aux_labels, config)
+        fit = _fit(module, split, config, logger, callbacks, root_dir)
+        if fit.best.epoch < 0:
+            log.info("no training epoch beat the initial head on %s (%.4f): keeping it", config.monitor, fit.best.score)
+        head.load_state_dict(fit.best.state)
+        head.cpu().eval()
+        return _train_result(head, module, split, fit, in_dim, config)
+
+
+# -- train_similarity's steps ----------------------------------------------------------------------
+def _check_ids_and_pairs(ids: list[str], pairs) -> None:
     if len(set(ids)) != len(ids):
         raise ValueError("ids contain duplicates")
     missing = {"artwork_id_a", "artwork_id_b", "label", "split"} - set(pairs.columns)
     if missing:
         raise ValueError(f"pairs lack columns {sorted(missing)}")
 
-    # Trainer(deterministic=True) switches torch's global deterministic mode on; it is restored
-    # afterwards so that later code in the same process (embedding, indexing) is unaffected.
+
+@contextlib.contextmanager
+def _seeded_deterministic_torch(config: TrainConfig):
+    """Seed everything with ``config.seed`` and use ``config.num_threads``; on the way out restore
+    the thread count and torch's global deterministic mode, which Trainer(deterministic=True)
+    switches on, so that later code in the same process (embedding, indexing) is unaffected."""
     previous_threads = torch.get_num_threads()
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -507,134 +240,185 @@ def train_similarity(
         torch.set_num_threads(config.num_threads)
     try:
         L.seed_everything(config.seed, workers=True, verbose=False)
-
-        if inputs is None:
-            features = torch.from_numpy(np.ascontiguousarray(fuse_features(X, X_text, config.fusion)))
-            if features.shape[0] != len(ids):
-                raise ValueError(f"{len(ids)} ids but {features.shape[0]} feature rows")
-            module_inputs: Inputs = features
-            in_dim = features.shape[1]
-        else:
-            module_inputs = inputs
-            with torch.no_grad():
-                probe = inputs(torch.zeros(1, dtype=torch.long))
-                in_dim = int((backbone(probe) if backbone is not None else probe).shape[-1])
-
-        train_pos, train_neg, drop_train = _pair_arrays(ids, pairs, "train", config.rule_weights)
-        val_pos, val_neg, drop_val = _pair_arrays(ids, pairs, "val")
-        if len(train_pos) < 2:
-            raise ValueError(f"need >= 2 positive train pairs with vectors, got {len(train_pos)}")
-        if len(val_pos) == 0:
-            raise ValueError("the val split has no positive pair with vectors: cannot early-stop")
-        val_task = retrieval_task(ids, pairs, "val")
-        n = len(ids)
-        a, b = train_pos[:, 0].astype(np.int64), train_pos[:, 1].astype(np.int64)
-        pos_keys = np.unique(np.concatenate([a * n + b, b * n + a]))  # incl. rule-weighted to 0
-        train_items = np.unique(np.concatenate([train_pos[:, :2], train_neg[:, :2]]).astype(np.int64))
-        train_pos, train_neg = train_pos[train_pos[:, 2] > 0], train_neg[train_neg[:, 2] > 0]
-        if len(train_pos) < 2:
-            raise ValueError(f"need >= 2 positive train pairs with weight > 0, got {len(train_pos)}")
-
-        head = build_head(config.init, in_dim, config.hidden_dim, config.out_dim, config.dropout)
-        if config.init in ("pca", "identity"):
-            # Train items only: val/test features never shape the head.
-            head.fit_init(
-                _input_features(module_inputs, backbone, train_items, config.eval_batch_size),
-                whiten=config.whiten, residual_scale=config.residual_scale,
-            )
-        else:
-            head.residual_scale.fill_(float(config.residual_scale))
-        module = SimilarityModule(
-            head,
-            config,
-            module_inputs,
-            backbone=backbone,
-            train_negatives=train_neg,
-            train_positive_keys=pos_keys,
-            n_items=n,
-            val_task=val_task,
-            val_negatives=val_neg,
-            val_positives=val_pos,
-            aux_targets=_aux_targets(aux_labels, train_items, n, config.aux_min_class_count) if config.aux_weight else None,
-            val_labels={name: [values[int(i)] for i in val_task.index] for name, values in (aux_labels or {}).items()},
-        )
-
-        def loader(rows: np.ndarray, shuffle: bool):
-            dataset = torch.utils.data.TensorDataset(
-                torch.as_tensor(rows[:, 0], dtype=torch.long),
-                torch.as_tensor(rows[:, 1], dtype=torch.long),
-                torch.as_tensor(rows[:, 2], dtype=torch.float32),
-            )
-            generator = torch.Generator().manual_seed(config.seed) if shuffle else None
-            # drop_last on train avoids a final batch of 1 pair (no in-batch negatives).
-            drop_last = shuffle and len(rows) > config.batch_size and len(rows) % config.batch_size == 1
-            return torch.utils.data.DataLoader(
-                dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator,
-                num_workers=0, drop_last=drop_last,
-            )
-
-        # The untrained head (= centred backbone features with init="pca") is a candidate too:
-        # when no epoch beats it on val, it is what comes back (best_epoch -1).
-        module.eval()
-        initial = module.validation_metrics()
-        module.train()
-        best = _BestWeights(config.monitor, config.monitor_mode)
-        best.offer(initial.get(config.monitor), -1, head)
-        early = L.pytorch.callbacks.EarlyStopping(
-            monitor=config.monitor, mode=config.monitor_mode, patience=config.patience,
-            min_delta=config.min_delta, strict=True,
-        )
-        with _quiet(config.quiet):
-            trainer = L.Trainer(
-                accelerator=config.accelerator,
-                devices=config.devices,
-                max_epochs=config.max_epochs,
-                min_epochs=config.min_epochs,
-                deterministic=True,
-                logger=logger if logger is not None else False,
-                callbacks=[early, best, *callbacks],
-                enable_checkpointing=False,
-                enable_progress_bar=config.progress_bar,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                gradient_clip_val=config.grad_clip,
-                default_root_dir=root_dir,
-                log_every_n_steps=1,
-            )
-            started = time.perf_counter()
-            trainer.fit(module, loader(train_pos, True), loader(val_pos, False))
-            fit_seconds = time.perf_counter() - started
-        if best.state is None:
-            raise RuntimeError(f"training produced no {config.monitor!r} value")
-        if best.epoch < 0:
-            log.info("no training epoch beat the initial head on %s (%.4f): keeping it", config.monitor, best.score)
-        head.load_state_dict(best.state)
-        head.cpu().eval()
-        history = module.history
-        counts = {
-            "train_pos": len(train_pos), "train_neg": len(train_neg),
-            "val_pos": len(val_pos), "val_neg": len(val_neg),
-            "dropped_train": drop_train, "dropped_val": drop_val,
-            "val_candidates": len(val_task.index),
-            **{f"aux_classes_{name}": layer.out_features for name, layer in module.aux_heads.items()},
-        }
-        return TrainResult(
-            head=head,
-            config=config,
-            history=history,
-            best_epoch=best.epoch,
-            best_score=best.score,
-            monitor=config.monitor,
-            seconds_per_epoch=float(np.mean([r["epoch_seconds"] for r in history])) if history else math.nan,
-            fit_seconds=fit_seconds,
-            epochs_run=len(history),
-            input_dim=in_dim,
-            counts=counts,
-            initial_metrics=initial,
-        )
+        yield
     finally:
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+
+
+def _head_inputs(
+    ids: list[str], X: np.ndarray | None, X_text: np.ndarray | None, inputs: Inputs | None,
+    backbone: nn.Module | None, config: TrainConfig,
+) -> tuple[Inputs, int]:
+    """What the module reads per position (the fused feature matrix, or the `inputs` callable)
+    and the head's input dimension (the backbone's output width when there is one)."""
+    if inputs is None:
+        features = torch.from_numpy(np.ascontiguousarray(fuse_features(X, X_text, config.fusion)))
+        if features.shape[0] != len(ids):
+            raise ValueError(f"{len(ids)} ids but {features.shape[0]} feature rows")
+        return features, int(features.shape[1])
+    with torch.no_grad():
+        probe = inputs(torch.zeros(1, dtype=torch.long))
+        return inputs, int((backbone(probe) if backbone is not None else probe).shape[-1])
+
+
+@dataclass
+class _TrainingPairs:
+    """The pairs of `train_similarity` as position rows (a, b, weight), per split and label."""
+
+    n_items: int
+    train_pos: np.ndarray  # weight > 0 only
+    train_neg: np.ndarray
+    val_pos: np.ndarray
+    val_neg: np.ndarray
+    dropped_train: int
+    dropped_val: int
+    val_task: RetrievalTask
+    positive_keys: np.ndarray  # a * n + b both ways, rule-weighted-to-0 positives included
+    train_items: np.ndarray  # positions in any train pair
+
+
+def _training_pairs(ids: list[str], pairs, config: TrainConfig) -> _TrainingPairs:
+    train_pos, train_neg, drop_train = _pair_arrays(ids, pairs, "train", config.rule_weights)
+    val_pos, val_neg, drop_val = _pair_arrays(ids, pairs, "val")
+    if len(train_pos) < 2:
+        raise ValueError(f"need >= 2 positive train pairs with vectors, got {len(train_pos)}")
+    if len(val_pos) == 0:
+        raise ValueError("the val split has no positive pair with vectors: cannot early-stop")
+    val_task = retrieval_task(ids, pairs, "val")
+    n = len(ids)
+    a, b = train_pos[:, 0].astype(np.int64), train_pos[:, 1].astype(np.int64)
+    pos_keys = np.unique(np.concatenate([a * n + b, b * n + a]))  # incl. rule-weighted to 0
+    train_items = np.unique(np.concatenate([train_pos[:, :2], train_neg[:, :2]]).astype(np.int64))
+    train_pos, train_neg = train_pos[train_pos[:, 2] > 0], train_neg[train_neg[:, 2] > 0]
+    if len(train_pos) < 2:
+        raise ValueError(f"need >= 2 positive train pairs with weight > 0, got {len(train_pos)}")
+    return _TrainingPairs(n, train_pos, train_neg, val_pos, val_neg, drop_train, drop_val, val_task, pos_keys, train_items)
+
+
+def _build_module(
+    split: _TrainingPairs, module_inputs: Inputs, in_dim: int, backbone: nn.Module | None,
+    aux_labels: dict[str, Sequence[Any]] | None, config: TrainConfig,
+) -> tuple[nn.Module, SimilarityModule]:
+    """The head (initialised from the train items' features for "pca" / "identity") and the
+    Lightning module that trains it."""
+    head = build_head(config.init, in_dim, config.hidden_dim, config.out_dim, config.dropout)
+    if config.init in ("pca", "identity"):
+        # Train items only: val/test features never shape the head.
+        head.fit_init(
+            _input_features(module_inputs, backbone, split.train_items, config.eval_batch_size),
+            whiten=config.whiten, residual_scale=config.residual_scale,
+        )
+    else:
+        head.residual_scale.fill_(float(config.residual_scale))
+    aux_targets = _aux_targets(aux_labels, split.train_items, split.n_items, config.aux_min_class_count) if config.aux_weight else None
+    module = SimilarityModule(
+        head,
+        config,
+        module_inputs,
+        backbone=backbone,
+        train_negatives=split.train_neg,
+        train_positive_keys=split.positive_keys,
+        n_items=split.n_items,
+        val_task=split.val_task,
+        val_negatives=split.val_neg,
+        val_positives=split.val_pos,
+        aux_targets=aux_targets,
+        val_labels={name: [values[int(i)] for i in split.val_task.index] for name, values in (aux_labels or {}).items()},
+    )
+    return head, module
+
+
+def _pair_loader(rows: np.ndarray, shuffle: bool, config: TrainConfig) -> torch.utils.data.DataLoader:
+    """Batches of (a, b, w) pair rows; shuffled by a generator seeded with ``config.seed``."""
+    dataset = torch.utils.data.TensorDataset(
+        torch.as_tensor(rows[:, 0], dtype=torch.long),
+        torch.as_tensor(rows[:, 1], dtype=torch.long),
+        torch.as_tensor(rows[:, 2], dtype=torch.float32),
+    )
+    generator = torch.Generator().manual_seed(config.seed) if shuffle else None
+    # drop_last on train avoids a final batch of 1 pair (no in-batch negatives).
+    drop_last = shuffle and len(rows) > config.batch_size and len(rows) % config.batch_size == 1
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator,
+        num_workers=0, drop_last=drop_last,
+    )
+
+
+@dataclass
+class _Fit:
+    best: "_BestWeights"  # the best epoch's weights (epoch -1: the untrained head)
+    initial: dict[str, float]  # val_* of the untrained head
+    seconds: float
+
+
+def _fit(
+    module: SimilarityModule, split: _TrainingPairs, config: TrainConfig, logger: Any,
+    callbacks: Sequence[Any], root_dir: str | None,
+) -> _Fit:
+    """Validate the untrained head, then fit with early stopping, keeping the best weights."""
+    train_loader, val_loader = _pair_loader(split.train_pos, True, config), _pair_loader(split.val_pos, False, config)
+    # The untrained head (= centred backbone features with init="pca") is a candidate too:
+    # when no epoch beats it on val, it is what comes back (best_epoch -1).
+    module.eval()
+    initial = module.validation_metrics()
+    module.train()
+    best = _BestWeights(config.monitor, config.monitor_mode)
+    best.offer(initial.get(config.monitor), -1, module.head)
+    early = L.pytorch.callbacks.EarlyStopping(
+        monitor=config.monitor, mode=config.monitor_mode, patience=config.patience,
+        min_delta=config.min_delta, strict=True,
+    )
+    with _quiet(config.quiet):
+        trainer = L.Trainer(
+            accelerator=config.accelerator,
+            devices=config.devices,
+            max_epochs=config.max_epochs,
+            min_epochs=config.min_epochs,
+            deterministic=True,
+            logger=logger if logger is not None else False,
+            callbacks=[early, best, *callbacks],
+            enable_checkpointing=False,
+            enable_progress_bar=config.progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            gradient_clip_val=config.grad_clip,
+            default_root_dir=root_dir,
+            log_every_n_steps=1,
+        )
+        started = time.perf_counter()
+        trainer.fit(module, train_loader, val_loader)
+        seconds = time.perf_counter() - started
+    if best.state is None:
+        raise RuntimeError(f"training produced no {config.monitor!r} value")
+    return _Fit(best, initial, seconds)
+
+
+def _train_result(
+    head: nn.Module, module: SimilarityModule, split: _TrainingPairs, fit: _Fit, in_dim: int, config: TrainConfig
+) -> TrainResult:
+    history = module.history
+    counts = {
+        "train_pos": len(split.train_pos), "train_neg": len(split.train_neg),
+        "val_pos": len(split.val_pos), "val_neg": len(split.val_neg),
+        "dropped_train": split.dropped_train, "dropped_val": split.dropped_val,
+        "val_candidates": len(split.val_task.index),
+        **{f"aux_classes_{name}": layer.out_features for name, layer in module.aux_heads.items()},
+    }
+    return TrainResult(
+        head=head,
+        config=config,
+        history=history,
+        best_epoch=fit.best.epoch,
+        best_score=fit.best.score,
+        monitor=config.monitor,
+        seconds_per_epoch=float(np.mean([r["epoch_seconds"] for r in history])) if history else math.nan,
+        fit_seconds=fit.seconds,
+        epochs_run=len(history),
+        input_dim=in_dim,
+        counts=counts,
+        initial_metrics=fit.initial,
+    )
 
 
 def _aux_targets(aux_labels: dict[str, Sequence[Any]] | None, train_items: np.ndarray, n: int, min_count: int) -> dict[str, np.ndarray]:
