@@ -1,6 +1,8 @@
 """Clusters of artworks in the learned similarity space, and what each cluster holds (no Dagster).
 
-- :func:`cluster_vectors` - k-means (scikit-learn) over L2-normalised artwork vectors;
+- :func:`cluster_vectors` - k-means (scikit-learn) over L2-normalised artwork vectors
+  (:func:`fit_clusters` also returns the centroids, and :func:`assign_to_centroids` puts new
+  works into the nearest existing cluster without fitting again);
 - :func:`summarise_clusters` - one row per cluster for curators: size, top makers,
   departments, cultures, museums, date span and the works nearest the centroid.
 
@@ -14,12 +16,14 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from artsim_pipeline.core.features import as_matrix
+from artsim_pipeline.core.incremental import FULL, MAX_INCREMENTAL_FRACTION, Plan, fingerprints, plan_update
 from artsim_pipeline.core.names import normalise_artist
 from artsim_pipeline.core.vectors import l2_normalise
 
@@ -73,11 +77,23 @@ def cluster_vectors(
     distinct vectors. ``KMeans(n_init=4, random_state=seed)`` (``MiniBatchKMeans`` above
     ``MINIBATCH_ABOVE`` rows): the same input and seed give the same labels.
     """
+    return fit_clusters(ids, vectors, n_clusters, seed)[0]
+
+
+def fit_clusters(
+    ids: Sequence[str],
+    vectors: Any,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """:func:`cluster_vectors`' labels and the centroids they were assigned to: a float32
+    ``(k, dim)`` array whose row ``c`` is cluster ``c``'s centroid (what
+    :func:`assign_to_centroids` places new works by)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     ids = [str(i) for i in ids]
     if len(ids) == 0:
-        return pl.DataFrame(schema=LABELS_SCHEMA)
+        return pl.DataFrame(schema=LABELS_SCHEMA), np.zeros((0, 0), np.float32)
     x = _normalised(vectors)
     if x.shape[0] != len(ids):
         raise ValueError(f"{len(ids)} ids but {x.shape[0]} vectors")
@@ -89,9 +105,8 @@ def cluster_vectors(
     n_distinct = np.unique(x, axis=0).shape[0] if x.shape[0] <= MINIBATCH_ABOVE else x.shape[0]
     k = min(k, n_distinct)
     if k == 1:
-        centroid = x.mean(axis=0)
+        centres = x.mean(axis=0, keepdims=True)
         labels = np.zeros(len(ids), dtype=np.int64)
-        dist = np.linalg.norm(x - centroid, axis=1)
     else:
         if x.shape[0] > MINIBATCH_ABOVE:
             model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
@@ -100,7 +115,8 @@ def cluster_vectors(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # BLAS noise on some platforms
             labels = model.fit_predict(x)
-        dist = np.linalg.norm(x - model.cluster_centers_[labels], axis=1)
+        centres = model.cluster_centers_
+    dist = np.linalg.norm(x - centres[labels], axis=1)
     # renumber by size (largest first), ties by the smallest member id
     order_key: dict[int, tuple[int, str]] = {}
     for lab, aid in zip(labels.tolist(), ids, strict=True):
@@ -108,7 +124,7 @@ def cluster_vectors(
         order_key[lab] = (size + 1, min(first, aid))
     ranked = sorted(order_key, key=lambda lab: (-order_key[lab][0], order_key[lab][1]))
     remap = {old: new for new, old in enumerate(ranked)}
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "artwork_id": ids,
             "cluster": [remap[lab] for lab in labels.tolist()],
@@ -116,6 +132,28 @@ def cluster_vectors(
         },
         schema=LABELS_SCHEMA,
     )
+    return frame, np.asarray(centres[ranked], dtype=np.float32)
+
+
+def assign_to_centroids(vectors: Any, centroids: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``(cluster int32, distance float32)`` of each (L2-normalised) vector's nearest centroid,
+    by the Euclidean distance :func:`fit_clusters` measures; ties go to the lower cluster number."""
+    centroids = np.asarray(centroids, dtype=np.float32)
+    x = _normalised(vectors).astype(np.float32, copy=False)
+    if x.shape[0] == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    if centroids.ndim != 2 or centroids.shape[0] == 0 or centroids.shape[1] != x.shape[1]:
+        raise ValueError(f"centroids of shape {centroids.shape} do not fit vectors of dimension {x.shape[1]}")
+    c_sq = (centroids.astype(np.float64) ** 2).sum(axis=1)
+    labels = np.empty(x.shape[0], np.int32)
+    dist = np.empty(x.shape[0], np.float32)
+    for start in range(0, x.shape[0], batch):
+        part = x[start:start + batch].astype(np.float64)
+        sq = (part ** 2).sum(axis=1, keepdims=True) - 2.0 * part @ centroids.T.astype(np.float64) + c_sq
+        best = np.argmin(sq, axis=1)
+        labels[start:start + batch] = best
+        dist[start:start + batch] = np.sqrt(np.maximum(sq[np.arange(len(best)), best], 0.0))
+    return labels, dist
 
 
 def _top(values: list[Any], top: int) -> list[str]:
@@ -227,3 +265,95 @@ def summarise_clusters(
             }
         )
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).sort("cluster")
+
+
+# -- incremental updates ----------------------------------------------------------------------------
+
+MAX_DISTANCE_RATIO = 1.5  # new works this much farther from their centroid than at the fit: fit again
+MIN_WORKS_FOR_DISTANCE_CHECK = 20  # fewer new works than this say too little about drift
+
+STATE_SCHEMA: dict[str, pl.DataType] = {
+    **LABELS_SCHEMA,
+    "fingerprint": pl.String(),
+    "incremental": pl.Boolean(),
+}
+
+
+@dataclass
+class ClusterState:
+    """What a clustering run stores for the next one: every work's label with the fingerprint
+    of its vector and whether it was assigned incrementally (``labels``, :data:`STATE_SCHEMA`),
+    the centroids, and ``info`` (the settings of the last fit, its mean distance to centroid)."""
+
+    labels: pl.DataFrame
+    centroids: np.ndarray
+    info: dict[str, Any]
+
+
+def _fit_state(ids: list[str], x: np.ndarray, prints: list[str], n_clusters: int | None, seed: int) -> ClusterState:
+    labels, centroids = fit_clusters(ids, x, n_clusters=n_clusters, seed=seed)
+    labels = labels.with_columns(pl.Series("fingerprint", prints, pl.String()), pl.lit(False).alias("incremental"))
+    mean = float(labels["distance"].mean()) if labels.height else 0.0
+    return ClusterState(labels, centroids, {"n_clusters": n_clusters, "seed": seed, "fit_mean_distance": mean,
+                                            "fit_works": labels.height})
+
+
+def update_clusters(
+    ids: Sequence[str],
+    vectors: Any,
+    previous: ClusterState | None,
+    *,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    force_full: bool = False,
+    max_incremental_fraction: float = MAX_INCREMENTAL_FRACTION,
+    max_distance_ratio: float = MAX_DISTANCE_RATIO,
+) -> tuple[ClusterState, Plan]:
+    """Cluster the works again only when needed (:func:`core.incremental.plan_update`).
+
+    Incrementally, works whose vector is unchanged keep their cluster and distance, new or
+    changed works join the nearest stored centroid, removed works are dropped (cluster numbers
+    are kept, so a cluster may shrink below a later one). The fit is done again instead when
+    asked, when ``n_clusters`` or ``seed`` changed, past the drift limit, or when at least
+    :data:`MIN_WORKS_FOR_DISTANCE_CHECK` new works lie on average more than
+    ``max_distance_ratio`` times farther from their centroid than the works of the last fit.
+    """
+    ids = [str(i) for i in ids]
+    x = _normalised(vectors)
+    if x.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} ids but {x.shape[0]} vectors")
+    prints = fingerprints(x)
+    stored = previous.labels if previous is not None else None
+    settings_changed = previous is not None and (
+        previous.info.get("n_clusters") != n_clusters or previous.info.get("seed") != seed)
+    plan = plan_update(
+        ids, prints,
+        stored["artwork_id"].to_list() if stored is not None else None,
+        stored["fingerprint"].to_list() if stored is not None else None,
+        stored["incremental"].to_list() if stored is not None else None,
+        settings_changed=settings_changed, force_full=force_full, max_incremental_fraction=max_incremental_fraction,
+    )
+    if plan.full:
+        return _fit_state(ids, x, prints, n_clusters, seed), plan
+    assert previous is not None and stored is not None
+    new_labels, new_dist = assign_to_centroids(x[plan.fresh], previous.centroids)
+    baseline = float(previous.info.get("fit_mean_distance") or 0.0)
+    if len(plan.fresh) >= MIN_WORKS_FOR_DISTANCE_CHECK and baseline > 0:
+        ratio = float(new_dist.mean()) / baseline
+        if ratio > max_distance_ratio:
+            reason = (f"drift: the {len(plan.fresh)} new works lie {ratio:.2f}x farther from their centroid than "
+                      f"the fitted ones (limit {max_distance_ratio:.2f}x)")
+            return _fit_state(ids, x, prints, n_clusters, seed), Plan(FULL, reason, removed=plan.removed)
+    kept_rows = np.fromiter(plan.kept.keys(), dtype=np.int64, count=len(plan.kept))
+    stored_rows = np.fromiter(plan.kept.values(), dtype=np.int64, count=len(plan.kept))
+    cluster = np.empty(len(ids), np.int32)
+    distance = np.empty(len(ids), np.float32)
+    incremental = np.zeros(len(ids), bool)
+    cluster[kept_rows] = stored["cluster"].to_numpy()[stored_rows]
+    distance[kept_rows] = stored["distance"].to_numpy()[stored_rows]
+    incremental[kept_rows] = stored["incremental"].to_numpy()[stored_rows]
+    fresh = np.asarray(plan.fresh, dtype=np.int64)
+    cluster[fresh], distance[fresh], incremental[fresh] = new_labels, new_dist, True
+    labels = pl.DataFrame({"artwork_id": ids, "cluster": cluster, "distance": distance, "fingerprint": prints,
+                           "incremental": incremental}, schema=STATE_SCHEMA)
+    return ClusterState(labels, previous.centroids, dict(previous.info)), plan

@@ -103,3 +103,77 @@ def test_summary_tolerates_missing_columns_and_unknown_works():
     assert row["size"] == 2 and row["museums"] == ["met"]
     assert row["representative_titles"] == ["Only one", ""]
     assert row["date_span"] is None
+
+
+# -- incremental updates ----------------------------------------------------------------------------
+
+
+def _clustered(n_per: int, dim: int = 16, groups: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim, dtype=np.float32)[:groups] * 5
+    x = np.vstack([c + rng.normal(scale=0.3, size=(n_per, dim)) for c in centres]).astype(np.float32)
+    return [f"met:{i}" for i in range(len(x))], x, np.repeat(np.arange(groups), n_per)
+
+
+def test_fit_clusters_returns_the_centroids_labels_were_assigned_to():
+    from artsim_pipeline.core.clusters import assign_to_centroids, fit_clusters
+
+    ids, x, _ = _clustered(30)
+    labels, centroids = fit_clusters(ids, x, n_clusters=4, seed=0)
+    assert centroids.shape == (4, 16) and centroids.dtype == np.float32
+    assert labels.equals(cluster_vectors(ids, x, n_clusters=4, seed=0))
+    again, dist = assign_to_centroids(x, centroids)
+    assert again.tolist() == labels["cluster"].to_list()
+    np.testing.assert_allclose(dist, labels["distance"].to_numpy(), atol=1e-4)
+
+
+def test_new_works_join_the_nearest_centroid_and_the_others_keep_their_labels():
+    from artsim_pipeline.core.clusters import update_clusters
+
+    ids, x, groups = _clustered(50)
+    keep = np.ones(len(ids), bool)
+    keep[[7, 60, 130, 180]] = False  # held back: they arrive later
+    first, plan = update_clusters([a for a, k in zip(ids, keep) if k], x[keep], None, n_clusters=4)
+    assert plan.mode == "full" and plan.reason == "no stored layout"
+    # next run: the four new works, one removed work (met:0), one changed vector (met:1)
+    x2 = x.copy()
+    x2[1] = x[55]  # met:1 now looks like group 1
+    current = ids[1:]
+    state, plan = update_clusters(current, x2[1:], first, n_clusters=4)
+    assert plan.mode == "incremental" and plan.removed == 1
+    assert sorted(current[i] for i in plan.fresh) == sorted(["met:1", "met:7", "met:60", "met:130", "met:180"])
+    old = dict(zip(first.labels["artwork_id"], first.labels["cluster"], strict=True))
+    new = dict(zip(state.labels["artwork_id"], state.labels["cluster"], strict=True))
+    assert "met:0" not in new
+    unchanged = [a for a in new if a in old and a not in ("met:1",)]
+    assert all(new[a] == old[a] for a in unchanged)
+    # each new work is in the cluster of its own group's works
+    group_cluster = {g: old[ids[int(np.flatnonzero((groups == g) & keep)[1])]] for g in range(4)}
+    for i in (7, 60, 130, 180):
+        assert new[ids[i]] == group_cluster[groups[i]]
+    assert new["met:1"] == group_cluster[1]
+    assert state.labels.filter(pl.col("incremental"))["artwork_id"].sort().to_list() == sorted(
+        ["met:1", "met:7", "met:60", "met:130", "met:180"])
+    np.testing.assert_array_equal(state.centroids, first.centroids)
+
+
+def test_clusters_are_fitted_again_when_forced_changed_or_drifted():
+    from artsim_pipeline.core.clusters import update_clusters
+
+    ids, x, _ = _clustered(50)
+    first, _ = update_clusters(ids[:150], x[:150], None, n_clusters=4)
+    _, plan = update_clusters(ids[:150], x[:150], first, n_clusters=4)
+    assert plan.mode == "incremental" and plan.fresh == []
+    _, plan = update_clusters(ids[:150], x[:150], first, n_clusters=4, force_full=True)
+    assert plan.mode == "full" and "forced" in plan.reason
+    _, plan = update_clusters(ids[:150], x[:150], first, n_clusters=5)
+    assert plan.mode == "full" and "settings" in plan.reason
+    # 50 new works of 200: 25% > the 20% limit
+    state, plan = update_clusters(ids, x, first, n_clusters=4)
+    assert plan.mode == "full" and plan.reason.startswith("drift") and not state.labels["incremental"].any()
+    # within the limit, but far from every centroid: the distance check fits again
+    rng = np.random.default_rng(3)
+    far = rng.normal(size=(25, 16)).astype(np.float32)
+    ids_far = ids[:150] + [f"smk:{i}" for i in range(25)]
+    _, plan = update_clusters(ids_far, np.vstack([x[:150], far]), first, n_clusters=4, max_incremental_fraction=0.5)
+    assert plan.mode == "full" and "farther from their centroid" in plan.reason
