@@ -110,6 +110,11 @@ def test_second_run_fetches_only_what_changed_since_the_cursor(artsim_home, repl
     assert replay.count(r"/objects/\d+") == meta["fetched_this_run"] < 10
     table = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_objects", "met")
     assert table.height == 120 and "(retitled)" in table.filter(pl.col("source_id") == "436535")["raw_json"].item()
+    # the run wrote the one changed row beside the stored table, not the table again
+    assert (meta["rows_written"], meta["compacted"], meta["deltas"]) == (1, False, 1) and meta["rows"] == 120
+    base = pl.read_parquet(artsim_home / "storage" / "raw_objects" / "met.parquet")
+    assert base.height == 120 and "(retitled)" not in base.filter(pl.col("source_id") == "436535")["raw_json"].item()
+    assert not (artsim_home / "checkpoints" / "raw_objects" / "met.jsonl").exists()  # folded into the table
 
 
 def test_smk_full_listing_detects_changed_and_gone_by_content_hash(artsim_home, replay, shared_smk_records):
@@ -167,6 +172,7 @@ def test_a_killed_run_resumes_without_refetching(artsim_home, replay):
     assert meta["reused_from_checkpoint"] >= len(fetched_before) - 2
     table = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_objects", "met")
     assert table.height == 120 and table["source_id"].n_unique() == 120 and (table["status"] == "ok").all()
+    assert not (artsim_home / "checkpoints" / "raw_objects" / "met.jsonl").exists()  # emptied once the rows are stored
 
 
 def test_poison_records_are_error_rows_the_rest_is_stored_and_validated_and_the_cursor_moves(artsim_home, replay):
@@ -263,6 +269,25 @@ def test_the_collection_export_is_ingested_with_its_quirks_counted_and_reruns_ch
     spaced = images.filter(pl.col("url").str.contains("%20"))
     assert spaced.height == 2 and (spaced["status"] == "ok").all()
     assert all((artsim_home / "images" / p).is_file() for p in images["path"])
+
+
+def test_a_rerun_writes_only_what_changed_and_lists_no_stored_image(artsim_home, monkeypatch):
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.resources.objects import LocalObjectStore
+
+    defs = build_defs("sample")
+    first = run(defs.resources, "met_medialab")
+    assert first["raw_objects"]["rows_written"] == first["raw_objects"]["rows"] == 428
+    listed = []
+    real_list = LocalObjectStore.list_keys
+    monkeypatch.setattr(LocalObjectStore, "list_keys", lambda self, prefix: listed.append(prefix) or real_list(self, prefix))
+    second = run(defs.resources, "met_medialab")
+    assert second["raw_objects"]["rows_written"] == second["raw_images"]["rows_written"] == 0
+    assert second["raw_images"]["reused"] == 428 and second["raw_images"]["rows"] == first["raw_images"]["rows"]
+    assert not [p for p in listed if p.startswith("images")]  # the previous table is the manifest of stored images
+    # the contract: the whole, de-duplicated table through the IO manager
+    loaded = defs.load_asset_value("raw_objects", partition_key="met_medialab")
+    assert isinstance(loaded, pl.DataFrame) and loaded.height == 428 and loaded["source_id"].is_unique().all()
 
 
 def test_a_missing_image_file_in_an_export_is_a_failure_row(artsim_home, tmp_path):

@@ -201,3 +201,54 @@ def test_the_collection_map_is_stored_under_maps(tmp_path):
     location = artefacts.save_collection_map(storage, "<html>map</html>")
     assert (tmp_path / "maps" / "collection_map.html").read_text() == "<html>map</html>"
     assert location.endswith("maps/collection_map.html")
+
+
+# -- the fetch journal's form ----------------------------------------------------------------------------
+
+
+def sample_met_texts(n: int) -> list[str]:
+    from artsim_pipeline.sample import load_sample_raw_lines
+
+    return load_sample_raw_lines("met")[:n]
+
+
+def test_journal_lines_are_compressed_and_round_trip_every_field(tmp_path):
+    texts = sample_met_texts(50)
+    results = [FetchResult(str(i), "ok", raw_json=text, modified="2024-05-01T10:00:00Z") for i, text in enumerate(texts)]
+    results.append(FetchResult("x", "error", raw_json='{"title": "Caf\u00e9 \udfff"}', error="nested too deeply: \u00e9", text_repairs=3))
+    results.append(FetchResult("y", "gone", error="HTTP 404"))
+    cp = FetchCheckpoint(tmp_path / "cp.jsonl")
+    for result in results:
+        cp.append(result)
+    cp.close()
+    assert FetchCheckpoint(tmp_path / "cp.jsonl").load() == results
+    lines = (tmp_path / "cp.jsonl").read_bytes().splitlines()
+    journal_bytes, text_bytes = sum(len(line) for line in lines[:50]), sum(len(t.encode()) for t in texts)
+    assert journal_bytes < 0.6 * text_bytes  # the record's text compressed, the fields short
+    with_dictionary = FetchCheckpoint(tmp_path / "met.jsonl", source="met")
+    for result in results:
+        with_dictionary.append(result)
+    with_dictionary.close()
+    assert FetchCheckpoint(tmp_path / "met.jsonl", source="met").load() == results
+    met_bytes = sum(len(line) for line in (tmp_path / "met.jsonl").read_bytes().splitlines()[:50])
+    assert met_bytes < 0.3 * text_bytes  # against a dictionary of the source's own records
+    assert FetchCheckpoint(tmp_path / "met.jsonl", source="smk").load()[-1:] == results[-1:]  # another dictionary: only what has no text
+
+
+def test_journal_lines_of_the_earlier_form_are_still_read(tmp_path):
+    path = tmp_path / "cp.jsonl"
+    path.write_text('{"source_id": "7", "status": "ok", "raw_json": "{\\"a\\": 1}", "error": null, "modified": "2024", '
+                    '"fetched_at": "2024-01-02T03:04:05.123456+00:00", "text_repairs": 0}\n', encoding="utf-8")
+    [result] = FetchCheckpoint(path).load()
+    assert (result.source_id, result.raw_json, result.modified) == ("7", '{"a": 1}', "2024")
+    assert result.fetched_at == datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
+
+
+def test_a_cleared_journal_is_empty_and_takes_new_lines(tmp_path):
+    cp = FetchCheckpoint(tmp_path / "cp.jsonl")
+    cp.append(ok("1", '{"a":1}'))
+    cp.clear()
+    assert FetchCheckpoint(tmp_path / "cp.jsonl").load() == [] and not (tmp_path / "cp.jsonl").exists()
+    cp.append(ok("2", '{"a":2}'))
+    cp.close()
+    assert [r.source_id for r in FetchCheckpoint(tmp_path / "cp.jsonl").load()] == ["2"]

@@ -1,0 +1,135 @@
+"""`TableStore` upserts (`resources/tables.py`): a run that changes k rows writes a delta of k
+rows beside the compacted base, reads merge them (the last row of a key wins, deletes are rows),
+compaction folds them into the base, and a crash at any step loses nothing (the S3 form:
+`prod/test_s3_storage.py`)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import polars as pl
+import pytest
+
+from artsim_pipeline.resources.objects import LocalObjectStore
+from artsim_pipeline.resources.tables import COVERS_META, TableStore
+
+
+def frame(ids, version="a"):
+    """Rows whose text does not compress away (like records' JSON), `<version><id>:<digest>`."""
+    return pl.DataFrame({"source_id": [str(i) for i in ids],
+                         "text": [f"{version}{i}:{hashlib.sha256(f'{version}{i}'.encode()).hexdigest()}" for i in ids]},
+                        schema={"source_id": pl.String(), "text": pl.String()})
+
+
+def text_of(table: pl.DataFrame, source_id: str) -> str:
+    return table.filter(pl.col("source_id") == source_id)["text"].item().split(":")[0]
+
+
+def delta_files(store: TableStore, partition="met") -> list[str]:
+    return list(store.objects.list_keys(store.deltas_prefix("raw_objects", partition)))
+
+
+@pytest.fixture
+def store(tmp_path) -> TableStore:
+    return TableStore(base_dir=str(tmp_path / "storage"), compact_fraction=0.25, max_deltas=8)
+
+
+def test_the_first_upsert_writes_the_base_at_the_contract_path_and_later_ones_write_only_their_rows(store, tmp_path):
+    first = store.upsert_table(frame(range(1000)), ["source_id"], "raw_objects", "met")
+    assert first.compacted and first.rows_written == 1000 and delta_files(store) == []
+    base = tmp_path / "storage" / "raw_objects" / "met.parquet"
+    assert pl.read_parquet(base).equals(frame(range(1000)).sort("source_id"))
+
+    second = store.upsert_table(frame([5, 1000], "b"), ["source_id"], "raw_objects", "met")
+    assert not second.compacted and second.rows_written == 2 and second.deltas == 1
+    assert second.bytes_written < base.stat().st_size / 10  # O(k), not the whole table again
+    assert pl.read_parquet(base).height == 1000  # the base is untouched
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 1001 and table["source_id"].is_unique().all()
+    assert text_of(table, "5") == "b5"
+    assert table["source_id"].to_list() == sorted(table["source_id"].to_list())
+    assert table.schema == frame([1]).schema
+
+
+def test_deleted_keys_are_rows_and_the_last_row_of_a_key_wins(store):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame([1, 2], "b"), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame([2], "c"), ["source_id"], "raw_objects", "met",
+                       deleted=pl.DataFrame({"source_id": ["3", "1"]}))
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 98 and not table["source_id"].is_in(["1", "3"]).any()
+    assert text_of(table, "2") == "c2"
+    store.upsert_table(frame([3], "d"), ["source_id"], "raw_objects", "met")  # a deleted key can come back
+    assert text_of(store.read_table("raw_objects", "met"), "3") == "d3"
+
+
+def test_nothing_changed_writes_nothing(store):
+    store.upsert_table(frame(range(10)), ["source_id"], "raw_objects", "met")
+    report = store.upsert_table(frame([]), ["source_id"], "raw_objects", "met")
+    assert report.rows_written == report.bytes_written == 0 and delta_files(store) == []
+
+
+def test_deltas_past_the_fraction_of_the_base_are_compacted_and_removed(store):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    reports = [store.upsert_table(frame(range(i * 10, i * 10 + 10), f"v{i}"), ["source_id"], "raw_objects", "met") for i in range(3)]
+    assert [r.compacted for r in reports] == [False, False, True]  # 30 rows > 0.25 x 100
+    assert delta_files(store) == []
+    table = store.read_table("raw_objects", "met")
+    assert table.equals(pl.concat([frame(range(0, 10), "v0"), frame(range(10, 20), "v1"), frame(range(20, 30), "v2"),
+                                   frame(range(30, 100))]).sort("source_id"))
+
+
+def test_a_crash_between_the_new_base_and_the_removal_of_its_deltas_loses_nothing_and_repeats_nothing(store, monkeypatch):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame(range(10), "b"), ["source_id"], "raw_objects", "met")
+    monkeypatch.setattr(LocalObjectStore, "delete", lambda self, key: None)  # the process dies before removing them
+    store.upsert_table(frame(range(0, 30), "c"), ["source_id"], "raw_objects", "met")  # compacts, over the same keys
+    monkeypatch.undo()
+    assert len(delta_files(store)) == 1  # left behind, already held by the base: it must not undo "c"
+    expected = pl.concat([frame(range(0, 30), "c"), frame(range(30, 100))]).sort("source_id")
+    assert store.read_table("raw_objects", "met").equals(expected)
+    # a later change to the same keys is not undone by the stale delta
+    store.upsert_table(frame([0], "d"), ["source_id"], "raw_objects", "met")
+    assert text_of(store.read_table("raw_objects", "met"), "0") == "d0"
+
+
+def test_a_crash_before_the_base_is_replaced_keeps_the_old_base_and_every_delta(store, monkeypatch):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame(range(10), "b"), ["source_id"], "raw_objects", "met")
+    real_write = LocalObjectStore.write_bytes
+
+    def dies_on_the_base(self, key, data):
+        if key.endswith("met.parquet"):
+            raise OSError("killed")
+        real_write(self, key, data)
+
+    monkeypatch.setattr(LocalObjectStore, "write_bytes", dies_on_the_base)
+    with pytest.raises(OSError):
+        store.upsert_table(frame(range(10, 30), "c"), ["source_id"], "raw_objects", "met")
+    monkeypatch.undo()
+    expected = pl.concat([frame(range(10), "b"), frame(range(10, 100))]).sort("source_id")
+    assert store.read_table("raw_objects", "met").equals(expected)
+
+
+def test_a_whole_new_value_covers_the_deltas_and_a_legacy_base_is_compacted_on_its_first_upsert(store, tmp_path):
+    store.write_table(frame(range(50)), "raw_objects", "met")  # a table stored before upserts existed
+    report = store.upsert_table(frame([1], "b"), ["source_id"], "raw_objects", "met")
+    assert report.compacted  # its base had no upsert key: rewritten once, with it
+    store.upsert_table(frame([2], "b"), ["source_id"], "raw_objects", "met")
+    assert len(delta_files(store)) == 1
+    store.write_table(frame(range(5), "z"), "raw_objects", "met")  # e.g. a test or a repair writes the table whole
+    assert store.read_table("raw_objects", "met").equals(frame(range(5), "z").sort("source_id"))
+    assert delta_files(store) == []
+    metadata = pl.read_parquet_metadata(io.BytesIO((tmp_path / "storage" / "raw_objects" / "met.parquet").read_bytes()))
+    assert int(metadata[COVERS_META]) >= 1
+
+
+def test_tables_written_whole_keep_their_layout_and_list_nothing(store, tmp_path, monkeypatch):
+    store.write_table(frame(range(3)), "artworks", "met")
+    listed = []
+    real_list = LocalObjectStore.list_keys
+    monkeypatch.setattr(LocalObjectStore, "list_keys", lambda self, prefix: listed.append(prefix) or real_list(self, prefix))
+    assert store.read_table("artworks", "met").equals(frame(range(3)))
+    assert listed == []  # a table that is not upserted is read without looking for deltas
+    assert sorted(p.name for p in (tmp_path / "storage" / "artworks").iterdir()) == ["met.parquet"]
