@@ -68,6 +68,7 @@ def create_app(home: str | Path | None = None, storage=None, tables=None, allowe
     from artsim_pipeline.web.api_routes import api_router
     from artsim_pipeline.web.feedback_routes import feedback_router
     from artsim_pipeline.web.image_routes import image_router
+    from artsim_pipeline.web.map_routes import map_router
     from artsim_pipeline.web.page_routes import page_router
     from artsim_pipeline.web.search_routes import search_router
 
@@ -101,7 +102,7 @@ def create_app(home: str | Path | None = None, storage=None, tables=None, allowe
     app.include_router(page_router(site))
     app.include_router(image_router(site, home))
     app.include_router(feedback_router(site, home=home, storage=storage, allowed_hosts=allowed_hosts))
-    # further routers (the collection map: web/map_routes.py) are included here, the same way
+    app.include_router(map_router(site))
     return app
 
 
