@@ -315,7 +315,10 @@ def pipeline_env(home: Path, exports: Path, base_urls: dict[str, str], backbone:
     env.pop("MLFLOW_TRACKING_URI", None)
     env.update({"ARTSIM_ENV": "local", "ARTSIM_HOME": str(home), "DAGSTER_HOME": str(REPO), "ARTSIM_EXPORTS_DIR": str(exports),
                 "DAGSTER_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+                # the pipeline of this checkout, whatever checkout the environment's editable install points at
+                "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])})
+    env.setdefault("ARTSIM_SHARED_DATA", str(synthetic.shared_data_dir()))
     for key, url in base_urls.items():
         env[source_spec(key).base_url_variable] = url
     if backbone:

@@ -36,6 +36,13 @@ IMAGE_HOSTS = ("https://images.metmuseum.org/", "http://images.metmuseum.org/")
 NOISE_LEVELS = 3  # the "small deterministic change" to each copy's image, in 8-bit levels
 
 
+def shared_data_dir() -> Path:
+    """The shared data directory the records come from (``$ARTSIM_SHARED_DATA`` or ``<repo>/../shared/data``)."""
+    from artsim_pipeline_tests.replay.server import shared_data_dir as replay_shared_data_dir
+
+    return replay_shared_data_dir()
+
+
 def load_real_records(limit: int | None = None) -> list[dict]:
     """The real Met records of the shared data, unique by ``objectID`` (see the replay server)."""
     from artsim_pipeline_tests.replay.server import load_shared_met_records
