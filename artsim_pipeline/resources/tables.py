@@ -119,17 +119,22 @@ class TableStore(MergingConfig, ConfigurableResource):
     def read_table(self, asset_key: str | list[str], partition_key: str | None = None) -> pl.DataFrame | None:
         """The stored table (an upserted one merged with its deltas), or None when it has never
         been written."""
-        data = self.objects.read_bytes(self.table_key(asset_key, partition_key))
-        if data is None:
-            return None
-        base = pl.read_parquet(io.BytesIO(data))
-        info = self._info(pl.read_parquet_metadata(io.BytesIO(data)))
-        if info.key is None:
-            return base
-        live = [d for d in self._deltas(asset_key, partition_key) if d[0] > info.covers]
-        if not live:
-            return base
-        return latest_rows([base, *(self._read_delta(k) for _, _, k in live)], info.key)
+        for _ in range(3):
+            data = self.objects.read_bytes(self.table_key(asset_key, partition_key))
+            if data is None:
+                return None
+            base = pl.read_parquet(io.BytesIO(data))
+            info = self._info(pl.read_parquet_metadata(io.BytesIO(data)))
+            if info.key is None:
+                return base
+            live = [d for d in self._deltas(asset_key, partition_key) if d[0] > info.covers]
+            if not live:
+                return base
+            deltas = [self.objects.read_bytes(k) for _, _, k in live]
+            if all(d is not None for d in deltas):
+                return latest_rows([base, *(pl.read_parquet(io.BytesIO(d)) for d in deltas)], info.key)
+            # a compaction folded them into a new base while this read was under way: read that
+        raise RuntimeError(f"{self.table_path(asset_key, partition_key)} kept changing while it was read")
 
     # -- upserted tables ---------------------------------------------------------------------------
 
@@ -201,12 +206,6 @@ class TableStore(MergingConfig, ConfigurableResource):
             if match:
                 found.append((int(match.group(1)), int(match.group(2)), item))
         return sorted(found)
-
-    def _read_delta(self, key: str) -> pl.DataFrame:
-        data = self.objects.read_bytes(key)
-        if data is None:
-            raise FileNotFoundError(f"the table delta {self.objects.uri(key)} disappeared while it was read (a compaction ran)")
-        return pl.read_parquet(io.BytesIO(data))
 
     def _remove_deltas(self, deltas: list[tuple[int, int, str]], covers: int) -> None:
         for seq, _, key in deltas:

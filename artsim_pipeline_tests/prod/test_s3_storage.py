@@ -244,6 +244,33 @@ def test_object_stores_behave_alike_on_disk_and_on_s3(tmp_path, moto, monkeypatc
             S3ObjectStore(bad, endpoint_url=moto.endpoint_url)
 
 
+def test_upserted_tables_behave_alike_on_disk_and_on_s3(tmp_path, moto, monkeypatch):
+    """The raw tables' deltas, merge-on-read, deletes and compaction (`resources/tables.py`) on S3:
+    the footer read by range, deltas listed and removed."""
+    from artsim_pipeline.resources.tables import TableStore
+
+    for name, value in AWS_TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    bucket = moto.create_bucket(f"artsim-tables-{uuid.uuid4().hex[:8]}")
+    stores = {"local": TableStore(base_dir=str(tmp_path / "storage")),
+              "s3": TableStore(base_dir=f"s3://{bucket}/p/storage", s3_endpoint_url=moto.endpoint_url)}
+    rows = pl.DataFrame({"source_id": [str(i) for i in range(200)], "text": [f"a{i}" for i in range(200)]})
+    for label, store in stores.items():
+        assert store.upsert_table(rows, ["source_id"], "raw_objects", "met").compacted, label
+        report = store.upsert_table(pl.DataFrame({"source_id": ["5", "500"], "text": ["b5", "b500"]}), ["source_id"],
+                                    "raw_objects", "met", deleted=pl.DataFrame({"source_id": ["7"]}))
+        assert (report.compacted, report.rows_written, report.deltas) == (False, 3, 1), label
+        table = store.read_table("raw_objects", "met")
+        assert table.height == 200 and "7" not in table["source_id"].to_list(), label
+        assert table.filter(pl.col("source_id") == "5")["text"].item() == "b5", label
+        assert store.upsert_table(rows.with_columns(text=pl.lit("c")), ["source_id"], "raw_objects", "met").compacted, label
+        assert list(store.objects.list_keys(store.deltas_prefix("raw_objects", "met"))) == [], label
+    assert stores["local"].read_table("raw_objects", "met").equals(stores["s3"].read_table("raw_objects", "met"))
+    keys = {obj["Key"] for obj in moto.client("s3").list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {"p/storage/raw_objects/met.parquet"}
+
+
 def test_prod_definitions_refuse_to_build_without_s3_storage_or_an_mlflow_server(monkeypatch, tmp_path):
     from artsim_pipeline.definitions import build_defs
 

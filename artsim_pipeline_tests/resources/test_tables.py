@@ -133,3 +133,19 @@ def test_tables_written_whole_keep_their_layout_and_list_nothing(store, tmp_path
     assert store.read_table("artworks", "met").equals(frame(range(3)))
     assert listed == []  # a table that is not upserted is read without looking for deltas
     assert sorted(p.name for p in (tmp_path / "storage" / "artworks").iterdir()) == ["met.parquet"]
+
+
+def test_a_read_that_meets_a_compaction_reads_the_new_base(store, monkeypatch):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame([1], "b"), ["source_id"], "raw_objects", "met")
+    real_read = LocalObjectStore.read_bytes
+
+    def compaction_in_between(self, key):
+        if ".deltas/" in key:  # the reader listed the delta; another run compacts before it reads it
+            monkeypatch.setattr(LocalObjectStore, "read_bytes", real_read)
+            assert store.upsert_table(frame(range(50), "c"), ["source_id"], "raw_objects", "met").compacted
+        return real_read(self, key)
+
+    monkeypatch.setattr(LocalObjectStore, "read_bytes", compaction_in_between)
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 100 and text_of(table, "1") == "c1" and text_of(table, "60") == "a60"
