@@ -72,8 +72,10 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
     """Materialise the asset graph: per source, then per embedding chunk, then the rest.
 
     Ingestion (`raw_objects`) always runs: it is how new or changed records are found. Every other
-    asset runs only when it is missing or stale (its code version or an input's data version
-    changed), together with what depends on it; `force` recomputes everything. Runs are recorded
+    asset runs only when it is missing or stale: its code version or an input's *data version*
+    changed. Assets report their content as data version, so an asset recomputed to the same
+    content leaves what reads it up to date: the graph is materialised in waves (`_next_wave`),
+    each asking again what is stale after the one before. `force` recomputes everything. Runs are recorded
     in the Dagster instance, so they appear in the UI of `make dev`. Dagster's event lines go to
     the run log only (the console shows warnings and errors) unless `verbose`; `on_stage` is
     called with each asset (partition) as soon as its run finishes.
@@ -121,10 +123,8 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
             return
         if keys & always:  # ingest first: what it finds decides what is stale after it
             execute(keys & always, partition, label)
-        todo = _stale_with_downstream(instance, graph, keys - always, partition)
-        report["up_to_date"] += len(keys - always - todo)
-        if todo:
-            execute(todo, partition, label)
+        ran = materialize_in_waves(instance, graph, keys - always, partition, lambda wave: execute(wave, partition, label))
+        report["up_to_date"] += len(keys - always - ran)
 
     _observe_sources(defs, instance, resources, _with_console(None, verbose))
     # ingest and validation (by source) first: the embedding chunks read their images
@@ -189,9 +189,10 @@ def _observe_sources(defs, instance, resources: dict, run_config: dict | None = 
                 run_config=run_config)
 
 
-def _stale_with_downstream(instance, graph, keys: set, partition: str | None) -> set:
-    """The `keys` that are missing or stale for `partition`, plus those among `keys` downstream of them."""
-    from dagster import AssetSelection
+def _stale_or_missing(instance, graph, keys: set, partition: str | None) -> set:
+    """The `keys` that are missing for `partition`, or stale: Dagster's stale status, which
+    compares the data versions an asset last read with its inputs' current ones (and its code
+    version), so an input recomputed to the same content makes nothing stale."""
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
     from dagster._time import get_current_datetime
@@ -201,10 +202,49 @@ def _stale_with_downstream(instance, graph, keys: set, partition: str | None) ->
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
                           instance=instance, asset_graph=graph)
     resolver = CachingStaleStatusResolver(instance, graph, view)
-    stale = {k for k in keys if resolver.get_status(k, partition) in (StaleStatus.STALE, StaleStatus.MISSING)}
+    return {k for k in keys if resolver.get_status(k, partition) in (StaleStatus.STALE, StaleStatus.MISSING)}
+
+
+def _stale_with_downstream(instance, graph, keys: set, partition: str | None) -> set:
+    """The `keys` that are missing or stale for `partition`, plus those among `keys` downstream of
+    them: everything that may have to run (what does depends on what the stale ones produce)."""
+    from dagster import AssetSelection
+
+    stale = _stale_or_missing(instance, graph, keys, partition)
     if not stale:
         return set()
     return AssetSelection.assets(*stale).downstream().resolve(graph) & keys
+
+
+def materialize_in_waves(instance, graph, keys: set, partition: str | None, execute: Callable[[set], None]) -> set:
+    """Materialise what is missing or stale among `keys` (for `partition`), wave by wave
+    (`_next_wave`, each materialised by `execute`), until nothing is; returns what ran."""
+    ran: set = set()
+    previous: set = set()
+    for _ in range(len(keys) + 1):
+        # an asset stale right after it ran (nothing it reads changed since) is not run again
+        wave = _next_wave(instance, graph, keys, partition) - previous
+        if not wave:
+            break
+        execute(wave)
+        ran |= wave
+        previous = wave
+    return ran
+
+
+def _next_wave(instance, graph, keys: set, partition: str | None) -> set:
+    """The `keys` to materialise now: the missing or stale ones, except those downstream of an
+    asset that is not stale yet but may change once the stale ones have run. Those wait for the
+    next wave, which asks again: only what an input's new data version made stale runs then."""
+    from dagster import AssetSelection
+
+    stale = _stale_or_missing(instance, graph, keys, partition)
+    if not stale:
+        return set()
+    waiting = (AssetSelection.assets(*stale).downstream().resolve(graph) & keys) - stale
+    if not waiting:
+        return stale
+    return stale - AssetSelection.assets(*waiting).downstream().resolve(graph)
 
 
 def _label(partitions_def) -> str:

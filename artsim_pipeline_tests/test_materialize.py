@@ -4,7 +4,7 @@ took; Dagster's event lines stay in the run log unless `--verbose`."""
 from __future__ import annotations
 
 import polars as pl
-from dagster import DagsterInstance, MetadataValue, Output, asset, materialize
+from dagster import AssetKey, DagsterInstance, DataVersion, Definitions, MetadataValue, Output, asset, materialize
 
 from artsim_pipeline.materialize import Stage, _with_console, stages_of
 
@@ -45,3 +45,51 @@ def test_a_loggers_section_given_in_the_run_config_wins():
     assert _with_console(given, verbose=False) is given
     assert _with_console({"ops": {"a": {}}}, verbose=False) == {
         "ops": {"a": {}}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+# A tiny graph for the waves: `parity` reports its content as data version, so a new `counter`
+# with the same parity leaves `parity_report` up to date.
+COUNTER = {"value": 1}
+CALLS: list[str] = []
+
+
+@asset(code_version="1")
+def counter() -> Output[int]:
+    return Output(COUNTER["value"], data_version=DataVersion(str(COUNTER["value"])))
+
+
+@asset(code_version="1")
+def parity(counter: int) -> Output[int]:
+    CALLS.append("parity")
+    return Output(counter % 2, data_version=DataVersion(str(counter % 2)))
+
+
+@asset(code_version="1")
+def parity_report(parity: int) -> str:
+    CALLS.append("parity_report")
+    return "odd" if parity else "even"
+
+
+def test_materialising_in_waves_follows_data_versions_not_materialisations():
+    from artsim_pipeline.materialize import materialize_in_waves
+
+    assets = [counter, parity, parity_report]
+    graph = Definitions(assets=assets).resolve_asset_graph()
+    downstream = {AssetKey("parity"), AssetKey("parity_report")}
+    with DagsterInstance.ephemeral() as instance:
+        def execute(wave):
+            assert materialize(assets, selection=list(wave), instance=instance).success
+
+        def ingest_then_waves(value: int) -> set[str]:
+            COUNTER["value"] = value
+            execute({AssetKey("counter")})
+            CALLS.clear()
+            return {k.to_user_string() for k in materialize_in_waves(instance, graph, downstream, None, execute)}
+
+        assert ingest_then_waves(1) == {"parity", "parity_report"}  # missing: everything runs
+        assert CALLS == ["parity", "parity_report"]
+        # a new counter with the same parity: parity runs, gives the same data version, and
+        # the report is left alone (materialising everything downstream would run it)
+        assert ingest_then_waves(3) == {"parity"} and CALLS == ["parity"]
+        assert ingest_then_waves(4) == {"parity", "parity_report"} and CALLS == ["parity", "parity_report"]
+        assert ingest_then_waves(4) == set() and CALLS == []  # the same counter again: nothing is stale

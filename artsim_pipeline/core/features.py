@@ -81,6 +81,11 @@ def artwork_features(
     )
 
 
+def combined_fingerprint(*parts: str) -> str:
+    """One fingerprint for content made of several parts (each a fingerprint or other text)."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
 def frame_fingerprint(df: pl.DataFrame) -> str:
     """A content fingerprint of a table, independent of row order (logged as a data version)."""
     if df.height == 0:

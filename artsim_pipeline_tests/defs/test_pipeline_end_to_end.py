@@ -426,3 +426,53 @@ def test_what_ingestion_finds_is_carried_downstream_in_the_same_run(pipeline):
     assert {"raw_objects[smk]", "artworks[smk]", "artworks_quarantine[smk]", "weak_pairs", "similarity_model", "ann_index"} <= recomputed
     assert not any(k.startswith("image_embeddings") or "[met]" in k or "[met_medialab]" in k for k in recomputed)  # same images
     assert latest_metadata(instance, "raw_objects")["gone"] == 1
+
+
+def test_retitling_one_percent_of_the_met_retrains_nothing(pipeline):
+    """Issue #18: the titles (and `metadataDate`) of 1% of the Met records change. The next
+    `artsim materialize` re-normalises the Met, mines the same pairs again, embeds the changed
+    texts and updates the search index in place; the image embeddings, the model, its evaluation,
+    the vectors, the similarity index and the classifiers stay as they are, because nothing they
+    read changed content (data versions, not materialisations, decide)."""
+    from datetime import datetime, timezone
+
+    from artsim_pipeline.cli import materialize_all
+    from artsim_pipeline.core.text_search import TEXT_DIR
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.resources.museum_api import MuseumApiResource
+
+    class OnePercentRetitled(MuseumApiResource):
+        def client(self, source):
+            client = super().client(source)
+            if source == "met":
+                now = datetime.now(timezone.utc).isoformat()
+                for key in sorted(client._records)[::100]:
+                    record = {**client._records[key][1], "metadataDate": now}
+                    record["title"] = f"{record.get('title') or ''} (retitled)"
+                    client._records[key] = (client.rules.snapshot_text(record, json.dumps(record)), record)
+            return client
+
+    _, encoder, instance = pipeline
+    untouched = ("similarity_model", "similarity_evaluation", "artwork_vectors", "ann_index", "department_classifier",
+                 "period_classifier", *(f"image_embeddings[bucket{i}]" for i in range(8)))
+
+    def latest(key: str):
+        name, _, partition = key.partition("[")
+        record = instance.get_latest_data_version_record(AssetKey(name), partition_key=partition.rstrip("]") or None)
+        return record.storage_id
+
+    before = {key: latest(key) for key in untouched}
+    pairs_before = latest_metadata(instance, "weak_pairs")["fingerprint"]
+    report = materialize_all(["met"], instance=instance, resources={"encoder": encoder, "museum_api": OnePercentRetitled()},
+                             run_config=TRAINING)
+    recomputed = set(report["recomputed"])
+    assert {"raw_objects[met]", "artworks[met]", "weak_pairs", "training_labels", "text_embeddings", "model_text_features",
+            "search_index"} <= recomputed
+    assert not recomputed & set(untouched) and not any(k.startswith("image_embeddings") for k in recomputed)
+    assert {key: latest(key) for key in untouched} == before  # no new materialisation event either
+    assert latest_metadata(instance, "weak_pairs")["fingerprint"] == pairs_before
+    retitled = build_defs("sample").load_asset_value("artworks", partition_key="met").filter(pl.col("title").str.ends_with("(retitled)"))
+    assert retitled.height >= 15
+    assert latest_metadata(instance, "text_embeddings")["embedded_this_run"] == retitled.height
+    text_update = latest_metadata(instance, "search_index")["updates"][TEXT_DIR]
+    assert text_update["rebuilt"] is False and text_update["updated"] == retitled.height and text_update["added"] == 0

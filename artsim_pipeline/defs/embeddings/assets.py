@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
-from dagster import AllPartitionMapping, AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+from dagster import AllPartitionMapping, AssetExecutionContext, AssetIn, DataVersion, MetadataValue, Output, asset
 
+from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.clients.base import content_hash
@@ -103,6 +104,9 @@ def image_embeddings(
         context.log.warning(f"image {sha} could not be embedded: {reason}")
     return Output(
         table,
+        # the data version is which images are embedded with which model: a chunk that embedded
+        # nothing new leaves training, the classifiers and the search up to date
+        data_version=DataVersion(frame_fingerprint(table.select("image_sha256", "model_id"))),
         metadata={
             "model_id": model_id,
             "dim": backbone.dim,
@@ -149,6 +153,7 @@ def text_embeddings(
         table = new
     return Output(
         table.sort("artwork_id"),
+        data_version=DataVersion(frame_fingerprint(table.select("artwork_id", "text_sha256", "model_id"))),
         metadata={
             "model_id": model_id,
             "rows": table.height,

@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 
 from artsim_pipeline.core.ann import AnnConfig
-from artsim_pipeline.core.features import vectors_matrix
+from artsim_pipeline.core.features import combined_fingerprint, frame_fingerprint, vectors_matrix
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -38,7 +38,8 @@ class AnnIndexConfig(Config):
 def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_vectors: pl.DataFrame, storage: ArtsimStorage):
     """hnswlib index over `artwork_vectors` (files under `indexes/ann_index/` of the storage:
     index.bin, id_map.parquet, build_info.json); the table is the id map. New artworks are
-    added and gone ones marked deleted without a rebuild; a new model rebuilds it."""
+    added, gone ones marked deleted and moved vectors updated in place; only a new model (or
+    vector source) rebuilds it. It runs only when `artwork_vectors` holds different vectors."""
     from artsim_pipeline.core.ann import build_index, recall_vs_exact
 
     ids, vectors = vectors_matrix(artwork_vectors)
@@ -60,6 +61,9 @@ def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_ve
     id_map = index.id_map()
     yield Output(
         id_map,
+        # what the index answers with: its labels, the vectors and the model they come from
+        data_version=DataVersion(combined_fingerprint(frame_fingerprint(id_map), frame_fingerprint(
+            artwork_vectors.select("artwork_id", "vector")), str(model_run_id))),
         metadata={
             "live_items": len(ids),
             "dim": int(vectors.shape[1]) if vectors.size else 0,
@@ -121,6 +125,7 @@ def near_duplicates(
     )
     return Output(
         table,
+        data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "pairs": table.height,
             "threshold": round(threshold, 4),

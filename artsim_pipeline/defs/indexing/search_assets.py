@@ -18,13 +18,14 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     Config,
+    DataVersion,
     MetadataValue,
     Output,
     asset,
 )
 
 from artsim_pipeline.core.ann import AnnConfig
-from artsim_pipeline.core.features import as_matrix
+from artsim_pipeline.core.features import as_matrix, combined_fingerprint, frame_fingerprint
 from artsim_pipeline.core.text_search import FusionConfig
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.core.images import EMBEDDING_BUCKET_KEYS
@@ -139,8 +140,13 @@ def search_index(
     table = pl.DataFrame({"artwork_id": list(ids), "text_vector": [a in text_set for a in ids],
                           "image_vector": [a in image_set for a in ids]}, schema={"artwork_id": pl.String, "text_vector": pl.Boolean,
                                                                                   "image_vector": pl.Boolean})
+    # the content searched: every work's document, the text vectors, the image vectors' model and the settings
+    documents_hash = combined_fingerprint(*(f"{a}\x1e{' '.join(d)}" for a, d in zip(ids, documents)))
+    version = combined_fingerprint(frame_fingerprint(table), documents_hash, frame_fingerprint(texts.select("artwork_id", "text_sha256")),
+                                   str(image_model_id), repr(sorted(fusion.as_dict().items())))
     yield Output(
         table,
+        data_version=DataVersion(version),
         metadata={
             "works": len(ids),
             "with_text_vector": len(text_set),

@@ -123,6 +123,36 @@ def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks
         )
 
 
+# What training, evaluation and the classifiers read of an artwork: no title, maker or text, so
+# a retitled work leaves the model, its evaluation, the vectors and the classifiers up to date.
+TRAINING_LABEL_COLUMNS = ("artwork_id", "source", "image_sha256", "department", "classification", "culture", "date_begin", "date_end")
+
+
+@asset(group_name="labels", kinds={"polars", "parquet"}, code_version="1")
+def training_labels(artworks: pl.DataFrame) -> Output[pl.DataFrame]:
+    """Each artwork's museum, image (sha256) and the metadata the similarity model uses as
+    auxiliary targets and agreement criteria, which the classifiers predict: department,
+    classification, culture, dates and the period (epoch) they give. Its data version is its
+    content, so only a change to these columns retrains anything."""
+    from artsim_pipeline.core.ml.classifiers import period_label
+
+    table = artworks.select(TRAINING_LABEL_COLUMNS).unique("artwork_id", keep="first").sort("artwork_id")
+    table = table.with_columns(period=pl.Series([period_label(b, e) for b, e in table.select("date_begin", "date_end").iter_rows()],
+                                                dtype=pl.String))
+    fingerprint = frame_fingerprint(table)
+    return Output(
+        table,
+        data_version=DataVersion(fingerprint),
+        metadata={
+            "rows": table.height,
+            "fingerprint": fingerprint,
+            "with_image": table.filter(pl.col("image_sha256").is_not_null()).height,
+            "by_source": MetadataValue.json(dict(table.group_by("source").len().sort("source").iter_rows())),
+            "preview": markdown_table(table, list(table.columns)),
+        },
+    )
+
+
 def curator_pairs(storage: ArtsimStorage, mined: pl.DataFrame, known_ids: set[str], weight: float) -> tuple[pl.DataFrame, int]:
     """Curators' picks as positive pairs, in the split both works already belong to.
 

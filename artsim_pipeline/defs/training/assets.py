@@ -10,6 +10,7 @@ from pydantic import Field
 from dagster import (
     AssetExecutionContext,
     Config,
+    DataVersion,
     MetadataValue,
     Output,
     asset,
@@ -78,41 +79,77 @@ def image_model_id(image_embeddings: pl.DataFrame, encoder: EncoderResource) -> 
     return model_id
 
 
-def features_for(fusion: str, artworks, image_embeddings, text_embeddings, encoder: EncoderResource) -> ArtworkFeatures:
+def uses_text(fusion: str) -> bool:
+    return fusion in ("text", "concat")
+
+
+def features_for(fusion: str, training_labels, image_embeddings, text_features, encoder: EncoderResource) -> ArtworkFeatures:
+    """The model inputs of every artwork of `training_labels` that has them; a fusion with text
+    needs `model_text_features` materialised for it."""
+    if uses_text(fusion) and (text_features is None or text_features.height == 0):
+        raise ValueError(f"fusion={fusion!r} reads text vectors, but model_text_features holds none: materialise it with "
+                         f"the same fusion (ops: model_text_features: config: fusion: {fusion})")
     return artwork_features(
-        artworks, image_embeddings, text_embeddings,
+        training_labels, image_embeddings, text_features,
         image_model_id=image_model_id(image_embeddings, encoder) if fusion in ("image", "concat") else None,
         text_model_id=encoder.text_model_id() if fusion in ("text", "concat") else None,
         fusion=fusion,
     )
 
 
-@asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="2")
+class ModelTextFeaturesConfig(Config):
+    """The fusion the similarity model is trained with (set it to the same value as
+    `similarity_model`'s): only a fusion with text (`text`, `concat`) passes the vectors on."""
+
+    fusion: str = _PIPELINE.fusion
+
+
+@asset(group_name="training", kinds={"polars", "parquet"}, code_version="1")
+def model_text_features(config: ModelTextFeaturesConfig, text_embeddings: pl.DataFrame,
+                        encoder: EncoderResource) -> Output[pl.DataFrame]:
+    """The metadata text vectors the similarity model reads: those of the configured text model
+    when the configured fusion uses text, otherwise none (data version `unused`). An image-only
+    model therefore does not depend on titles and descriptions, while the graph stays the same
+    for every fusion."""
+    columns = {"artwork_id": pl.String, "text_sha256": pl.String, "model_id": pl.String, "vector": pl.List(pl.Float32)}
+    if not uses_text(config.fusion):
+        return Output(pl.DataFrame(schema=columns), data_version=DataVersion("unused"),
+                      metadata={"rows": 0, "fusion": config.fusion})
+    table = (text_embeddings.filter(pl.col("model_id") == encoder.text_model_id()).select(list(columns))
+             .unique("artwork_id", keep="first").sort("artwork_id"))
+    fingerprint = frame_fingerprint(table.select("artwork_id", "text_sha256", "model_id"))
+    return Output(table, data_version=DataVersion(fingerprint),
+                  metadata={"rows": table.height, "fusion": config.fusion, "fingerprint": fingerprint})
+
+
+@asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="3")
 def similarity_model(
     context: AssetExecutionContext,
     config: SimilarityTrainingConfig,
     weak_pairs: pl.DataFrame,
     image_embeddings: pl.DataFrame,
-    text_embeddings: pl.DataFrame,
-    artworks: pl.DataFrame,
+    model_text_features: pl.DataFrame,
+    training_labels: pl.DataFrame,
     encoder: EncoderResource,
     mlflow_tracking: MlflowResource,
     storage: ArtsimStorage,
 ) -> Output[pl.DataFrame]:
     """A projection head trained with PyTorch Lightning on the train split of `weak_pairs`
     (weighted InfoNCE + mined negatives, early stopping on val); one MLflow run per
-    materialisation, model registered. The table is one row describing the model."""
+    materialisation, model registered. The table is one row describing the model. It reads
+    only what training uses (`training_labels`, not `artworks`; text vectors only through
+    `model_text_features`), so a retitled work does not retrain it."""
     from artsim_pipeline.core.ml.agreement import attribute_labels
     from artsim_pipeline.core.ml.similarity import fuse_features, train_similarity
 
     train_config = config.train_config()
-    features = features_for(config.fusion, artworks, image_embeddings, text_embeddings, encoder)
+    features = features_for(config.fusion, training_labels, image_embeddings, model_text_features, encoder)
     inputs = fuse_features(features.image, features.text, config.fusion)
     data_versions = {
         "weak_pairs": frame_fingerprint(weak_pairs),
         "image_embeddings": frame_fingerprint(image_embeddings.select("image_sha256", "model_id")),
-        "text_embeddings": frame_fingerprint(text_embeddings.select("artwork_id", "text_sha256", "model_id")),
-        "artworks": frame_fingerprint(artworks.select("artwork_id", "image_sha256")),
+        "model_text_features": frame_fingerprint(model_text_features.select("artwork_id", "text_sha256", "model_id")),
+        "training_labels": frame_fingerprint(training_labels),
     }
     image_model = image_model_id(image_embeddings, encoder) if config.fusion != "text" else None
     with mlflow_tracking.start_run(mlflow_tracking.similarity_experiment, f"similarity-{context.run_id[:8]}",
@@ -122,7 +159,7 @@ def similarity_model(
                                     "n_artworks": len(features.ids), "input_dim": inputs.shape[1]})
         mlflow_tracking.log_params({f"data_version.{k}": v for k, v in data_versions.items()})
         context.log.info(f"training on {len(features.ids)} artworks x {inputs.shape[1]} dims, {weak_pairs.height} pairs")
-        aux_labels = {name: values for name, values in attribute_labels(artworks, features.ids).items() if name in config.aux_attributes}
+        aux_labels = {name: values for name, values in attribute_labels(training_labels, features.ids).items() if name in config.aux_attributes}
         mlflow_tracking.log_params({"aux_attributes": ",".join(sorted(aux_labels))})
         result = train_similarity(features.ids, features.image, weak_pairs, train_config, X_text=features.text, aux_labels=aux_labels)
         mlflow_tracking.log_history(result.history)
@@ -157,8 +194,10 @@ def similarity_model(
         "seconds_per_epoch": float(result.seconds_per_epoch),
         "trained_at": datetime.now(timezone.utc),
     }
+    table = pl.DataFrame([row])
     return Output(
-        pl.DataFrame([row]),
+        table,
+        data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "mlflow_run": MetadataValue.url(mlflow_tracking.run_url(experiment_id, run_id)),
             "mlflow_run_id": run_id,
@@ -181,14 +220,14 @@ def model_row(similarity_model: pl.DataFrame) -> dict:
     return similarity_model.row(0, named=True)
 
 
-@asset(group_name="training", kinds={"pytorch", "parquet"}, code_version="2")
+@asset(group_name="training", kinds={"pytorch", "parquet"}, code_version="3")
 def artwork_vectors(
     context: AssetExecutionContext,
     similarity_model: pl.DataFrame,
     similarity_evaluation: pl.DataFrame,
     image_embeddings: pl.DataFrame,
-    text_embeddings: pl.DataFrame,
-    artworks: pl.DataFrame,
+    model_text_features: pl.DataFrame,
+    training_labels: pl.DataFrame,
     encoder: EncoderResource,
     storage: ArtsimStorage,
 ) -> Output[pl.DataFrame]:
@@ -204,7 +243,7 @@ def artwork_vectors(
     model = model_row(similarity_model)
     decision = gate_from_rows(similarity_evaluation.to_dicts())
     use_trained = decision.serve_trained
-    features = features_for(model["fusion"], artworks, image_embeddings, text_embeddings, encoder)
+    features = features_for(model["fusion"], training_labels, image_embeddings, model_text_features, encoder)
     raw = fuse_features(features.image, features.text, model["fusion"])
     vectors = apply_head(artefacts.load_head(storage, model["head_key"])[0], raw) if use_trained else raw
     source = "trained" if use_trained else "backbone"
@@ -215,9 +254,11 @@ def artwork_vectors(
         vector_source=pl.lit(source),
         model_run_id=pl.lit(model["mlflow_run_id"]),
     )
-    missing = artworks.height - table.height
+    missing = training_labels.height - table.height
     return Output(
         table,
+        # the vectors themselves: the same vectors again leave the index and the map up to date
+        data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "rows": table.height,
             "dim": int(vectors.shape[1]),
@@ -264,6 +305,7 @@ def _train_classifier_asset(context, task: str, labels: list, X: np.ndarray, con
     per_class = pl.DataFrame(result.per_class).with_columns(task=pl.lit(task), mlflow_run_id=pl.lit(run_id))
     return Output(
         per_class,
+        data_version=DataVersion(frame_fingerprint(per_class)),
         metadata={
             "accuracy": round(result.accuracy, 4),
             "macro_f1": round(result.macro_f1, 4),
@@ -279,38 +321,39 @@ def _train_classifier_asset(context, task: str, labels: list, X: np.ndarray, con
     )
 
 
-@asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="1")
+@asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="2")
 def department_classifier(
     context: AssetExecutionContext,
     config: ClassifierTrainingConfig,
     image_embeddings: pl.DataFrame,
-    artworks: pl.DataFrame,
+    training_labels: pl.DataFrame,
     encoder: EncoderResource,
     mlflow_tracking: MlflowResource,
 ) -> Output[pl.DataFrame]:
     """A Met department classifier on the image embeddings (what intake staff asked for):
-    per-class precision/recall/F1 against a majority-class baseline; one MLflow run."""
-    met = artworks.filter(pl.col("source") == "met")
+    per-class precision/recall/F1 against a majority-class baseline; one MLflow run. Retrained
+    only when the images or the labels it reads change."""
+    met = training_labels.filter(pl.col("source") == "met")
     features = features_for("image", met, image_embeddings, None, encoder)
     departments = dict(zip(met["artwork_id"].to_list(), met["department"].to_list()))
     return _train_classifier_asset(context, "department", [departments[i] for i in features.ids], features.image, config,
                                    mlflow_tracking, {"image_model_id": image_model_id(image_embeddings, encoder)})
 
 
-@asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="1")
+@asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version="2")
 def period_classifier(
     context: AssetExecutionContext,
     config: ClassifierTrainingConfig,
     image_embeddings: pl.DataFrame,
-    artworks: pl.DataFrame,
+    training_labels: pl.DataFrame,
     encoder: EncoderResource,
     mlflow_tracking: MlflowResource,
 ) -> Output[pl.DataFrame]:
     """A period classifier (art-historical epoch from the dates) on the image embeddings."""
     from artsim_pipeline.core.ml.classifiers import period_label
 
-    features = features_for("image", artworks, image_embeddings, None, encoder)
-    dates = {r["artwork_id"]: (r["date_begin"], r["date_end"]) for r in artworks.select("artwork_id", "date_begin", "date_end").iter_rows(named=True)}
+    features = features_for("image", training_labels, image_embeddings, None, encoder)
+    dates = {r["artwork_id"]: (r["date_begin"], r["date_end"]) for r in training_labels.select("artwork_id", "date_begin", "date_end").iter_rows(named=True)}
     labels = [period_label(*dates[i], scheme=config.period_scheme) for i in features.ids]
     return _train_classifier_asset(context, "period", labels, features.image, config, mlflow_tracking,
                                    {"image_model_id": image_model_id(image_embeddings, encoder), "period_scheme": config.period_scheme})

@@ -5,8 +5,9 @@ import math
 
 import numpy as np
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
+from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.defs.training.assets import features_for, model_row
 from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.encoders import EncoderResource
@@ -48,7 +49,7 @@ def wide_table(table: pl.DataFrame) -> pl.DataFrame:
 @asset(
     group_name="training",
     kinds={"mlflow"},
-    code_version="2",
+    code_version="3",
     check_specs=[
         AssetCheckSpec("trained_beats_backbone", asset="similarity_evaluation",
                        description="test weak-pair recall@10 of the trained model above the raw backbone's"),
@@ -62,8 +63,8 @@ def similarity_evaluation(
     similarity_model: pl.DataFrame,
     weak_pairs: pl.DataFrame,
     image_embeddings: pl.DataFrame,
-    text_embeddings: pl.DataFrame,
-    artworks: pl.DataFrame,
+    model_text_features: pl.DataFrame,
+    training_labels: pl.DataFrame,
     encoder: EncoderResource,
     mlflow_tracking: MlflowResource,
     storage: ArtsimStorage,
@@ -80,13 +81,13 @@ def similarity_evaluation(
 
     model = model_row(similarity_model)
     head, _ = artefacts.load_head(storage, model["head_key"])
-    features = features_for(model["fusion"], artworks, image_embeddings, text_embeddings, encoder)
+    features = features_for(model["fusion"], training_labels, image_embeddings, model_text_features, encoder)
     raw = fuse_features(features.image, features.text, model["fusion"])
     trained = apply_head(head, raw)
     random = np.random.default_rng(0).standard_normal(trained.shape).astype(np.float32)
     vector_sets = {"trained": trained, "backbone": raw, "random": random}
-    groups = image_groups(artworks, museum_api.real_image_sources())
-    rows = evaluation_rows(features.ids, vector_sets, weak_pairs, attribute_labels(artworks, features.ids), groups)
+    groups = image_groups(training_labels, museum_api.real_image_sources())
+    rows = evaluation_rows(features.ids, vector_sets, weak_pairs, attribute_labels(training_labels, features.ids), groups)
     table = pl.DataFrame(rows, schema=EVALUATION_SCHEMA).with_columns(mlflow_run_id=pl.lit(model["mlflow_run_id"]))
     decision = gate_from_rows(rows)
     wide = wide_table(table)
@@ -108,6 +109,7 @@ def similarity_evaluation(
     gain = figure("trained", "weak_pair_recall_at_10") - figure("backbone", "weak_pair_recall_at_10")
     yield Output(
         table,
+        data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "evaluation": MetadataValue.md(_markdown(wide)),
             "vectors_served": "trained" if decision.serve_trained else "backbone",

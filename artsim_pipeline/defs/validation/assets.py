@@ -9,12 +9,14 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetOut,
+    DataVersion,
     MetadataValue,
     Output,
     multi_asset,
 )
 
 from artsim_pipeline import settings
+from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.normalise import normalise
 from artsim_pipeline.core.sources import is_export
 from artsim_pipeline.defs.metadata import markdown_table
@@ -97,6 +99,7 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
         yield Output(
             quarantine,
             output_name="artworks_quarantine",
+            data_version=DataVersion(frame_fingerprint(quarantine)),
             metadata={
                 "rows": quarantine.height,
                 "by_rule": MetadataValue.json(by_rule),
@@ -108,6 +111,9 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
     yield Output(
         table,
         output_name="artworks",
+        # each output's data version is its content: the same records normalised again leave
+        # everything after them up to date
+        data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "rows": table.height,
             "raw_ok": raw_ok,
