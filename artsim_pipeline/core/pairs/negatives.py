@@ -181,7 +181,7 @@ class _SlotRounds:
         return accepted
 
 
-def _keep_quota(
+def keep_quota(
     found: list[pl.DataFrame], targets: pl.DataFrame, hard_weight: float, easy_weight: float
 ) -> pl.DataFrame:
     """Per split: ``target_hard`` hard and ``target_easy`` easy negatives; a shortfall of one
@@ -266,4 +266,4 @@ def mine_negatives(
     found = [frame for frame in found if frame.height]
     if not found:
         return empty_candidates()
-    return _keep_quota(found, targets, hard_weight, easy_weight)
+    return keep_quota(found, targets, hard_weight, easy_weight)
