@@ -67,5 +67,6 @@ def test_canonical_pairs_and_the_strongest_rule():
     assert best.select("left_id", "right_id", "rule_code").rows() == [
         (2, 5, RULE_CODE["same_artist"])
     ]
-    best = strongest(pl.concat([by_culture, by_tags.with_columns(pl.lit(0.2, pl.Float32).alias("weight"))]))
+    weak_tags = by_tags.with_columns(pl.lit(0.2, pl.Float32).alias("weight"))
+    best = strongest(pl.concat([by_culture, weak_tags]))
     assert best.get_column("rule_code").to_list() == [RULE_CODE["same_culture_classification"]]

@@ -153,7 +153,8 @@ def test_quota_makes_up_a_shortfall_with_the_other_kind():
     )
     assert counts == {(0, hard): 1, (0, easy): 3, (1, hard): 3}
     # the first candidates of each kind are kept (they come in seeded order)
-    assert kept.filter(pl.col("rule_code") == easy).get_column("left_id").to_list() == [100, 101, 102]
+    kept_easy = kept.filter(pl.col("rule_code") == easy).get_column("left_id")
+    assert kept_easy.to_list() == [100, 101, 102]
     weights = dict(kept.select("rule_code", "weight").unique().iter_rows())
     assert weights == {hard: pytest.approx(0.7), easy: 1.0}
 

@@ -9,7 +9,13 @@ import polars as pl
 import pytest
 
 from artsim_pipeline.core.pairs import PairRules, artwork_makers, mine_pairs
-from artsim_pipeline_tests.core.pairs.builders import ONLY_SPLIT, met_frame, pair_set, smk_frame, works
+from artsim_pipeline_tests.core.pairs.builders import (
+    ONLY_SPLIT,
+    met_frame,
+    pair_set,
+    smk_frame,
+    works,
+)
 
 
 def test_same_artist_across_name_forms():
