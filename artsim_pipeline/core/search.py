@@ -85,7 +85,7 @@ class _SortedIds(Sequence):
     """The ``artwork_id`` column of a table sorted by it, as a sequence `bisect` can search:
     each probe reads one value, so a lookup touches ~log2(n) of them."""
 
-    def __init__(self, column: "pa.Array") -> None:
+    def __init__(self, column: "pa.Array | pa.ChunkedArray") -> None:
         self._column = column
 
     def __len__(self) -> int:
@@ -109,7 +109,7 @@ class ArtworkRows:
         self._ids: dict[str, _SortedIds] = {}
         for source, table in self._tables.items():
             column = table.column("artwork_id")
-            self._ids[source] = _SortedIds(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks())
+            self._ids[source] = _SortedIds(column.chunk(0) if column.num_chunks == 1 else column)
         self.rows_read = 0
 
     def __len__(self) -> int:

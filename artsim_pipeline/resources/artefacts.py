@@ -547,19 +547,26 @@ def serving_artworks_file(storage: ArtsimStorage, source: str, stamp: tuple) -> 
     return storage.root / SERVING_ARTWORKS_DIR / f"{source}-{digest}.arrow"
 
 
+SERVING_BATCH_ROWS = 32_768
+
+
 def write_serving_artworks(frame: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     """One museum's artworks rows, sorted by `artwork_id` (the first row of an id kept), as an
-    uncompressed Arrow IPC file of one record batch (memory-mappable); written beside, then renamed."""
+    uncompressed Arrow IPC file (memory-mappable); written beside, then renamed. Rows go out in
+    sorted batches of `SERVING_BATCH_ROWS`, so no sorted copy of the whole table is ever held."""
     import pyarrow as pa
 
     path = Path(path)
-    table = (frame.filter(pl.col("artwork_id").is_not_null()).unique("artwork_id", keep="first", maintain_order=True)
-             .sort("artwork_id").to_arrow().combine_chunks())
+    ids = pl.col("artwork_id")
+    order = (frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), ids)
+             .filter(ids.is_not_null() & ids.is_first_distinct()).sort("artwork_id")["row"].to_numpy())
+    schema = frame.head(0).to_arrow().schema
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
     try:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for start in range(0, len(order), SERVING_BATCH_ROWS):
+                writer.write_table(frame[order[start:start + SERVING_BATCH_ROWS]].to_arrow().cast(schema))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -129,3 +129,18 @@ def test_a_changed_artworks_table_is_served_from_a_new_copy(tmp_path, sample_art
     assert again["artwork_id"] == first["artwork_id"] and again["title"].startswith("Renamed: ")
     copies = list((home / artefacts.SERVING_ARTWORKS_DIR).glob("smk-*.arrow"))
     assert len(copies) == 1  # the stale copy is gone
+
+
+def test_serving_copies_are_written_in_sorted_batches(tmp_path, sample_artworks, monkeypatch):
+    """Rows go out in batches (never a sorted copy of the whole table); duplicates keep their first row."""
+    works = sample_artworks.filter(pl.col("source") == "smk")
+    duplicate = works.head(1).with_columns(pl.lit("a later copy").alias("title"))
+    frame = pl.concat([works.reverse(), duplicate], how="diagonal_relaxed")
+    monkeypatch.setattr(artefacts, "SERVING_BATCH_ROWS", 7)
+    table = artefacts.read_serving_artworks(artefacts.write_serving_artworks(frame, tmp_path / "smk.arrow"))
+    assert table.column("artwork_id").num_chunks > 1
+    assert table.column("artwork_id").to_pylist() == sorted(works["artwork_id"].to_list())
+    rows = ArtworkRows({"smk": table})
+    for row in frame.unique("artwork_id", keep="first", maintain_order=True).iter_rows(named=True):
+        assert rows.row(row["artwork_id"]) == row
+    assert rows.row(duplicate["artwork_id"][0])["title"] != "a later copy"

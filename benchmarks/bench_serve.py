@@ -1,0 +1,271 @@
+"""Benchmark: `artsim serve` in bounded memory (#18 item 5), against the former serving path.
+
+Builds a synthetic collection of N works directly in storage (no pipeline run): the bundled
+sample's real API records (every API source), normalised as `artworks` holds them and replicated
+under new ids (``<source>:s<i>``) to N rows, one Parquet partition per museum; clustered unit
+vectors of `--dim` dimensions as `artwork_vectors`; and the hnswlib `ann_index` over them. Then
+it starts, one after the other, two servers over that home, each in its own process:
+
+- ``old``: the former path: `/api/similar` calls `core.search.similar` with the whole
+  `artwork_vectors` and `artworks` tables as frames (what `SimilarityService.similar` did before:
+  both tables held in memory, each scanned per request);
+- ``new``: `artsim serve` itself (the web app as shipped): the query vector from the index, the
+  k result rows read by id from memory-mapped serving copies. Started twice: the first start
+  writes the serving copies, the restart finds them.
+
+For each it prints the peak RSS of the server process (VmHWM), the first request (loading),
+and `/api/similar` p50/p95 over loopback for the same ids, as ratios new/old; it checks the
+answers are the same (ids, scores within 1e-3), and prints the sizes on disk.
+
+    .venv/bin/python benchmarks/bench_serve.py --works 470000
+    .venv/bin/python benchmarks/bench_serve.py --works 50000 --dim 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def sample_artworks() -> pl.DataFrame:
+    """The bundled sample's API records of every source, normalised (real rows to replicate)."""
+    from artsim_pipeline.core.normalise import normalise
+    from artsim_pipeline.core.raw_store import merge_results
+    from artsim_pipeline.resources.clients.snapshot import SnapshotClient
+    from artsim_pipeline.sample import SOURCES
+
+    frames = []
+    for source in SOURCES:
+        client = SnapshotClient.from_bundled_sample(source)
+        raw, _ = merge_results(None, client.fetch_objects(client.list_ids().ids))
+        frames.append(normalise(source, raw)[0])
+    return pl.concat(frames, how="diagonal_relaxed").unique("artwork_id", keep="first", maintain_order=True)
+
+
+def build_home(home: Path, n: int, dim: int, threads: int) -> dict:
+    """artworks (per museum), artwork_vectors and ann_index of n works under `home`."""
+    from artsim_pipeline.core.ann import AnnConfig, build_index, synthetic_clustered_vectors
+    from artsim_pipeline.resources.artefacts import write_ann_index
+
+    sample = sample_artworks()
+    t0 = time.perf_counter()
+    works = sample[np.arange(n) % sample.height].with_columns(
+        pl.Series("source_id", [f"s{i}" for i in range(n)]))
+    works = works.with_columns((pl.col("source") + ":" + pl.col("source_id")).alias("artwork_id"))
+    (home / "storage" / "artworks").mkdir(parents=True)
+    for source in works["source"].unique().sort().to_list():
+        works.filter(pl.col("source") == source).write_parquet(home / "storage" / "artworks" / f"{source}.parquet")
+    ids = works["artwork_id"].to_list()
+    del works
+    vectors = synthetic_clustered_vectors(n, dim=dim, n_clusters=max(10, n // 100), seed=1)
+    pl.DataFrame({"artwork_id": ids, "vector": pl.Series(vectors).cast(pl.List(pl.Float32)),
+                  "vector_source": ["trained"] * n}).write_parquet(home / "storage" / "artwork_vectors.parquet")
+    tables_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_ann_index(build_index(ids, vectors, AnnConfig(num_threads=threads)), home / "indexes" / "ann_index")
+    return {"sample_rows": sample.height, "tables_s": tables_s, "index_s": time.perf_counter() - t0, "ids": ids}
+
+
+# -- the servers ---------------------------------------------------------------------------------------
+
+
+def old_path_server(home: str, port: int) -> None:
+    """`/api/similar` as served before: `core.search.similar` over the whole tables as frames."""
+    import uvicorn
+    from fastapi import FastAPI, Query
+    from fastapi.responses import JSONResponse, Response
+
+    from artsim_pipeline.core.search import UnknownArtworkError, similar
+    from artsim_pipeline.service import SimilarityService
+
+    service = SimilarityService(Path(home))
+    app = FastAPI()
+
+    @app.get("/api/similar/{artwork_id:path}")
+    def api_similar(artwork_id: str, k: int = Query(10, ge=1, le=100)):
+        try:
+            return similar(artwork_id, k, service.index, service.vectors, service.artworks)
+        except UnknownArtworkError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.get("/favicon.ico")
+    def ready():
+        return Response(status_code=204)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind: str, home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, ARTSIM_HOME=str(home), NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    if kind == "old":
+        cmd = [sys.executable, __file__, "_old_server", str(home), str(port)]
+    else:  # `artsim serve`, as the console script runs it
+        cmd = [sys.executable, "-c", "import sys; from artsim_pipeline.cli import main; sys.exit(main())",
+               "serve", "--port", str(port)]
+    process = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{kind} server exited with {process.returncode}: see {log}")
+        try:
+            with urllib.request.urlopen(base + "/favicon.ico", timeout=2):
+                return process, base
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{kind} server did not answer: see {log}")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Peak (VmHWM) and current resident memory; RssFile is pages of mapped files (the serving
+    copies, libraries), which the kernel can drop and read again, RssAnon the process's own."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmHWM:", "VmRSS:", "RssAnon:", "RssFile:")):
+            out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out
+
+
+def get(base: str, path: str) -> list[dict]:
+    with urllib.request.urlopen(base + path, timeout=600) as response:
+        return json.loads(response.read())
+
+
+def measure(kind: str, home: Path, log: Path, paths: list[str], rounds: int) -> dict:
+    process, base = start(kind, home, log)
+    try:
+        t0 = time.perf_counter()
+        first = get(base, paths[0])
+        first_s = time.perf_counter() - t0
+        answers = {p: get(base, p) for p in paths}  # warm-up, and the answers compared
+        times = []
+        for _ in range(rounds):
+            for p in paths:
+                t0 = time.perf_counter()
+                get(base, p)
+                times.append(time.perf_counter() - t0)
+        ms = np.asarray(times) * 1000
+        memory = memory_mb(process.pid)
+        if kind == "new":  # what a work page adds (its filter form builds the search catalogue)
+            with urllib.request.urlopen(base + paths[0].replace("/api/similar/", "/work/").split("?")[0], timeout=600) as page:
+                page.read()
+            memory["after_work_page"] = memory_mb(process.pid)["VmHWM"]
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert first == answers[paths[0]]
+    return {"first_request_s": first_s, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "peak_rss_mb": memory.get("VmHWM", float("nan")), "rss_mb": memory.get("VmRSS", float("nan")),
+            "rss_anon_mb": memory.get("RssAnon", float("nan")), "rss_file_mb": memory.get("RssFile", float("nan")),
+            "peak_after_work_page_mb": memory.get("after_work_page"),
+            "requests": len(ms), "answers": answers}
+
+
+def same_answers(a: dict, b: dict, tolerance: float = 1e-3) -> bool:
+    for path, left in a.items():
+        right = b[path]
+        if [r["artwork_id"] for r in left] != [r["artwork_id"] for r in right]:
+            return False
+        for x, y in zip(left, right):
+            if abs(x["score"] - y["score"]) > tolerance or {**x, "score": 0} != {**y, "score": 0}:
+                return False
+    return True
+
+
+def size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--works", type=int, default=470_000)
+    parser.add_argument("--dim", type=int, default=64, help="vector dimensions (small: the index, not the vectors, is measured)")
+    parser.add_argument("--queries", type=int, default=200, help="distinct ids asked for")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="hnswlib build threads (0: every core)")
+    parser.add_argument("--home", help="build the collection here and keep it (reused when it holds one of --works works)")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    print(f"load average at the start: {loadavg()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        home = Path(args.home) if args.home else Path(tmp) / "home"
+        if (home / "bench.json").exists() and json.loads((home / "bench.json").read_text())["works"] == args.works:
+            built = json.loads((home / "bench.json").read_text())
+            built["ids"] = pl.read_parquet(home / "storage" / "artwork_vectors.parquet", columns=["artwork_id"])["artwork_id"].to_list()
+            shutil.rmtree(home / "cache", ignore_errors=True)  # the first start writes the serving copies
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+            built = build_home(home, args.works, args.dim, args.threads)
+            (home / "bench.json").write_text(json.dumps({k: v for k, v in built.items() if k != "ids"} | {"works": args.works}))
+        ids = built.pop("ids")
+        built.pop("works", None)
+        print(f"{args.works:,} works ({built['sample_rows']} real records replicated), {args.dim}-d vectors: "
+              f"tables {built['tables_s']:.1f} s, hnswlib {built['index_s']:.1f} s (load {loadavg()})", flush=True)
+        rng = np.random.default_rng(0)
+        paths = [f"/api/similar/{a}?k={args.k}" for a in rng.choice(ids, size=min(args.queries, len(ids)), replace=False)]
+        del ids
+        log = Path(tmp) / "servers.log"
+        runs = {}
+        for kind, label in (("old", "old path"), ("new", "artsim serve, first start"), ("new", "artsim serve, restart")):
+            runs[label] = measure(kind, home, log, paths, args.rounds)
+            r = runs[label]
+            print(f"{label:<26} peak RSS {r['peak_rss_mb']:7.0f} MB  first request {r['first_request_s']:6.2f} s  "
+                  f"/api/similar p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  ({r['requests']} requests, load {loadavg()})\n"
+                  f"{'':<26} then RSS {r['rss_mb']:.0f} MB: anonymous {r['rss_anon_mb']:.0f}, mapped files {r['rss_file_mb']:.0f}"
+                  + (f"; peak after one /work page {r['peak_after_work_page_mb']:.0f} MB" if r["peak_after_work_page_mb"] else ""),
+                  flush=True)
+        old = runs["old path"]
+        identical = all(same_answers(old["answers"], r["answers"]) for r in runs.values())
+        print(f"answers identical to the old path (ids, scores within 1e-3): {'yes' if identical else 'NO'}")
+        for label in list(runs)[1:]:
+            r = runs[label]
+            print(f"{label}: peak RSS {r['peak_rss_mb'] / old['peak_rss_mb']:.2f}x the old path, "
+                  f"p50 {r['p50_ms'] / old['p50_ms']:.2f}x, p95 {r['p95_ms'] / old['p95_ms']:.2f}x")
+        sizes = {"artworks": size_mb(home / "storage" / "artworks"), "artwork_vectors": size_mb(home / "storage" / "artwork_vectors.parquet"),
+                 "ann_index": size_mb(home / "indexes" / "ann_index"), "serving copies": size_mb(home / "cache" / "serving")}
+        print("on disk: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in sizes.items()))
+        print(f"load average at the end: {loadavg()}")
+        if args.json:
+            out = {"works": args.works, "dim": args.dim, **built, "sizes_mb": sizes, "identical": identical,
+                   "runs": {label: {k: v for k, v in r.items() if k != "answers"} for label, r in runs.items()}}
+            Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "_old_server":
+        old_path_server(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()
