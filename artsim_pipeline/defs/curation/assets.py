@@ -6,9 +6,9 @@ from typing import Optional
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 
-from artsim_pipeline.core.features import vectors_matrix
+from artsim_pipeline.core.features import frame_fingerprint, vectors_matrix
 from artsim_pipeline.core.incremental import MAX_INCREMENTAL_FRACTION
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
@@ -48,6 +48,7 @@ def clusters(context: AssetExecutionContext, config: ClustersConfig, artwork_vec
     context.log.info("clusters: %s run (%s)", plan.mode, plan.reason)
     return Output(
         labels,
+        data_version=DataVersion(frame_fingerprint(labels)),
         metadata={
             "clusters": summary.height,
             "artworks": labels.height,
@@ -154,8 +155,10 @@ def collection_map(
         page = _too_large_page(points.height, config.single_file_max_points)
     location = artefacts.save_collection_map(storage, page)
     map_link = MetadataValue.url(Path(location).as_uri()) if storage.objects.is_local else MetadataValue.url(location)
+    table = points.select("artwork_id", "x", "y", "cluster")
     return Output(
-        points.select("artwork_id", "x", "y", "cluster"),
+        table,
+        data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "map": map_link,
             "html_path": MetadataValue.path(location),
