@@ -252,3 +252,56 @@ def test_a_cleared_journal_is_empty_and_takes_new_lines(tmp_path):
     cp.append(ok("2", '{"a":2}'))
     cp.close()
     assert [r.source_id for r in FetchCheckpoint(tmp_path / "cp.jsonl").load()] == ["2"]
+
+
+def test_the_chunked_map_is_stored_manifest_last_and_old_parts_are_removed(tmp_path):
+    from artsim_pipeline.core.collection_map.chunks import build_chunked_map, decode_chunk
+
+    storage = ArtsimStorage(home=str(tmp_path))
+    assert artefacts.read_map_manifest(storage) is None and artefacts.map_manifest_stamp(storage) is None
+
+    def points(n, shift=0.0):
+        return pl.DataFrame({"artwork_id": [f"met:{i}" for i in range(n)], "x": np.arange(n) + shift,
+                             "y": np.zeros(n), "title": [f"Work {i}" for i in range(n)]})
+
+    manifest, chunks, details = build_chunked_map(points(10), chunk_points=4)
+    location = artefacts.save_chunked_map(storage, manifest, chunks, details)
+    assert location.endswith("maps/collection_map/manifest.json")
+    stored = artefacts.read_map_manifest(storage)
+    assert stored["chunks"] == manifest["chunks"] and stored["details"].startswith("details-")
+    for entry in stored["chunks"]:
+        blob = artefacts.read_map_part(storage, f"chunks/{entry['file']}")
+        assert blob == chunks[entry["file"]] and len(decode_chunk(blob, entry)["x"]) == entry["n"]
+    assert artefacts.read_map_details(storage, stored).equals(details)
+    for bad in ("manifest.json", "../maps/collection_map.html", "chunks/../manifest.json", f"chunks/{'0' * 24}.bin/..", ""):
+        assert artefacts.read_map_part(storage, bad) is None, bad
+
+    first_files = set(p.name for p in (tmp_path / "maps" / "collection_map" / "chunks").iterdir())
+    manifest2, chunks2, details2 = build_chunked_map(points(6, shift=0.5), chunk_points=4)
+    artefacts.save_chunked_map(storage, manifest2, chunks2, details2)
+    folder = tmp_path / "maps" / "collection_map"
+    assert set(p.name for p in (folder / "chunks").iterdir()) == set(chunks2) and not first_files & set(chunks2)
+    assert [p.name for p in folder.glob("details-*.parquet")] == [artefacts.read_map_manifest(storage)["details"]]
+
+
+def test_layout_and_cluster_state_round_trip_and_a_torn_pair_reads_as_none(tmp_path):
+    from artsim_pipeline.core.clusters import update_clusters
+    from artsim_pipeline.core.collection_map import project_2d
+    from artsim_pipeline.core.collection_map.placement import update_layout
+
+    storage = ArtsimStorage(home=str(tmp_path))
+    assert artefacts.load_map_layout(storage) is None and artefacts.load_cluster_state(storage) is None
+    x = synthetic_clustered_vectors(60, 8, n_clusters=3, seed=1)
+    ids = [f"met:{i}" for i in range(60)]
+    layout, _ = update_layout(ids, x, None, project=lambda v: project_2d(v, method="pca"), settings={"p": "pca"})
+    artefacts.save_map_layout(storage, layout)
+    back = artefacts.load_map_layout(storage)
+    assert back.points.equals(layout.points) and back.info == layout.info
+    state, _ = update_clusters(ids, x, None, n_clusters=3)
+    artefacts.save_cluster_state(storage, state)
+    again = artefacts.load_cluster_state(storage)
+    assert again.labels.equals(state.labels) and again.info == state.info
+    np.testing.assert_array_equal(again.centroids, state.centroids)
+    # a crash between the data and its info: the next run starts from nothing (a full run)
+    (tmp_path / "maps" / "collection_map" / "layout" / "layout.parquet").write_bytes(b"torn")
+    assert artefacts.load_map_layout(storage) is None

@@ -7,9 +7,9 @@ works. Here the map is split into what the browser needs to draw and what it ask
 - **chunks** (``bytes``): per point ``x``, ``y`` (float32), ``row`` (uint32: the point's row of
   the details table), ``thumb`` (uint8: 1 when it has an image) and one colour code per colour
   field (uint8, or uint16 past 254 names; the largest value of the type means "unknown"), each
-  array 4-byte aligned, little-endian. Points
-  are dealt into chunks in a seeded random order, so every chunk is an even sample of the whole
-  map: the first one drawn already shows the map's shape (a level of detail), the others fill it in;
+  array 4-byte aligned, little-endian. Points are dealt into chunks in a seeded random order, so
+  every chunk is an even sample of the whole map: the first one drawn already shows the map's
+  shape (a level of detail), the others fill it in;
 - **manifest** (a small JSON document): the count, bounds, legends (colour names per field), and
   per chunk its name (a content hash), point count, size and array offsets;
 - **details** (a frame, one row per point): id, title, maker, date, museum, landing page and
