@@ -139,3 +139,23 @@ def test_growth_exponent_is_the_slope_in_log_log():
     assert growth_exponent([100, 1000], [5.0, 50.0]) == pytest.approx(1.0)
     assert growth_exponent([100, 1000], [5.0, 0.0]) is None  # needs two measured points
     assert math.isclose(growth_exponent([100, 200, 400], [7.0, 7.0, 7.0]), 0.0, abs_tol=1e-12)
+
+
+def test_scaling_fits_and_projects_each_asset_and_leaves_out_skipped_ones():
+    from benchmarks.bench_scale import RunFigures, marginal_projection, scaling
+
+    sizes = [1000, 2000, 4000]
+    runs = []
+    for n in sizes:
+        runs.append(RunFigures("full", n, {"ingest": 2.0 + 0.01 * n, "pairs": 1e-6 * n * n}, wall_s=10.0 + 0.01 * n, cpu_s=5.0))
+        runs.append(RunFigures("1%", n, {"ingest": 0.5 + 0.0001 * n}, wall_s=3.0))
+    fit = scaling(runs, 470_000)
+    ingest, pairs = fit["per_asset"]["ingest"], fit["per_asset"]["pairs"]
+    assert pairs["exponent_full"] == pytest.approx(2.0)
+    assert pairs["projected_full"] == pytest.approx(1e-6 * 470_000 ** 2)
+    assert ingest["marginal_full"] == pytest.approx(2.0 + 0.01 * 470_000)
+    assert 0 < ingest["exponent_full"] < 1  # the fixed 2 s hides part of the growth
+    assert ingest["marginal_incremental"] == pytest.approx(0.5 + 0.0001 * 470_000)
+    assert pairs["exponent_incremental"] is None and pairs["projected_incremental"] is None  # not run in the 1% runs
+    assert fit["per_asset"]["total CPU"]["exponent_full"] == pytest.approx(0.0)
+    assert marginal_projection(sizes, [3.0, 2.0, 1.0], 470_000) is None  # no growth measured
