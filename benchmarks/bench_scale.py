@@ -19,7 +19,9 @@ Then, per size, in a fresh ``ARTSIM_HOME`` (a temp dir, removed at the end):
    again on the same ``ARTSIM_HOME``.
 
 Per run it records: each asset's seconds (the lines ``artsim materialize`` prints, one per asset
-partition, summed over partitions), the subprocess's wall time, the peak resident memory of the
+partition, summed over partitions; ``artworks`` and ``artworks_quarantine`` come from one step and
+both show its seconds, counted once in ``sum of steps``), the subprocess's wall time and CPU
+seconds (user + system, ``wait4``: steadier than wall time on a shared machine), the peak resident memory of the
 subprocess tree (the sum of the tree's RSS polled every 0.2 s from ``/proc``, and the largest
 single process's peak from ``wait4``; the larger is shown) and the bytes on disk per asset after
 the run (``storage/<asset key>`` plus the files each asset owns in the storage layout: images for
@@ -28,9 +30,11 @@ everything else under ``ARTSIM_HOME``, e.g. the Dagster instance and MLflow, as 
 
 Printed: a table per size (full and 1% side by side, ``1%/full`` = the incremental fraction),
 then the growth exponent per stage (the least-squares slope of log seconds against log size over
-the sizes: 1 is linear, 2 quadratic; noisy for stages under ~0.5 s), and a PROJECTION to the whole
-Met (``--project-to``, default 470,000 objects): seconds at the largest size times
-``(470,000 / size) ** exponent``, an extrapolation, not a measurement.
+the sizes: 1 is linear, 2 quadratic; noisy for stages under ~0.5 s, and well under 1 where fixed
+costs dominate), and a PROJECTION to the whole Met (``--project-to``, default 470,000 objects),
+two extrapolations, not measurements: ``power``, the largest size's figure times
+``(470,000 / size) ** exponent``; ``marginal``, the largest size's figure plus the cost per record
+between the two largest sizes times the records beyond (what fixed costs do not hide).
 
 Models (to keep sizes feasible on 2 CPU cores): by default the tests' tiny models, generated
 here: a 1-layer ViT (hidden 32, 32 px) as image backbone (``hf:<path>``) and a 1-layer BERT
