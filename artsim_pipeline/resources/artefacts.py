@@ -634,7 +634,8 @@ def save_chunked_map(storage: ArtsimStorage, manifest: dict[str, Any], chunks: d
     """Store the chunked map (`core.collection_map.chunks.build_chunked_map`): each chunk under
     `chunks/<content hash>.bin` (one already stored is left alone), the details as
     `details-<content hash>.parquet`, then `manifest.json` naming them. Parts the new manifest no
-    longer names are removed afterwards (locally; on S3 they stay). Returns the manifest's location."""
+    longer names are removed afterwards (a reader that fetched the old manifest just before may
+    miss a chunk: the page then says the map changed). Returns the manifest's location."""
     from artsim_pipeline.core.collection_map.chunks import manifest_json
 
     for name, blob in chunks.items():
@@ -646,12 +647,11 @@ def save_chunked_map(storage: ArtsimStorage, manifest: dict[str, Any], chunks: d
     storage.objects.write_bytes(f"{CHUNKED_MAP_KEY}/{details_name}", data)
     manifest = {**manifest, "details": details_name}
     storage.objects.write_bytes(f"{CHUNKED_MAP_KEY}/{MAP_MANIFEST_FILE}", manifest_json(manifest))
-    if not storage.is_remote:
-        named = {f"chunks/{c['file']}" for c in manifest["chunks"]} | {details_name}
-        for key in list(storage.objects.list_keys(CHUNKED_MAP_KEY)):
-            part = key[len(CHUNKED_MAP_KEY) + 1:]
-            if _MAP_PART.match(part) and part not in named:
-                (storage.root / key).unlink(missing_ok=True)
+    named = {f"chunks/{c['file']}" for c in manifest["chunks"]} | {details_name}
+    for key in list(storage.objects.list_keys(CHUNKED_MAP_KEY)):
+        part = key[len(CHUNKED_MAP_KEY) + 1:]
+        if _MAP_PART.match(part) and part not in named:
+            storage.objects.delete(key)
     return storage.objects.uri(f"{CHUNKED_MAP_KEY}/{MAP_MANIFEST_FILE}")
 
 

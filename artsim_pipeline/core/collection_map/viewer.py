@@ -233,7 +233,9 @@ function load(){
   while(inFlight<PARALLEL&&next<M.chunks.length){
     var entry=M.chunks[next++]; inFlight++;
     (function(entry){
-      fetch(BASE+"/data/chunks/"+entry.file).then(function(r){if(!r.ok)throw new Error(entry.file+": "+r.status);return r.arrayBuffer();})
+      fetch(BASE+"/data/chunks/"+entry.file).then(function(r){
+        if(r.status===404)throw new Error("the map changed on the server: reload the page");
+        if(!r.ok)throw new Error(entry.file+": "+r.status);return r.arrayBuffer();})
       .then(function(buf){chunks.push(parse(entry,buf));api.loadedChunks++;inFlight--;setStatus();draw();load();})
       .catch(function(e){inFlight--;api.error=String(e);status.textContent="could not load the map: "+e;});
     })(entry);
