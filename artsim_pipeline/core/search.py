@@ -130,26 +130,45 @@ class ArtworkRows:
     def __contains__(self, artwork_id: object) -> bool:
         return isinstance(artwork_id, str) and self._position(artwork_id) is not None
 
-    def row(self, artwork_id: str) -> dict[str, Any] | None:
-        """The artworks row of the id (every column), or None."""
+    def row(self, artwork_id: str, columns: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """The artworks row of the id (every column, or those of `columns` it has), or None."""
         found = self._position(artwork_id)
         if found is None:
             return None
         self.rows_read += 1
         source, i = found
-        return self._tables[source].slice(i, 1).to_pylist()[0]
+        table = self._tables[source]
+        if columns is not None:  # only these columns' pages are read
+            table = table.select([c for c in columns if c in table.column_names])
+        return table.slice(i, 1).to_pylist()[0]
 
     def get(self, artwork_id: str, default: Any = None) -> dict[str, Any] | None:
         row = self.row(artwork_id)
         return default if row is None else row
 
-    def rows(self, artwork_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``artwork_id -> row`` for the ids that have one."""
+    def rows(self, artwork_ids: Iterable[str], columns: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """``artwork_id -> row`` for the ids that have one (see `row`)."""
         out: dict[str, dict[str, Any]] = {}
         for aid in artwork_ids:
-            if aid not in out and (row := self.row(aid)) is not None:
+            if aid not in out and (row := self.row(aid, columns)) is not None:
                 out[aid] = row
         return out
+
+    def kinds(self) -> list[tuple[str, int]]:
+        """Kinds of work (classification and object type values) with their counts, most common
+        first: what `core.text_search.Catalog.kinds` gives for these rows, counted over the
+        distinct (classification, object type) pairs, so only those two columns are read."""
+        pairs = []
+        for table in self._tables.values():
+            present = [c for c in ("classification", "object_type") if c in table.column_names]
+            if not present:
+                continue  # no work of this table has a kind
+            frame = pl.from_arrow(table.select(present))
+            for column in ("classification", "object_type"):
+                if column not in frame.columns:
+                    frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+            pairs += frame.group_by("classification", "object_type").len().iter_rows()
+        return kind_counts(pairs)
 
     def having_rows(self, artwork_ids: Sequence[str]) -> list[str]:
         """The ids that have a row, in the given order (one hash join per table, no row read)."""
@@ -163,6 +182,30 @@ class ArtworkRows:
         return [a for a, k in zip(artwork_ids, keep.tolist(), strict=True) if k]
 
 
+def kind_counts(pairs: Iterable[tuple[str | None, str | None, int]]) -> list[tuple[str, int]]:
+    """Kinds with their counts, most common first, from ``(classification, object_type, works)``:
+    a kind is a value of either column compared folded (`core.text_search.fold`), shown in its
+    most common spelling; a work counts once per kind it has."""
+    from artsim_pipeline.core.text_search import fold
+
+    pairs = list(pairs)
+    spellings: dict[str, dict[str, int]] = {}
+    counts: dict[str, int] = {}
+    for classification, object_type, works in pairs:
+        keys = set()
+        for value in (classification, object_type):
+            if isinstance(value, str) and value.strip():
+                key = fold(value.strip())
+                spellings.setdefault(key, {}).setdefault(value.strip(), 0)
+                spellings[key][value.strip()] += works
+                keys.add(key)
+        for key in keys:
+            counts[key] = counts.get(key, 0) + works
+    names = {key: max(spelled.items(), key=lambda kv: (kv[1], kv[0]))[0] for key, spelled in spellings.items()}
+    return sorted(((names[key], count) for key, count in counts.items()), key=lambda kc: (-kc[1], kc[0]))
+
+
+DISPLAY_COLUMNS = ("artwork_id", "title", "artists", "source", "landing_url")
 ArtworksSource = pl.DataFrame | ArtworkRows | None
 
 
@@ -171,9 +214,9 @@ def _metadata(wanted: list[str], artworks: ArtworksSource) -> dict[str, dict]:
     if artworks is None or not wanted:
         return {}
     if isinstance(artworks, ArtworkRows):
-        return artworks.rows(wanted)
+        return artworks.rows(wanted, DISPLAY_COLUMNS)
     meta: dict[str, dict] = {}
-    cols = [c for c in ("artwork_id", "title", "artists", "source", "landing_url") if c in artworks.columns]
+    cols = [c for c in DISPLAY_COLUMNS if c in artworks.columns]
     for row in artworks.filter(pl.col("artwork_id").is_in(wanted)).select(cols).iter_rows(named=True):
         meta.setdefault(row["artwork_id"], row)
     return meta

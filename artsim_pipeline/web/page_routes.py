@@ -49,9 +49,11 @@ def page_router(site: Site) -> APIRouter:
             if in_index and error is None:
                 for r in state.service.similar(artwork_id, PER_MUSEUM, source=museum, filters=filters):
                     other = works.get(r["artwork_id"], {})
-                    results.append(site.view(r["artwork_id"], {"score": r["score"], "shared": shared_metadata(work, other)}))
+                    results.append(site.view(r["artwork_id"], {"score": r["score"], "shared": shared_metadata(work, other)},
+                                             row=other))
             sections.append({"source": museum, "results": results})
-        kinds = [name for name, _ in state.service.catalog.kinds()[:300]] if works else []
+        # from the serving copies: the search catalogue (every work in memory) only when a filter is used
+        kinds = [name for name, _ in works.kinds()[:300]] if works else []
         return site.page("work.html", status_code=422 if error else 200, work=work, sections=sections, in_index=in_index,
                          error=error, filters=shown, filtered=any(shown.values()), museums=list(SOURCES), kinds=kinds)
 

@@ -56,9 +56,10 @@ class Site:
     def not_found(self, message: str) -> HTMLResponse:
         return self.page("error.html", status_code=404, status=404, heading="Not found", message=message)
 
-    def view(self, artwork_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A work as the templates show it: its artworks row (or just its id), links, image."""
-        row = dict(self.state.works().get(artwork_id) or {"artwork_id": artwork_id})
+    def view(self, artwork_id: str, extra: dict[str, Any] | None = None, row: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A work as the templates show it: its artworks row (`row` when already read, or just
+        its id when it has none), links, image."""
+        row = dict(row or self.state.works().get(artwork_id) or {"artwork_id": artwork_id})
         row.setdefault("source", artwork_id.split(":", 1)[0])
         row["artists"] = [a for a in (row.get("artists") or []) if a]
         row["tags"] = [t for t in (row.get("tags") or []) if t]

@@ -144,3 +144,19 @@ def test_serving_copies_are_written_in_sorted_batches(tmp_path, sample_artworks,
     for row in frame.unique("artwork_id", keep="first", maintain_order=True).iter_rows(named=True):
         assert rows.row(row["artwork_id"]) == row
     assert rows.row(duplicate["artwork_id"][0])["title"] != "a later copy"
+
+
+def test_the_work_page_needs_neither_the_table_nor_the_search_catalogue(home, full_tables):
+    """Its kinds (the filter form) come from the serving copies, counted as the catalogue counts them."""
+    from artsim_pipeline.core.text_search import Catalog
+
+    artworks, _ = full_tables
+    with TestClient(create_app(home)) as client:
+        service = client.app.state.artsim.service
+        work = service.index.ids[0]
+        page = client.get(f"/work/{work}")
+        assert page.status_code == 200
+        assert "artworks" not in service.__dict__ and "catalog" not in service.__dict__
+        assert service.artwork_rows.kinds() == Catalog(artworks).kinds()
+        assert client.get(f"/work/{work}?type=Paintings").status_code in (200, 422)  # a filter does build it
+        assert "catalog" in service.__dict__
