@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-For each size in ``--sizes`` (default ``500,1000,2000``: about 15 minutes in all on 2 shared cores) a synthetic Met collection is built
+For each size in ``--sizes`` (default ``1000,2000,4000``: under ~15 minutes in all on 2 shared cores) a synthetic Met collection is built
 from the REAL Met records of the shared data (``benchmarks/synthetic.py``: copies of the 4,694
 recorded ``/objects/{id}`` records under new ids, new image URLs and each copy's own JPEG, the
 record's stand-in with a small deterministic change) and served by the project's replay server
@@ -51,7 +51,7 @@ compare between commits.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_scale.py [--sizes 500,1000,2000] [--fraction 0.01]
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,2000,4000] [--fraction 0.01]
         [--models tiny|real] [--json OUT.json] [--timeout 1800] [--verbose]
 
 Data location: ``$ARTSIM_SHARED_DATA`` or ``<repo>/../shared/data``.
@@ -82,7 +82,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks import synthetic  # noqa: E402
 
-DEFAULT_SIZES = (500, 1000, 2000)
+DEFAULT_SIZES = (1000, 2000, 4000)
 WHOLE_MET = 470_000
 # the tests' short training settings (artsim_pipeline_tests/prod/test_s3_storage.py TRAINING)
 TRAINING_OPS = {
