@@ -2,10 +2,11 @@
 
 What it measures
 ----------------
-For each size in ``--sizes`` (default ``1000,2000,4000``: under ~15 minutes in all on 2 shared cores) a synthetic Met collection is built
-from the REAL Met records of the shared data (``benchmarks/synthetic.py``: copies of the 4,694
-recorded ``/objects/{id}`` records under new ids, new image URLs and each copy's own JPEG, the
-record's stand-in with a small deterministic change) and served by the project's replay server
+For each size in ``--sizes`` (default ``1000,2000,4000``: under ~15 minutes in all on 2 shared
+cores) a synthetic Met collection is built from the REAL Met records of the shared data
+(``benchmarks/synthetic.py``: copies of the 4,694 recorded ``/objects/{id}`` records under new
+ids, new image URLs and each copy's own JPEG, the record's stand-in with a small deterministic
+change) and served by the project's replay server
 (``artsim_pipeline_tests/replay/server.py``) on 127.0.0.1. Only the Met has records: SMK,
 Cleveland and the AIC are served empty, and every collection export points at an empty export
 (its header only), so their partitions run but hold nothing.
