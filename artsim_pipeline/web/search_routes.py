@@ -139,9 +139,11 @@ def search_router(site: Site) -> APIRouter:
     state, page, view = site.state, site.page, site.view
 
     def form_context(q: str, filters: dict[str, Any]) -> dict[str, Any]:
-        catalog = state.service.catalog  # NotBuiltError (503) without artworks
-        kinds = [name for name, _ in catalog.kinds()[:300]]
-        return {"q": q, "museums": list(SOURCES), "kinds": kinds, "filters": filters, "n_works": f"{len(catalog):,}"}
+        # from the serving copies (NotBuiltError, 503, without artworks): the form alone does not
+        # build the search catalogue, which holds every work in memory
+        works = state.works()
+        kinds = [name for name, _ in works.kinds()[:300]]
+        return {"q": q, "museums": list(SOURCES), "kinds": kinds, "filters": filters, "n_works": f"{len(works):,}"}
 
     def search_view(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []

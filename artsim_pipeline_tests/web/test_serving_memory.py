@@ -160,3 +160,13 @@ def test_the_work_page_needs_neither_the_table_nor_the_search_catalogue(home, fu
         assert service.artwork_rows.kinds() == Catalog(artworks).kinds()
         assert client.get(f"/work/{work}?type=Paintings").status_code in (200, 422)  # a filter does build it
         assert "catalog" in service.__dict__
+
+
+def test_the_search_form_alone_does_not_build_the_search_catalogue(home, full_tables):
+    artworks, _ = full_tables
+    with TestClient(create_app(home)) as client:
+        service = client.app.state.artsim.service
+        page = client.get("/")
+        assert page.status_code == 200
+        assert f"Search the {artworks['artwork_id'].n_unique():,} works" in page.text
+        assert "artworks" not in service.__dict__ and "catalog" not in service.__dict__
