@@ -47,8 +47,9 @@ is not paced by the Met's real rate limit (10/s: 470,000 objects take 13 h at th
 
 The benchmark depends only on ``artsim materialize``'s output lines and the storage layout, not
 on how the pipeline decides what to recompute. Absolute seconds depend on the machine and its
-load (the load average is printed); the exponents and the 1%/full fractions are the figures to
-compare between commits.
+load (the 1-minute load average at the start and end of each run is printed and stored): on a
+shared machine wall seconds (per asset too) swing with the other jobs, so compare CPU seconds,
+and the exponents and 1%/full fractions, between commits measured at similar load.
 
 Run::
 
@@ -129,11 +130,13 @@ class RunFigures:
     peak_rss_bytes: int = 0
     disk_bytes: dict[str, int] = field(default_factory=dict)
     returncode: int = 0
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load average when the run started and ended
 
     def as_dict(self) -> dict:
         return {"run": self.label, "size": self.size, "wall_s": round(self.wall_s, 2), "cpu_s": round(self.cpu_s, 2),
                 "steps_total_s": round(self.steps_total_s, 2), "peak_rss_mib": round(self.peak_rss_bytes / 2**20, 1),
                 "disk_total_mib": round(sum(self.disk_bytes.values()) / 2**20, 2), "returncode": self.returncode,
+                "load_average_start_end": [round(x, 2) for x in self.load_average],
                 "stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
                 "disk_bytes": dict(self.disk_bytes)}
 
@@ -393,12 +396,15 @@ def bench_size(size: int, data_dir: Path, work: Path, args: argparse.Namespace, 
                 for revised in synthetic.revise(records, args.fraction, datetime.now(timezone.utc)):
                     server.set_met_record(revised, touch=False)
             print(f"  size {size:,}: {label} run ...", flush=True)
+            load_before = os.getloadavg()[0]
             code, wall, cpu, peak, lines = run_materialize(cmd, env, args.timeout, args.verbose)
             per_asset, steps_total = parse_stage_lines(lines)
-            run = RunFigures(label, size, per_asset, steps_total, wall, cpu, peak, disk_by_asset(home), code)
+            run = RunFigures(label, size, per_asset, steps_total, wall, cpu, peak, disk_by_asset(home), code,
+                             (load_before, os.getloadavg()[0]))
             figures.append(run)
             print(f"  size {size:,}: {label} run {'done' if code == 0 else f'FAILED (exit {code})'} in {wall:.1f} s ({cpu:.1f} s CPU), "
-                  f"{len(run.stage_seconds)} assets, peak {peak / 2**20:.0f} MiB", flush=True)
+                  f"{len(run.stage_seconds)} assets, peak {peak / 2**20:.0f} MiB, load average {run.load_average[0]:.1f} -> "
+                  f"{run.load_average[1]:.1f}", flush=True)
             if code != 0:
                 print("\n".join(f"    | {line}" for line in lines[-40:]), flush=True)
                 break
