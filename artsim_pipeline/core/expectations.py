@@ -19,6 +19,7 @@ exact (pandas turns a nullable Int32 into float64).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,16 +82,19 @@ def _year_text(expr: pl.Expr) -> pl.Expr:
     )
 
 
-def row_rule_exprs() -> tuple[pl.Expr, pl.Expr]:
+def row_rule_exprs(columns: Collection[str] | None = None) -> tuple[pl.Expr, pl.Expr]:
     """``(rule, reason)`` expressions over an artworks-shaped frame; null where the row is fine.
 
-    Rules, first match wins: ``missing_id``, ``no_title_and_no_artist``,
+    ``columns``: the frame's columns, when it may lack ``attribution_note`` (default: it has it).
+    Rules, first match wins: ``missing_id``, ``no_title_and_no_artist`` (an attribution note
+    counts as an artist: "Unidentified artist" says who made it as far as the museum knows),
     ``date_out_of_range`` (outside ``MIN_YEAR..MAX_YEAR``), ``date_order`` (begin > end),
     ``invalid_url`` (landing_url missing or not http(s)).  Dates may be any numeric dtype.
     """
     aid = pl.col("artwork_id")
     begin, end = pl.col("date_begin"), pl.col("date_end")
-    no_artists = pl.col("artists").list.len().fill_null(0) == 0
+    note = pl.col("attribution_note") if columns is None or "attribution_note" in columns else pl.lit(None, pl.String)
+    no_artists = (pl.col("artists").list.len().fill_null(0) == 0) & note.is_null()
     out_of_range = (
         begin.is_not_null() & ((begin < MIN_YEAR) | (begin > MAX_YEAR))
     ) | (end.is_not_null() & ((end < MIN_YEAR) | (end > MAX_YEAR)))
@@ -142,7 +146,7 @@ def row_rule_violations(df: pl.DataFrame) -> pl.DataFrame:
     artwork, the first rule that matches).  Duplicate ids are a table-level matter and are
     resolved by normalisation (``duplicate_id``), not reported here.
     """
-    rule, reason = row_rule_exprs()
+    rule, reason = row_rule_exprs(df.columns)
     source_id = pl.col("source_id") if "source_id" in df.columns else pl.lit(None, pl.String)
     return (
         df.select(
@@ -180,6 +184,7 @@ def _gx_frame(df: pl.DataFrame) -> Any:
         pl.col("artists").list.len().fill_null(0) if "artists" in present else pl.lit(0)
     )
     title = pl.col("title") if "title" in present else pl.lit(None, pl.String)
+    note = pl.col("attribution_note") if "attribution_note" in present else pl.lit(None, pl.String)
     public = pl.col("is_public_domain") if "is_public_domain" in present else pl.lit(None)
     image = pl.col("image_url") if "image_url" in present else pl.lit(None, pl.String)
     return df.select(
@@ -187,7 +192,7 @@ def _gx_frame(df: pl.DataFrame) -> Any:
             pl.col(name).list.len() if isinstance(dtype, pl.List) else pl.col(name)
             for name, dtype in df.schema.items()
         ),
-        (title.is_not_null() | (artists_len > 0)).alias("_has_title_or_artist"),
+        (title.is_not_null() | (artists_len > 0) | note.is_not_null()).alias("_has_title_or_artist"),
         (~public.fill_null(False) | image.is_not_null()).alias("_public_domain_image_ok"),
     ).to_pandas()
 

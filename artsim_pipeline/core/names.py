@@ -1,8 +1,12 @@
 """Artist-name normalisation shared by pair mining and its checks (pure Python, no Dagster).
 
 :func:`normalise_artist` turns a museum's maker string into a key that is equal for the same
-person across museums, or ``None`` for makers that must never match (anonymous, unknown,
-unidentified, "Anonymous, French, 18th century", "Painting by Unknown"...):
+person across museums, or ``None`` for placeholders that name no maker and must never match
+(anonymous, unknown, unidentified, "Anonymous, French, 18th century", "Painting by Unknown",
+"Unknown, American", "Ubekendt", and a culture, place or period with a role: "Edo artist",
+"Netherlandish Painter"; but "Berlin Painter" and "Amasis Painter" are the conventional names
+of one hand, and "Paulus Potter" a person). :func:`is_anonymous` is that test: normalisation
+keeps such names out of ``artworks.artists`` (they go to ``attribution_note``):
 
 * HTML entities are decoded (``Tiffany &amp; Co.``), case is folded, accents and Nordic
   letters are transliterated (``Hammershøi`` -> ``hammershoi``, ``æ`` -> ``ae``);
@@ -31,7 +35,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["normalise_artist", "normalise_artists", "is_anonymous", "artist_keys"]
+__all__ = ["normalise_artist", "normalise_artists", "is_anonymous", "placeholder_makers", "artist_keys"]
 
 # Letters that NFKD does not decompose into base letter + combining mark.
 _TRANSLIT = str.maketrans(
@@ -80,18 +84,45 @@ _TRAILER = re.compile(
 
 # Makers that must never match anything.  Checked on the folded string, after prefixes.
 _ANONYMOUS = re.compile(
-    r"^(?:anonymous|anonym|anonyme|anon\.?|anonimo|anoniem|unknown|unidentified|unattributed"
+    r"^(?:anonymous|anonym|anonyme|anon\.?|anonimo|anoniem|unknown|unidentified|unattributed|unrecorded"
     r"|not\s+identified|no\s+artist|artist\s+unknown|maker\s+unknown|ubekendt|ukendt|unbekannt"
     r"|inconnu|onbekend|sconosciuto|desconocido|ignoto|various|diverse|n/?a|none|null)\b"
 )
 _CENTURY = re.compile(
     r"\b\d{1,2}(?:st|nd|rd|th)\s*(?:-|–|to)?\s*(?:\d{1,2}(?:st|nd|rd|th)\s*)?c(?:entury|\.)"
 )
-# "French Painter", "Netherlandish School", "Italian sculptor": a nameless attribution.
-_GENERIC_MAKER = re.compile(
-    r"^(?:[a-z]+\s+){1,2}(?:painter|artist|sculptor|carver|school|workshop|engraver|potter"
-    r"|weaver|silversmith|goldsmith|craftsman|hand|maler|kunstner|billedhugger)s?$"
+# Placeholders that name a culture, place or period and a role, not a person: the Met's "Edo
+# artist", "Toba Batak artist(s)", "Netherlandish Painter", "North Italian School". A role noun
+# after other words is a person or a conventional name of one hand ("Berlin Painter", "Amasis
+# Painter", "Hirschfeld Workshop", "Paulus Potter", "Hans Maler"), so the words before it must all
+# say where or when: a word of _PLACE_OR_PERIOD or an adjective ending in -ian or -ese.
+# "artist" is a role noun the museums write in lower case ("Edo artist"): lower case, it makes a
+# placeholder whatever comes before it; capitalised ("John Artist"), only after such words.
+_ROLE_NOUNS = frozenset(
+    "artist painter sculptor carver school workshop engraver potter weaver silversmith goldsmith craftsman"
+    " hand master maker designer artisan maler kunstner billedhugger".split()
 )
+_PLACE_OR_PERIOD = frozenset(
+    """
+    north northern south southern east eastern west western central upper lower new old early late
+    french dutch greek swiss thai welsh czech german roman american mexican korean african tibetan cuban catalan
+    neapolitan paduan lombard florentine mycenaean sumerian etruscan attic islamic gothic celtic coptic arabic
+    byzantine hellenistic archaic classical medieval renaissance baroque colonial provincial continental
+    edo meiji ming qing song tang yuan heian nara kamakura muromachi momoyama joseon goryeo mughal safavid
+    ottoman timurid qajar mamluk fatimid abbasid seljuq nasrid rajput pahari deccani maya aztec inca moche
+    olmec nazca paracas chimu wari yoruba asante kongo kuba luba hemba songye dogon bamana baule senufo igbo
+    benin batak toba asmat iatmul maori inuit navajo hopi lakota kiowa cheyenne haida tlingit
+    english british irish scottish cornish flemish netherlandish danish swedish finnish polish spanish
+    turkish kurdish moorish frankish
+    """.split()
+)
+# (-ish is listed word by word above: "Parrish Painter" is a conventional name)
+_DEMONYM = re.compile(r"\w{2,}(?:ian|ese)$")
+_FORENAMES_LIKE_DEMONYMS = frozenset(
+    "christian julian adrian brian vivian lillian gillian sebastian damian fabian maximilian florian cyprian"
+    " lucian marian kilian valerian dorian hadrian cassian therese".split()
+)
+_LOWER_CASE_ARTIST = re.compile(r"\bartists?\b")  # case-sensitive: the role, not a surname
 
 # Generational suffixes -> canonical token.
 _SUFFIX_PHRASES = (
@@ -145,8 +176,13 @@ def _strip_qualifiers(text: str) -> str:
 
 
 def is_anonymous(name: str | None) -> bool:
-    """True if ``name`` is missing or names no one (see :func:`normalise_artist`)."""
+    """True if ``name`` is missing or a placeholder that names no one (see :func:`normalise_artist`)."""
     return normalise_artist(name) is None
+
+
+def placeholder_makers(names: Iterable[str | None]) -> set[str]:
+    """The distinct non-null names in ``names`` that are placeholders (:func:`is_anonymous`)."""
+    return {n for n in set(names) if n is not None and is_anonymous(n)}
 
 
 def normalise_artist(name: str | None) -> str | None:
@@ -209,11 +245,26 @@ def normalise_artist(name: str | None) -> str | None:
     if not words:
         return None
     key = " ".join(words)
-    if _ANONYMOUS.match(key) or _GENERIC_MAKER.match(key):
+    if _ANONYMOUS.match(key) or _names_a_role_only(words, str(name)):
         return None
     if suffixes:
         key = " ".join([key, *sorted(set(suffixes))])
     return key
+
+
+def _names_a_role_only(words: list[str], name: str) -> bool:
+    """Whether the key's ``words`` are a placeholder: a role noun after words that only say
+    where or when ("edo artist", "netherlandish painter"), or "artist" alone (see _ROLE_NOUNS)."""
+    if len(words) > 4:
+        return False
+    *before, noun = words
+    if noun not in _ROLE_NOUNS and not (noun.endswith("s") and noun[:-1] in _ROLE_NOUNS):
+        return False
+    if noun.startswith("artist") and (not before or _LOWER_CASE_ARTIST.search(name)):
+        return True
+    return bool(before) and all(
+        w in _PLACE_OR_PERIOD or (_DEMONYM.match(w) is not None and w not in _FORENAMES_LIKE_DEMONYMS) for w in before
+    )
 
 
 # "Rembrandt (Rembrandt van Rijn)", "Titian (Tiziano Vecellio)": a short name, then the full one

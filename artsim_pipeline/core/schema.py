@@ -31,8 +31,11 @@ column                    dtype                  meaning
 ========================  =====================  ==============================================
 
 Extra columns (allowed by the contract): ``artist_roles`` (parallel to ``artists``, a role
-or null per artist), ``nationalities`` (list) and ``dates_swapped`` (the museum's begin
-and end years were reversed and have been swapped back).
+or null per artist), ``nationalities`` (list), ``dates_swapped`` (the museum's begin
+and end years were reversed and have been swapped back) and ``attribution_note`` (the
+placeholders the museum gave as makers, which name nobody and are not in ``artists``:
+"Unidentified artist; Edo artist", "Unknown, American", "Ubekendt"; null when there were none;
+:func:`artsim_pipeline.core.names.is_anonymous` decides).
 
 List columns are never null: an absent list is an empty list.
 """
@@ -72,6 +75,7 @@ ARTWORKS_SCHEMA: dict[str, pl.DataType] = {
     "artist_roles": pl.List(pl.String()),
     "nationalities": pl.List(pl.String()),
     "dates_swapped": pl.Boolean(),
+    "attribution_note": pl.String(),
 }
 
 #: The contract columns only (what every consumer may rely on).

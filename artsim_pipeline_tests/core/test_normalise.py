@@ -697,3 +697,98 @@ def test_deeply_nested_stored_records_are_quarantined_and_the_rest_normalise():
     reasons = dict(zip(quarantine["source_id"], quarantine["reason"], strict=True))
     assert set(reasons) == {"2", "3"} and all("nested too deeply" in r for r in reasons.values())
     assert set(quarantine["rule"]) == {"invalid_json"}
+
+
+# --------------------------------------------------------------------------------------
+# placeholder makers (issue #16 item 7): not in `artists`, kept in `attribution_note`
+# --------------------------------------------------------------------------------------
+def _normalised_one(source: str, record: dict | str, source_id: str) -> dict:
+    raw = raw_frame([record], [source_id])
+    artworks, quarantine = normalise(source, raw)
+    assert quarantine.height == 0, quarantine.select("rule", "reason").to_dicts()
+    row = one(artworks)
+    assert artworks.schema == pl.Schema(ARTWORKS_SCHEMA)
+    return row
+
+
+def test_attribution_note_is_a_nullable_string_column():
+    assert ARTWORKS_SCHEMA["attribution_note"] == pl.String
+    assert "attribution_note" not in ARTWORKS_CONTRACT_COLUMNS  # an extra, after the contract
+
+
+def test_met_placeholders_leave_artists_for_the_attribution_note():
+    # real: a named master, a placeholder, a designer (with their roles)
+    row = _normalised_one("met", met_record(365699), "365699")
+    assert row["artists"] == ["Master of the Story of Cadmus", "Designed by Francesco Primaticcio"]
+    assert len(row["artist_roles"]) == 2
+    assert row["attribution_note"] == "Anonymous, French, School of Fontainebleau, 16th century"
+    # real: the Met's culture attribution ("Edo artist"), with an "Unidentified artist" put before it
+    record = met_record(312290)
+    assert [c["name"] for c in record["constituents"]] == ["Edo artist"]
+    record["constituents"].insert(0, {**record["constituents"][0], "name": "Unidentified artist"})
+    row = _normalised_one("met", record, "312290")
+    assert row["artists"] == [] and row["artist_roles"] == []
+    assert row["attribution_note"] == "Unidentified artist; Edo artist"
+    # the raw name stays in raw_objects; a real named maker has no note
+    assert '"Edo artist"' in json.dumps(met_record(312290))
+    row = _normalised_one("met", met_record(436535), "436535")
+    assert row["artists"] == ["Vincent van Gogh"] and row["attribution_note"] is None
+
+
+def test_met_conventional_names_stay_makers():
+    row = _normalised_one("met", met_record(206321), "206321")  # real: a workshop and "Russian Painter"
+    assert row["artists"] == ["The Kremlin Armory Workshops, Moscow"] and row["attribution_note"] == "Russian Painter"
+    record = met_record(312290)
+    record["constituents"][0]["name"] = "Attributed to the Amasis Painter"  # a conventional name of one hand
+    row = _normalised_one("met", record, "312290")
+    assert row["artists"] == ["Attributed to the Amasis Painter"] and row["attribution_note"] is None
+
+
+def test_a_work_with_only_a_placeholder_and_no_title_is_kept():
+    record = met_record(312290)
+    record["title"] = ""
+    row = _normalised_one("met", record, "312290")
+    assert row["title"] is None and row["artists"] == [] and row["attribution_note"] == "Edo artist"
+
+
+def test_smk_ubekendt_goes_to_the_attribution_note():
+    row = smk_one(smk_item("KMSst28Ø"))  # real: creator "Ubekendt"
+    assert row["artists"] == [] and row["attribution_note"] == "Ubekendt"
+    row = smk_one(smk_item("KMS1571"))
+    assert row["artists"] == ["P.S. Krøyer"] and row["attribution_note"] is None
+
+
+def test_cleveland_placeholder_creator_goes_to_the_attribution_note():
+    from artsim_pipeline_tests.replay.paged import load_shared_cma_records
+
+    cole = next(r for r in load_shared_cma_records() if r["id"] == 93014)  # real: Thomas Cole
+    assert _normalised_one("cma", cole, "93014")["attribution_note"] is None
+    cole = copy.deepcopy(cole)
+    cole["creators"].append({**cole["creators"][0], "description": "Unknown (American)"})
+    row = _normalised_one("cma", cole, "93014")
+    assert row["artists"] == ["Thomas Cole"] and row["attribution_note"] == "Unknown"
+    assert row["artist_roles"] == ["artist"]
+
+
+def test_aic_placeholder_artist_title_goes_to_the_attribution_note():
+    from artsim_pipeline_tests.replay.paged import aic_info_config, load_shared_aic_records
+
+    info, config = aic_info_config()
+    mendieta = copy.deepcopy(load_shared_aic_records()[0])  # real: Ana Mendieta
+    assert mendieta["artist_titles"] == ["Ana Mendieta"]
+    row = _normalised_one("aic", {"data": mendieta, "info": info, "config": config}, str(mendieta["id"]))
+    assert row["artists"] == ["Ana Mendieta"] and row["attribution_note"] is None
+    mendieta["artist_titles"] = ["Unidentified artist", "Ana Mendieta"]
+    row = _normalised_one("aic", {"data": mendieta, "info": info, "config": config}, str(mendieta["id"]))
+    assert row["artists"] == ["Ana Mendieta"] and row["attribution_note"] == "Unidentified artist"
+
+
+def test_row_rules_count_the_attribution_note_as_an_artist():
+    from artsim_pipeline.core.expectations import row_rule_violations
+
+    record = met_record(312290)  # real: "Edo artist" only
+    record["title"] = ""
+    artworks, _ = normalise("met", raw_frame([record], ["312290"]))
+    assert row_rule_violations(artworks).height == 0
+    without_note = row_rule_violations(artworks.drop("attribution_note"))  # a table stored before the column
+    assert without_note["rule"].to_list() == ["no_title_and_no_artist"]

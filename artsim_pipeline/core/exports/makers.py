@@ -8,8 +8,10 @@ rest lost them, sometimes with the comma after the quote missing too::
     ["Sèvres Manufactory" Jean Michel Moreau the Younger, Charles-Nicholas Dodin]
     ["Tiffany & Co."Jean Antoine Houdon, Ferdinand Barbedienne]
 
-Anonymous makers ("Unknown", "Unknown, American", "Anonymous, French") name nobody: they are
-left out of the list and their qualifier ("American") is kept as a culture.
+Placeholders ("Unknown", "Unknown, American", "Anonymous, French", "Edo artist": the one rule
+of :func:`artsim_pipeline.core.names.is_anonymous`) name nobody: they are left out of the
+names, listed apart (the shared finishing keeps them as the work's ``attribution_note``), and
+the qualifier of an "Unknown, <qualifier>" ("American") is kept as a culture.
 
 What cannot be read unambiguously is not guessed at: an unbalanced quote (where does the
 quoted name end?) or a list that opens with ``[`` and never closes (cut short?) gives a
@@ -22,8 +24,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from artsim_pipeline.core.names import is_anonymous
+
 __all__ = ["ParsedMakers", "parse_makers"]
 
+# "Unknown, American", "Anonymous artist, French": the qualifier after a placeholder
 _ANONYMOUS = re.compile(
     r"^(?:unknown|anonymous|anon\.?|unidentified)(?:\s+(?:artist|maker))?(?:\s*,\s*(?P<qualifier>.+))?$", re.IGNORECASE
 )
@@ -32,11 +37,16 @@ _SPACES = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class ParsedMakers:
-    """Maker names in order, the qualifiers of anonymous makers, or why the value is unreadable."""
+    """Maker names in order, the qualifiers of anonymous makers, or why the value is unreadable.
+
+    ``listed``: every distinct name in the value's order, placeholders included (what a record
+    stages as its makers); ``placeholders``: those of them that name nobody."""
 
     names: tuple[str, ...] = ()
     anonymous_qualifiers: tuple[str, ...] = ()
     problem: str | None = None
+    placeholders: tuple[str, ...] = ()
+    listed: tuple[str, ...] = ()
 
 
 def parse_makers(value: str | None) -> ParsedMakers:
@@ -56,20 +66,19 @@ def parse_makers(value: str | None) -> ParsedMakers:
         if len(text) > 1 and text.startswith('"') and text.endswith('"') and text.count('"') == 2:
             text = text[1:-1]
         items = [text]
-    names: list[str] = []
+    listed: list[str] = []
     qualifiers: list[str] = []
     for item in items:
         name = _SPACES.sub(" ", item).strip(" ,")
-        if not name:
+        if not name or name in listed:
             continue
+        listed.append(name)
         anonymous = _ANONYMOUS.match(name)
-        if anonymous:
-            if anonymous.group("qualifier"):
-                qualifiers.append(anonymous.group("qualifier").strip())
-            continue
-        if name not in names:
-            names.append(name)
-    return ParsedMakers(tuple(names), tuple(dict.fromkeys(qualifiers)))
+        if anonymous and anonymous.group("qualifier") and is_anonymous(name):
+            qualifiers.append(anonymous.group("qualifier").strip())
+    placeholders = tuple(name for name in listed if is_anonymous(name))
+    return ParsedMakers(tuple(n for n in listed if n not in placeholders), tuple(dict.fromkeys(qualifiers)),
+                        placeholders=placeholders, listed=tuple(listed))
 
 
 def _split_list(inner: str) -> tuple[list[str], str | None]:

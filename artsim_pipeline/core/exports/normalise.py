@@ -105,7 +105,7 @@ def _stage_row(mapping: ExportMapping, source_id: str | None, text: str | None) 
         "rec_id": rec_id,
         "message": None,
         "title": _text(values, mapping.fields.get("title")),
-        "makers": [{"name": name, "role": None} for name in makers.names],
+        "makers": [{"name": name, "role": None} for name in makers.listed],  # placeholders: attribution_note
         "nationalities": list(makers.anonymous_qualifiers),
         "begin": float(years[0]) if years else None,
         "end": float(years[1]) if years else None,

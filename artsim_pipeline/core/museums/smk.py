@@ -8,7 +8,8 @@ polars expressions:
 * ``artwork_id`` ``smk:<object_number>``; an envelope with several items keeps the one whose
   ``object_number`` is the raw id, else it is quarantined (``ambiguous_envelope``);
 * title: the English one, else the Danish one, else the first; makers from ``production``
-  ("Surname, Forename" flipped), else ``artist``; unknown makers ("Ubekendt") dropped;
+  ("Surname, Forename" flipped), else ``artist``; unknown makers ("Ubekendt") go to
+  ``attribution_note`` (the shared finishing);
   nationalities (Danish adjectives in 2019) in English, joined as the culture;
 * years from the first ``production_date`` (ISO dates), ``date_text`` the distinct periods;
   department ``responsible_department``, else the first ``collection``; classification and
@@ -80,7 +81,6 @@ SMK_DECODE_SCHEMA: dict[str, pl.DataType] = {
 
 _ENGLISH = ["en", "en-us", "en-gb", "eng", "english", "engelsk"]
 _DANISH = ["da", "da-dk", "dan", "danish", "dansk"]
-_UNKNOWN_MAKERS = ["ubekendt", "unknown", "ukendt", "anonym", "anonymous", "unknown artist"]
 
 #: SMK's 2019 records give nationalities as Danish adjectives; the 2026 ones in English.
 SMK_NATIONALITY_EN: dict[str, str] = {
@@ -129,7 +129,8 @@ def _unwrap_envelopes(fast: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _maker_name() -> pl.Expr:
-    """``Surname, Forename`` -> ``Forename Surname``; unknown makers -> null."""
+    """``Surname, Forename`` -> ``Forename Surname`` ("Ubekendt" stays: the shared finishing moves
+    placeholders to ``attribution_note``)."""
     el = pl.element()
     fore = nonempty(el.struct.field("creator_forename")).str.strip_chars()
     sur = nonempty(el.struct.field("creator_surname")).str.strip_chars()
@@ -143,11 +144,7 @@ def _maker_name() -> pl.Expr:
         .then(pl.concat_str(after.str.strip_chars(), pl.lit(" "), before.str.strip_chars()))
         .otherwise(pl.coalesce(creator, sur, fore))
     )
-    return _drop_unknown(name)
-
-
-def _drop_unknown(name: pl.Expr) -> pl.Expr:
-    return pl.when(~name.str.strip_chars().str.to_lowercase().is_in(_UNKNOWN_MAKERS)).then(name)
+    return name
 
 
 def _staging(d: pl.DataFrame) -> pl.DataFrame:
@@ -177,11 +174,7 @@ def _staging(d: pl.DataFrame) -> pl.DataFrame:
     produced = c("production").list.eval(
         pl.struct(name=_maker_name(), role=role).filter(_maker_name().is_not_null())
     )
-    from_artist = c("artist").list.eval(
-        pl.struct(name=_drop_unknown(el), role=pl.lit(None, dtype=_S)).filter(
-            _drop_unknown(el).is_not_null()
-        )
-    )
+    from_artist = c("artist").list.eval(pl.struct(name=el, role=pl.lit(None, dtype=_S)).filter(el.is_not_null()))
     makers = (
         pl.when(produced.list.len().fill_null(0) > 0)
         .then(produced)

@@ -3,7 +3,8 @@
 :func:`normalise_records` runs one source: its records decoded (:mod:`.decode`) and mapped by
 the source's ``stage`` hook, or staged by a stager of its own (:func:`normalise_staged`: the
 museums of ``core/museums/`` and the collection exports); then the shared finishing: id
-checks, HTML/entity/whitespace cleaning, truncation, dates, row-level rules
+checks, HTML/entity/whitespace cleaning, truncation, placeholder makers out of ``artists`` into
+``attribution_note``, dates, row-level rules
 (:func:`artsim_pipeline.core.expectations.row_rule_exprs`), image hashes from ``raw_images``,
 duplicate resolution, final schema.
 
@@ -21,10 +22,12 @@ import polars as pl
 
 from artsim_pipeline.core.expectations import row_rule_exprs
 from artsim_pipeline.core.normalise.decode import decode_records
-from artsim_pipeline.core.normalise.fields import clean_list, clean_text, clean_url, parse_timestamp, unescape_list, unescape_text
+from artsim_pipeline.core.normalise.fields import (
+    clean_list, clean_text, clean_url, parse_timestamp, split_placeholder_makers, unescape_list, unescape_text,
+)  # fmt: skip
 from artsim_pipeline.core.normalise.layout import LIST_COLUMNS, MAKERS_DTYPE, TEXT_COLUMNS, URL_COLUMNS, RecordSource
 from artsim_pipeline.core.normalise.quarantine import id_failures, quarantine_frame, resolve_duplicates
-from artsim_pipeline.core.schema import ARTWORKS_SCHEMA, MAX_LIST_ITEMS, UTC_DATETIME, empty_artworks, empty_quarantine
+from artsim_pipeline.core.schema import ARTWORKS_SCHEMA, UTC_DATETIME, empty_artworks, empty_quarantine
 
 __all__ = ["normalise_records", "normalise_staged"]
 
@@ -136,9 +139,9 @@ def _finish(
         pl.col("makers")
         .list.eval(maker)
         .list.filter(el.struct.field("name").is_not_null())
-        .list.head(MAX_LIST_ITEMS)
         .fill_null(pl.lit([], dtype=MAKERS_DTYPE)),
     )
+    stage = split_placeholder_makers(stage)
     for name in LIST_COLUMNS:
         stage = clean_list(stage, name)
     if src.post is not None:

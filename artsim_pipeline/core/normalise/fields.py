@@ -10,11 +10,12 @@ import html
 
 import polars as pl
 
+from artsim_pipeline.core.names import placeholder_makers
 from artsim_pipeline.core.schema import MAX_LIST_ITEMS, MAX_TEXT_CHARS
 
 __all__ = [
     "nonempty", "year_from_number_text", "year_from_iso", "json_text_field", "clean_text", "clean_url", "clean_list",
-    "unescape_text", "unescape_list", "parse_timestamp",
+    "unescape_text", "unescape_list", "parse_timestamp", "split_placeholder_makers",
 ]  # fmt: skip
 
 _S = pl.String()
@@ -161,3 +162,41 @@ def parse_timestamp(expr: pl.Expr) -> pl.Expr:
     )
 
 
+def split_placeholder_makers(stage: pl.DataFrame) -> pl.DataFrame:
+    """Placeholder makers leave ``makers`` for ``attribution_note``; the makers left are capped
+    at ``MAX_LIST_ITEMS``.
+
+    A placeholder names nobody (:func:`artsim_pipeline.core.names.is_anonymous`: "Unidentified
+    artist", "Edo artist", "Unknown, American", "Ubekendt", "Anonymous, French, 18th century"):
+    it is not a maker, but what the museum says about who made the work, so the distinct
+    placeholders of a record are kept, in order, as ``"Unidentified artist; Edo artist"`` (null
+    when there are none). The one rule for every source: the shared finishing calls this.
+
+    Each distinct name is tested once, and only the rows holding a placeholder are rewritten
+    (exploded, filtered, merged back on ``_row``).
+    """
+    capped = pl.col("makers").list.head(MAX_LIST_ITEMS)
+    no_note = pl.lit(None, dtype=_S).alias("attribution_note")
+    names = stage.get_column("makers").explode().struct.field("name")
+    placeholders = placeholder_makers(names.drop_nulls().unique().to_list())
+    if not placeholders:
+        return stage.with_columns(capped, no_note)
+    long = (
+        stage.select("_row", "makers")
+        .explode("makers")
+        .with_columns(pl.col("makers").struct.field("name").is_in(sorted(placeholders)).alias("_placeholder"))
+    )
+    touched = long.filter(pl.col("_placeholder").any().over("_row"))
+    name = pl.col("makers").struct.field("name")
+    fixed = touched.group_by("_row", maintain_order=True).agg(
+        pl.col("makers").filter(~pl.col("_placeholder")).alias("_kept"),
+        name.filter(pl.col("_placeholder")).unique(maintain_order=True).str.join("; ").alias("attribution_note"),
+    )
+    return (
+        stage.join(fixed, on="_row", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("_kept", "makers").list.head(MAX_LIST_ITEMS).alias("makers"),
+            pl.col("attribution_note").str.slice(0, MAX_TEXT_CHARS),
+        )
+        .drop("_kept")
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 
 from artsim_pipeline.core.exports.makers import parse_makers
@@ -69,3 +70,34 @@ def test_every_maker_value_of_the_real_export_parses(medialab_bytes, medialab_ma
     assert all(len(p.names) >= 2 for v, p in zip(values, parsed) if v.startswith("["))
     assert sum(1 for p in parsed if p.anonymous_qualifiers == ("American",)) == 3
     assert not any(name.lower().startswith("unknown") or '"' in name for p in parsed for name in p.names)
+
+
+def test_placeholders_are_listed_apart_in_the_value_order():
+    parsed = parse_makers('["Unknown artist, French", Jean Dupont, "Edo artist"]')
+    assert parsed.names == ("Jean Dupont",) and parsed.anonymous_qualifiers == ("French",)
+    assert parsed.placeholders == ("Unknown artist, French", "Edo artist")
+    assert parsed.listed == ("Unknown artist, French", "Jean Dupont", "Edo artist")
+    assert parse_makers("Berlin Painter").placeholders == ()
+
+
+def test_real_export_placeholders_become_the_attribution_note(medialab_bytes, medialab_mapping):
+    """Placeholders of the real MediaLab export leave `artists` for `attribution_note` (one rule for
+    every source: the shared finishing), and the named makers stay."""
+    from artsim_pipeline.core.normalise import normalise
+    from artsim_pipeline.core.raw_store import merge_results
+    from artsim_pipeline.resources.clients.base import FetchResult
+
+    rows = read_export(medialab_bytes, medialab_mapping).rows
+    raw, _ = merge_results(None, [FetchResult(row.source_id, "ok", raw_json=row.raw_json) for row in rows])
+    artworks, quarantine = normalise("met_medialab", raw, None, export=medialab_mapping)
+    assert quarantine.height == 0
+    by_id = {row["source_id"]: row for row in artworks.iter_rows(named=True)}
+    daguerreotype = by_id["269146"]  # who: "Unknown, American"
+    assert daguerreotype["artists"] == [] and daguerreotype["attribution_note"] == "Unknown, American"
+    assert daguerreotype["culture"] == "American"
+    assert by_id["264572"]["attribution_note"] == "Unknown"
+    assert by_id["263070"]["artists"] == ["W. Penny", "William L. German"]  # a surname that is a nationality
+    assert by_id["263070"]["attribution_note"] is None
+    notes = artworks.filter(pl.col("attribution_note").is_not_null())
+    assert sorted(notes["source_id"]) == ["264572", "266884", "269146", "270334", "271960"]
+    assert not any(name.lower().startswith("unknown") for names in artworks["artists"] for name in names)
