@@ -46,7 +46,7 @@ CELERY_DEFS = CELERY_DIR / "celery_definitions.py"
 LOG_PREFIX = "dagster/compute-logs"
 HUB_ID = "artsim-test/tiny-vit"  # what every worker's own Hugging Face cache holds
 UPSTREAM = ["raw_objects", "raw_images", "artworks", "artworks_quarantine"]
-AFTER_EMBEDDINGS = ["text_embeddings", "similarity_model", "similarity_evaluation", "artwork_vectors", "ann_index",
+AFTER_EMBEDDINGS = ["text_embeddings", "training_labels", "model_text_features", "similarity_model", "similarity_evaluation", "artwork_vectors", "ann_index",
                     "near_duplicates", "clusters", "collection_map", "department_classifier", "period_classifier"]
 WORKERS = ("w1", "w2")
 BUCKETS = [f"bucket{i}" for i in range(8)]
