@@ -4,7 +4,7 @@
    sample (titles, makers, departments, dates, landing pages and stand-in images replicated;
    vectors: a centre per department plus per-record and per-copy noise, 64-d; coordinates: the
    first two principal components, since how the layout was made does not change the files or
-   the drawing). The chunked map is built and stored through ``resources/artefacts.py``, served
+   the drawing). The chunked map is built and stored through ``resources/artefacts/``, served
    by the real app (``web/map_routes.py``) and opened in the project's headless Chromium
    (``/usr/bin/chromium``, ``scripts/install-browser.sh``). Printed: the files written and their
    sizes, seconds from navigation to the first drawn chunk (in-page ``performance.now()``) and to
@@ -224,7 +224,7 @@ def bench_files_and_draw(args) -> None:
         big = big.with_columns(pl.Series("x", (xy := pca_2d(vectors))[:, 0]), pl.Series("y", xy[:, 1]))
         small = big.head(args.baseline_n)
         homes = {}
-        print("chunked map files (built and stored through resources/artefacts.py):")
+        print("chunked map files (built and stored through resources/artefacts/):")
         for label, points in (("baseline_n", small), ("n", big)):
             home = root / label
             (home / "images").parent.mkdir(parents=True, exist_ok=True)

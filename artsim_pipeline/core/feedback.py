@@ -11,7 +11,7 @@ Storage: one JSON object per line (:func:`judgment_line`)::
 
 Where the lines are kept and how they are appended durably (a locked, fsync-ed journal under
 ``$ARTSIM_HOME/feedback/``, one object per judgment on S3) is the storage layout's business:
-``resources/artefacts.py``. Reading them back (:func:`parse_judgments`) skips a torn
+``resources/artefacts/``. Reading them back (:func:`parse_judgments`) skips a torn
 (unterminated) last line silently and logs a warning for any other line that is not a valid
 judgment.
 

@@ -12,7 +12,7 @@ Rules that keep stored data safe:
 `merge_results` the whole new table.
 
 The fetch journal that lets a killed run resume (`FetchCheckpoint`) is a stored artefact: see
-`resources/artefacts.py`.
+`resources/artefacts/`.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from artsim_pipeline.core.ann import EXACT_FILTER_MAX, AnnIndex
 RESULT_KEYS = ("artwork_id", "score", "title", "artists", "source", "classification", "landing_url")
 RANKERS = ("keyword", "text", "image")
 MAX_QUERY_CHARS = 500
-# the parts of a search index (stored as folders of these names: resources/artefacts.py)
+# the parts of a search index (stored as folders of these names: resources/artefacts/)
 KEYWORD_DIR, TEXT_DIR, IMAGE_DIR = "keyword", "text", "image"
 
 # letters NFKD leaves alone, folded the way a curator would type them

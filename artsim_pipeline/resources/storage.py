@@ -1,5 +1,5 @@
 """Where the files beside the tables are kept: `ArtsimStorage`, files by key (which key holds
-which artefact, and in what format, is the storage layout: `resources/artefacts.py`).
+which artefact, and in what format, is the storage layout: `resources/artefacts/`).
 
 Locally everything lives under `$ARTSIM_HOME`. With `remote_url` (`s3://bucket/prefix`, prod) the
 durable files go to S3 and `home` only holds scratch space and a read-through cache, so an asset

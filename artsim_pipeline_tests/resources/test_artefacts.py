@@ -1,4 +1,4 @@
-"""The storage layout (`resources/artefacts.py`): each stored artefact written and read back
+"""The storage layout (`resources/artefacts/`): each stored artefact written and read back
 where the layout says, locally (the S3 forms: `prod/`)."""
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def test_serving_copies_are_written_in_sorted_batches(tmp_path, sample_artworks,
     works = sample_artworks.filter(pl.col("source") == "smk")
     duplicate = works.head(1).with_columns(pl.lit("a later copy").alias("title"))
     frame = pl.concat([works.reverse(), duplicate], how="diagonal_relaxed")
-    monkeypatch.setattr(artefacts, "SERVING_BATCH_ROWS", 7)
+    monkeypatch.setattr(artefacts.serving, "SERVING_BATCH_ROWS", 7)
     table = artefacts.read_serving_artworks(artefacts.write_serving_artworks(frame, tmp_path / "smk.arrow"))
     assert table.column("artwork_id").num_chunks > 1
     assert table.column("artwork_id").to_pylist() == sorted(works["artwork_id"].to_list())

@@ -37,7 +37,7 @@ Filters
 Stored as its parts (:meth:`AnnIndex.parts`, :meth:`AnnIndex.from_parts`): the hnswlib index,
 the id map (``artwork_id``, ``label``, ``deleted``) and the build info (parameters, counts,
 timings, model run id / version); the files they become are the storage layout's
-(``resources/artefacts.py``).
+(``resources/artefacts/``).
 """
 
 from artsim_pipeline.core.ann.exact import brute_force_topk, normalize, recall_vs_exact, source_of, synthetic_clustered_vectors

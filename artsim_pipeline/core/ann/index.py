@@ -1,6 +1,6 @@
 """`AnnIndex`: an hnswlib index with its artwork_id <-> label map and build info; lookups,
 filtered k-NN queries (with exact search where a filter leaves few items), and the parts it is
-stored as (writing and reading them: `resources/artefacts.py`)."""
+stored as (writing and reading them: `resources/artefacts/`)."""
 
 from __future__ import annotations
 

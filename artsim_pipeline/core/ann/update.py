@@ -134,4 +134,4 @@ class IndexUpdates:
             reason="incremental",
         )
 
-    # -- parts (what is stored; writing and reading them: resources/artefacts.py) -----------------
+    # -- parts (what is stored; writing and reading them: resources/artefacts/) -----------------

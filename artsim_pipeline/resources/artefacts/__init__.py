@@ -1,0 +1,32 @@
+"""The storage layout: where every artefact the pipeline stores beside its tables lives, and the
+functions that write and read it. Assets, the service, the web app and the CLI go through here;
+none of them builds a key or a file name itself.
+
+Keys are relative to the storage of `ArtsimStorage` (`$ARTSIM_HOME` locally, the S3 prefix in
+prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.parquet`,
+`resources/tables.py`).
+
+| artefact | key | written by |
+|---|---|---|
+| images | `images/<sha[:2]>/<sha>.<ext>` (content-addressed) | `raw_images` |
+| fetch cursors | `state/raw_objects/<source>.json` | `raw_objects` |
+| fetch journal | `checkpoints/raw_objects/<source>.jsonl` (always local: only a crashed run on the same machine resumes from it; emptied once the run's rows are stored) | `raw_objects` |
+| curator judgments | `feedback/judgments.jsonl` (a local journal, `resources/journal.py`); on S3 one object per judgment, `feedback/judgments/<judgment_id>.json`, never overwritten | `artsim serve` |
+| similar-works index | `indexes/ann_index/`: `index.bin` (hnswlib), `id_map.parquet`, `build_info.json`; replaced whole | `ann_index` |
+| similarity heads | `models/similarity_model/<mlflow run id>/`: `head.pt`, `head_config.json` | `similarity_model` |
+| search index | `indexes/search_index/`: `keyword/` (bm25s + `ids.parquet`), `text/`, `image/` (as the ANN index), `search_info.json` written last | `search_index` |
+| collection map | `maps/collection_map.html` (the single-file page, small collections); `maps/collection_map/`: `manifest.json`, `chunks/<hash>.bin`, `details-<hash>.parquet` (the chunked map), `layout/` (coordinates and vector fingerprints for incremental placement) | `collection_map` |
+| clusters' state | `models/clusters/`: `labels.parquet`, `centroids.npy`, `info.json` (for incremental assignment) | `clusters` |
+| serving copy of `artworks` | `cache/serving/artworks/<source>-<stamp digest>.arrow` (always local: uncompressed Arrow, sorted by `artwork_id`, memory-mapped) | `artsim serve`, `artsim similar` (from the table, when it changed) |
+
+Heavy libraries (hnswlib, torch, bm25s) are imported inside the functions that need them. One module per
+kind of artefact (images, fetch_journal, judgments, indexes, serving, maps); every name is re-exported
+here, so callers write `artefacts.save_head(...)`.
+"""
+
+from artsim_pipeline.resources.artefacts.images import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.fetch_journal import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.judgments import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.indexes import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.serving import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.maps import *  # noqa: F401,F403

@@ -1,0 +1,247 @@
+"""The similar-works index, the similarity heads and the search index.
+
+Part of the storage layout: `resources/artefacts/__init__.py` has the table of keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from artsim_pipeline.resources.storage import ArtsimStorage
+
+if TYPE_CHECKING:
+    from artsim_pipeline.core.ann import AnnConfig, AnnIndex
+    from artsim_pipeline.core.text_search import KeywordIndex
+
+
+# -- the similar-works index (ann_index) ----------------------------------------------------------------
+
+ANN_INDEX_KEY = "indexes/ann_index"
+ANN_INDEX_FILE, ANN_ID_MAP_FILE, ANN_BUILD_INFO_FILE = "index.bin", "id_map.parquet", "build_info.json"
+
+
+def write_ann_index(index: AnnIndex, directory: str | os.PathLike[str]) -> Path:
+    """Write index.bin, id_map.parquet, build_info.json into `directory` atomically: everything
+    goes to a temporary sibling directory that is then renamed into place (an existing directory
+    is moved aside first and removed after the swap)."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        with index.parts() as (hnsw, id_map, info):
+            hnsw.save_index(str(tmp / ANN_INDEX_FILE))
+            id_map.write_parquet(tmp / ANN_ID_MAP_FILE)
+            info["index_file_bytes"] = (tmp / ANN_INDEX_FILE).stat().st_size
+            (tmp / ANN_BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}-{time.time_ns()}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_ann_index(directory: str | os.PathLike[str], config: AnnConfig | None = None) -> AnnIndex:
+    """An index written by `write_ann_index`. `config` overrides query-time settings (ef,
+    num_threads); build parameters come from build_info.json."""
+    import hnswlib
+
+    from artsim_pipeline.core.ann import AnnIndex
+
+    d = Path(directory)
+    info = json.loads((d / ANN_BUILD_INFO_FILE).read_text(encoding="utf-8"))
+    hnsw = hnswlib.Index(space=AnnIndex.stored_config(info).space, dim=int(info["dim"]))
+    hnsw.load_index(str(d / ANN_INDEX_FILE), max_elements=int(info.get("max_elements", 0)), allow_replace_deleted=True)
+    try:
+        return AnnIndex.from_parts(hnsw, pl.read_parquet(d / ANN_ID_MAP_FILE), info, config)
+    except ValueError as exc:
+        raise ValueError(f"{d}: {exc}") from exc
+
+
+def _is_ann_dir(directory: Path | None) -> bool:
+    return directory is not None and (directory / ANN_INDEX_FILE).exists()
+
+
+def stored_ann_index(storage: ArtsimStorage, config: AnnConfig | None = None) -> AnnIndex | None:
+    """The index `ann_index` last stored (fetched from S3 when the storage is remote), or None."""
+    directory = storage.fetch_dir(ANN_INDEX_KEY)
+    return read_ann_index(directory, config) if _is_ann_dir(directory) else None
+
+
+def load_ann_index(storage: ArtsimStorage, config: AnnConfig | None = None) -> AnnIndex:
+    """`stored_ann_index`, or FileNotFoundError when none is stored."""
+    index = stored_ann_index(storage, config)
+    if index is None:
+        raise FileNotFoundError(f"no ann_index under {storage.objects.uri(ANN_INDEX_KEY)}")
+    return index
+
+
+def save_ann_index(storage: ArtsimStorage, index: AnnIndex) -> str:
+    """Store the index (replacing the stored one whole); returns where it lives."""
+    with storage.staged_dir(ANN_INDEX_KEY) as directory:
+        write_ann_index(index, directory)
+    return storage.objects.uri(ANN_INDEX_KEY)
+
+
+# -- similarity heads -----------------------------------------------------------------------------------
+
+HEADS_PREFIX = "models/similarity_model"
+HEAD_FILE, HEAD_CONFIG_FILE = "head.pt", "head_config.json"
+
+
+def head_key(run_id: str) -> str:
+    """Where `similarity_model` stores a run's head (the row's `head_key`)."""
+    return f"{HEADS_PREFIX}/{run_id}"
+
+
+def write_head(head, directory: str | os.PathLike[str], config: dict) -> Path:
+    """The head's weights and the config that rebuilds it, into `directory`."""
+    import torch
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(head.state_dict(), directory / HEAD_FILE)
+    (directory / HEAD_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return directory
+
+
+def read_head(directory: str | os.PathLike[str]):
+    """(head in eval mode, its config) from a directory written by `write_head`."""
+    import torch
+
+    from artsim_pipeline.core.ml.similarity import build_head
+
+    directory = Path(directory)
+    config = json.loads((directory / HEAD_CONFIG_FILE).read_text())
+    # heads saved before the identity-start head existed have no "head" key: they are projections
+    head = build_head(config.get("head", "pca"), config["input_dim"], config["hidden_dim"], config["out_dim"], config["dropout"])
+    head.load_state_dict(torch.load(directory / HEAD_FILE, map_location="cpu", weights_only=True))
+    return head.eval(), config
+
+
+def save_head(storage: ArtsimStorage, run_id: str, head, config: dict) -> str:
+    """Store a run's head; returns its key (`head_key`)."""
+    key = head_key(run_id)
+    with storage.staged_dir(key) as directory:
+        write_head(head, directory, config)
+    return key
+
+
+def load_head(storage: ArtsimStorage, key: str):
+    """(head, config) stored under `key` (fetched from S3 when the storage is remote)."""
+    directory = storage.fetch_dir(key)
+    if directory is None:
+        raise FileNotFoundError(f"no model head under {storage.objects.uri(key)}")
+    return read_head(directory)
+
+
+# -- the search index (search_index) --------------------------------------------------------------------
+
+SEARCH_INDEX_KEY = "indexes/search_index"
+SEARCH_INFO_FILE = "search_info.json"
+KEYWORD_IDS_FILE = "ids.parquet"
+
+
+def write_keyword_index(keyword: KeywordIndex, directory: str | os.PathLike[str]) -> None:
+    """The BM25 index (bm25s' files) and its artwork ids (`ids.parquet`) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    keyword.retriever.save(str(directory), show_progress=False)
+    pl.DataFrame({"artwork_id": keyword.ids}, schema={"artwork_id": pl.String}).write_parquet(directory / KEYWORD_IDS_FILE)
+
+
+def read_keyword_index(directory: str | os.PathLike[str]) -> KeywordIndex:
+    """A keyword index written by `write_keyword_index`."""
+    import bm25s
+
+    from artsim_pipeline.core.text_search import KeywordIndex
+
+    retriever = bm25s.BM25.load(str(directory), show_progress=False)
+    return KeywordIndex(pl.read_parquet(directory / KEYWORD_IDS_FILE)["artwork_id"].to_list(), retriever)
+
+
+def write_search_index(directory: str | os.PathLike[str], keyword: KeywordIndex, indexes: dict[str, AnnIndex],
+                       info: dict[str, Any]) -> None:
+    """The keyword index and the vector indexes (by part: `core.text_search.TEXT_DIR`,
+    `IMAGE_DIR`) into `directory`: each part replaced whole (written beside, then renamed), parts
+    no longer built removed, and search_info.json (what readers reload on) written last."""
+    from artsim_pipeline.core import text_search as ts
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".keyword.tmp-", dir=directory))
+    write_keyword_index(keyword, staging)
+    old = directory / f".{ts.KEYWORD_DIR}.old-{time.time_ns()}"
+    if (directory / ts.KEYWORD_DIR).exists():
+        (directory / ts.KEYWORD_DIR).rename(old)
+    staging.rename(directory / ts.KEYWORD_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+    for part in (ts.TEXT_DIR, ts.IMAGE_DIR):
+        if part in indexes:
+            write_ann_index(indexes[part], directory / part)
+        elif (directory / part).exists():
+            shutil.rmtree(directory / part)
+    info = {**info, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    staging = Path(tempfile.mkdtemp(prefix=".info.tmp-", dir=directory))
+    (staging / SEARCH_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+    (staging / SEARCH_INFO_FILE).replace(directory / SEARCH_INFO_FILE)
+    staging.rmdir()
+
+
+def read_search_index(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], KeywordIndex, AnnIndex | None, AnnIndex | None]:
+    """(info, keyword index, text index or None, image index or None) of a stored search index."""
+    from artsim_pipeline.core import text_search as ts
+
+    path = Path(directory)
+    info = json.loads((path / SEARCH_INFO_FILE).read_text(encoding="utf-8"))
+    parts = set(info.get("parts", []))
+    text = read_ann_index(path / ts.TEXT_DIR) if ts.TEXT_DIR in parts else None
+    image = read_ann_index(path / ts.IMAGE_DIR) if ts.IMAGE_DIR in parts else None
+    return info, read_keyword_index(path / ts.KEYWORD_DIR), text, image
+
+
+def stored_search_vector_indexes(storage: ArtsimStorage, config: AnnConfig | None = None) -> dict[str, AnnIndex]:
+    """The vector indexes of the search index last stored, by part (empty when none is stored):
+    what `search_index` updates incrementally."""
+    from artsim_pipeline.core import text_search as ts
+
+    directory = storage.fetch_dir(SEARCH_INDEX_KEY)
+    if directory is None:
+        return {}
+    return {part: read_ann_index(directory / part, config) for part in (ts.TEXT_DIR, ts.IMAGE_DIR) if _is_ann_dir(directory / part)}
+
+
+def save_search_index(storage: ArtsimStorage, keyword: KeywordIndex, indexes: dict[str, AnnIndex], info: dict[str, Any]) -> str:
+    """Store the search index (`write_search_index`); returns where it lives."""
+    with storage.staged_dir(SEARCH_INDEX_KEY) as directory:
+        write_search_index(directory, keyword, indexes, info)
+    return storage.objects.uri(SEARCH_INDEX_KEY)
+
+
+def load_search_index(storage: ArtsimStorage):
+    """`read_search_index` of the stored search index, or FileNotFoundError when none is stored."""
+    directory = storage.fetch_dir(SEARCH_INDEX_KEY)
+    if directory is None or not (directory / SEARCH_INFO_FILE).exists():
+        raise FileNotFoundError(f"no search_index under {storage.objects.uri(SEARCH_INDEX_KEY)}")
+    return read_search_index(directory)
+
+
+def index_stamps(storage: ArtsimStorage) -> tuple:
+    """What changes whenever `ann_index` or `search_index` is stored again (readers reload on it)."""
+    return (storage.objects.stamp(f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}"),
+            storage.objects.stamp(f"{SEARCH_INDEX_KEY}/{SEARCH_INFO_FILE}"))

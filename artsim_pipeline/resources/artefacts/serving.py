@@ -1,0 +1,89 @@
+"""The serving copy of `artworks`: uncompressed Arrow sorted by id, memory-mapped by the service.
+
+Part of the storage layout: `resources/artefacts/__init__.py` has the table of keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+
+from artsim_pipeline.resources.storage import ArtsimStorage
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from artsim_pipeline.core.search import ArtworkRows
+    from artsim_pipeline.resources.tables import TableStore
+
+
+# -- the serving copy of artworks (memory-mapped by the similar-works service) -----------------------------
+
+SERVING_ARTWORKS_DIR = "cache/serving/artworks"
+
+
+def serving_artworks_file(storage: ArtsimStorage, source: str, stamp: tuple) -> Path:
+    """Where the serving copy of one museum's `artworks` table, as stored at `stamp`, lives."""
+    digest = hashlib.sha256(repr(stamp).encode("utf-8")).hexdigest()[:16]
+    return storage.root / SERVING_ARTWORKS_DIR / f"{source}-{digest}.arrow"
+
+
+SERVING_BATCH_ROWS = 32_768
+
+
+def write_serving_artworks(frame: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """One museum's artworks rows, sorted by `artwork_id` (the first row of an id kept), as an
+    uncompressed Arrow IPC file (memory-mappable); written beside, then renamed. Rows go out in
+    sorted batches of `SERVING_BATCH_ROWS`, so no sorted copy of the whole table is ever held."""
+    import pyarrow as pa
+
+    path = Path(path)
+    ids = pl.col("artwork_id")
+    order = (frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), ids)
+             .filter(ids.is_not_null() & ids.is_first_distinct()).sort("artwork_id")["row"].to_numpy())
+    schema = frame.head(0).to_arrow().schema
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for start in range(0, len(order), SERVING_BATCH_ROWS):
+                writer.write_table(frame[order[start:start + SERVING_BATCH_ROWS]].to_arrow().cast(schema))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_serving_artworks(path: str | os.PathLike[str]) -> pa.Table:
+    """A file of `write_serving_artworks`, memory-mapped: rows are paged in when read."""
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+
+def serving_artworks(storage: ArtsimStorage, tables: TableStore, sources) -> ArtworkRows | None:
+    """The `artworks` tables of `sources` as `core.search.ArtworkRows` over memory-mapped serving
+    copies (None when no table is stored). A copy is written the first time a table is seen as
+    stored (one museum's table in memory at a time) and reused until the table changes."""
+    from artsim_pipeline.core.search import ArtworkRows
+
+    found = {}
+    for source in sources:
+        stamp = tables.objects.stamp(tables.table_key("artworks", source))
+        if stamp is None:
+            continue
+        path = serving_artworks_file(storage, source, stamp)
+        if not path.exists():
+            frame = tables.read_table("artworks", source)
+            if frame is None:
+                continue
+            write_serving_artworks(frame, path)
+            del frame
+            for old in path.parent.glob(f"{source}-*.arrow"):
+                if old != path:
+                    old.unlink(missing_ok=True)  # a reader that mapped it keeps its pages
+        found[source] = read_serving_artworks(path)
+    return ArtworkRows(found) if found else None
