@@ -55,6 +55,13 @@ def load_hf_tokenizer(name_or_path: str) -> Any:
     return AutoTokenizer.from_pretrained(name_or_path)
 
 
+def _no_progress_bars() -> None:
+    """Loading prints a "Loading weights" bar per model; the pipeline prints one line per asset."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def load_hf_image_backbone(name_or_path: str) -> "HFImageBackbone":
     """A Hugging Face vision model with its image processor (PIL backend); its tokenizer, for a
     dual encoder's text tower, is loaded when first used."""
@@ -63,6 +70,7 @@ def load_hf_image_backbone(name_or_path: str) -> "HFImageBackbone":
 
     from artsim_pipeline.core.ml.backbones import HFImageBackbone
 
+    _no_progress_bars()
     processor = AutoImageProcessor.from_pretrained(name_or_path, backend="pil")
     model, info = AutoModel.from_pretrained(name_or_path, output_loading_info=True, dtype=torch.float32)
     return HFImageBackbone(name_or_path, model, processor, loading_info=info,
@@ -122,6 +130,7 @@ def load_text_encoder(path: str, device: str) -> "TextEncoder":
 
     from artsim_pipeline.core.ml.text import TextEncoder, check_text_weights
 
+    _no_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model, info = AutoModel.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
     check_text_weights(path, info)
