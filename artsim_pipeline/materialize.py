@@ -116,6 +116,7 @@ def materialize_all(sources: list[str] | None = None, *, instance=None, resource
             raise SystemExit(f"materialising {label} failed (see the Dagster run {result.run_id})")
         report["recomputed"] += sorted(f"{k.to_user_string()}[{partition}]" if partition else k.to_user_string()
                                        for k in selected)
+        return selected
 
     def run(keys: set, partition: str | None, label: str) -> None:
         if force:
@@ -205,40 +206,30 @@ def _stale_or_missing(instance, graph, keys: set, partition: str | None) -> set:
     return {k for k in keys if resolver.get_status(k, partition) in (StaleStatus.STALE, StaleStatus.MISSING)}
 
 
-def _stale_with_downstream(instance, graph, keys: set, partition: str | None) -> set:
-    """The `keys` that are missing or stale for `partition`, plus those among `keys` downstream of
-    them: everything that may have to run (what does depends on what the stale ones produce)."""
-    from dagster import AssetSelection
-
-    stale = _stale_or_missing(instance, graph, keys, partition)
-    if not stale:
-        return set()
-    return AssetSelection.assets(*stale).downstream().resolve(graph) & keys
-
-
-def materialize_in_waves(instance, graph, keys: set, partition: str | None, execute: Callable[[set], None]) -> set:
+def materialize_in_waves(instance, graph, keys: set, partition: str | None, execute: Callable[[set], set | None]) -> set:
     """Materialise what is missing or stale among `keys` (for `partition`), wave by wave
-    (`_next_wave`, each materialised by `execute`), until nothing is; returns what ran."""
+    (`_next_wave`, each materialised by `execute`, which may return the keys it really ran: a
+    multi-asset's siblings), until nothing is; returns what ran."""
     ran: set = set()
-    previous: set = set()
     for _ in range(len(keys) + 1):
-        # an asset stale right after it ran (nothing it reads changed since) is not run again
-        wave = _next_wave(instance, graph, keys, partition) - previous
+        wave = _next_wave(instance, graph, keys, partition, done=ran)
         if not wave:
             break
-        execute(wave)
-        ran |= wave
-        previous = wave
+        ran |= wave | (set(execute(wave) or ()) & keys)
     return ran
 
 
-def _next_wave(instance, graph, keys: set, partition: str | None) -> set:
+def _next_wave(instance, graph, keys: set, partition: str | None, done: set = frozenset()) -> set:
     """The `keys` to materialise now: the missing or stale ones, except those downstream of an
     asset that is not stale yet but may change once the stale ones have run. Those wait for the
-    next wave, which asks again: only what an input's new data version made stale runs then."""
+    next wave, which asks again: only what an input's new data version made stale runs then.
+    What already ran in this materialisation (`done`) is not run again: a wave runs an asset
+    only once everything upstream of it that was going to run has, so nothing it reads can
+    change after it (an asset still reported stale then, e.g. by an observed source, waits for
+    the next materialisation)."""
     from dagster import AssetSelection
 
-    stale = _stale_or_missing(instance, graph, keys, partition)
+    stale = _stale_or_missing(instance, graph, keys, partition) - set(done)
     if not stale:
         return set()
     waiting = (AssetSelection.assets(*stale).downstream().resolve(graph) & keys) - stale

@@ -128,12 +128,14 @@ class TableStore(MergingConfig, ConfigurableResource):
             if info.key is None:
                 return base
             live = [d for d in self._deltas(asset_key, partition_key) if d[0] > info.covers]
-            if not live:
-                return base
             deltas = [self.objects.read_bytes(k) for _, _, k in live]
-            if all(d is not None for d in deltas):
+            # a compaction that wrote a new base between reading this one and listing the deltas
+            # removed them (or some): the base read is then stale, so read again
+            now = self._base_info(self.table_key(asset_key, partition_key))
+            if all(d is not None for d in deltas) and now is not None and now.covers == info.covers:
+                if not live:
+                    return base
                 return latest_rows([base, *(pl.read_parquet(io.BytesIO(d)) for d in deltas)], info.key)
-            # a compaction folded them into a new base while this read was under way: read that
         raise RuntimeError(f"{self.table_path(asset_key, partition_key)} kept changing while it was read")
 
     # -- upserted tables ---------------------------------------------------------------------------

@@ -170,10 +170,20 @@ def test_the_museums_added_through_the_registry_go_through_the_pipeline(pipeline
     assert "Cleveland (cma)" in (home / "maps" / "collection_map.html").read_text()
 
 
+def _stale_with_downstream(instance, graph, keys: set, partition: str | None) -> set:
+    """The `keys` that are missing or stale, plus those among `keys` downstream of them: what may
+    have to run (what does depends on what the stale ones produce)."""
+    from dagster import AssetSelection
+
+    from artsim_pipeline.materialize import _stale_or_missing
+
+    stale = _stale_or_missing(instance, graph, keys, partition)
+    return AssetSelection.assets(*stale).downstream().resolve(graph) & keys if stale else set()
+
+
 def test_pairs_mined_again_to_the_same_table_leave_training_up_to_date(pipeline):
     """weak_pairs reports its content as data version: mining it again from unchanged artworks
     gives the same table, so nothing after it becomes stale (the model is not retrained)."""
-    from artsim_pipeline.materialize import _stale_with_downstream
     from artsim_pipeline.definitions import build_defs
 
     _, encoder, instance = pipeline
@@ -367,7 +377,7 @@ def test_held_out_curator_judgments_are_scored_by_mean_rank(pipeline):
 def test_new_judgments_make_weak_pairs_and_everything_after_it_stale(pipeline):
     """Runs after the judgment above was recorded: observing `curator_judgments` gives a new data
     version, so the next `artsim materialize` mines pairs and retrains."""
-    from artsim_pipeline.materialize import _observe_sources, _stale_with_downstream
+    from artsim_pipeline.materialize import _observe_sources
     from artsim_pipeline.definitions import build_defs
 
     _, _, instance = pipeline

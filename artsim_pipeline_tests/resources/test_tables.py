@@ -149,3 +149,19 @@ def test_a_read_that_meets_a_compaction_reads_the_new_base(store, monkeypatch):
     monkeypatch.setattr(LocalObjectStore, "read_bytes", compaction_in_between)
     table = store.read_table("raw_objects", "met")
     assert table.height == 100 and text_of(table, "1") == "c1" and text_of(table, "60") == "a60"
+
+
+def test_a_compaction_between_reading_the_base_and_listing_the_deltas_is_not_missed(store, monkeypatch):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame([1], "b"), ["source_id"], "raw_objects", "met")
+    real_list = LocalObjectStore.list_keys
+
+    def compaction_before_listing(self, prefix):
+        # the reader has the old base; another run compacts (new base, deltas removed) before it lists
+        monkeypatch.setattr(LocalObjectStore, "list_keys", real_list)
+        assert store.upsert_table(frame(range(50), "c"), ["source_id"], "raw_objects", "met").compacted
+        return real_list(self, prefix)
+
+    monkeypatch.setattr(LocalObjectStore, "list_keys", compaction_before_listing)
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 100 and text_of(table, "1") == "c1" and text_of(table, "40") == "c40" and text_of(table, "60") == "a60"
