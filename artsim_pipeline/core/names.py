@@ -120,7 +120,9 @@ _PLACE_OR_PERIOD = frozenset(
 _DEMONYM = re.compile(r"\w{2,}(?:ian|ese)$")
 _FORENAMES_LIKE_DEMONYMS = frozenset(
     "christian julian adrian brian vivian lillian gillian sebastian damian fabian maximilian florian cyprian"
-    " lucian marian kilian valerian dorian hadrian cassian therese".split()
+    " lucian marian kilian valerian dorian hadrian cassian therese"
+    # Nordic and German forms (SMK, the Met's German makers)
+    " kristian krestian bastian zacharian emilian aurelian cornelian killian".split()
 )
 _LOWER_CASE_ARTIST = re.compile(r"\bartists?\b")  # case-sensitive: the role, not a surname
 

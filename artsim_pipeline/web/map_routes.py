@@ -47,21 +47,36 @@ class _StoredMap:
         self._details = None
         self._rows: dict[str, int] | None = None
 
+    def _refresh(self) -> None:
+        """Read the manifest again when its stamp changed (call under the lock)."""
+        stamp = artefacts.map_manifest_stamp(self.storage)
+        if stamp != self._stamp:
+            self.manifest = artefacts.read_map_manifest(self.storage)
+            self._details = self._rows = None
+            self._stamp = stamp
+
     def fresh(self) -> dict[str, Any] | None:
         with self._lock:
-            stamp = artefacts.map_manifest_stamp(self.storage)
-            if stamp != self._stamp:
-                self.manifest = artefacts.read_map_manifest(self.storage)
-                self._details = self._rows = None
-                self._stamp = stamp
+            self._refresh()
             return self.manifest
 
     def details(self):
-        manifest = self.fresh()
+        """The details table of the current manifest: the manifest and its details are read under
+        one lock, so a rebuild landing in between cannot pair new with old."""
         with self._lock:
-            if self._details is None and manifest is not None:
-                self._details = artefacts.read_map_details(self.storage, manifest)
+            self._refresh()
+            if self._details is None and self.manifest is not None:
+                self._details = artefacts.read_map_details(self.storage, self.manifest)
             return self._details
+
+    def current(self, version: str | None) -> bool:
+        """Whether `version` (the details name a viewer read in its manifest) is still the map's:
+        rows are positions in that table, so a rebuilt map gives another work under a row."""
+        if version is None:
+            return True
+        with self._lock:
+            self._refresh()
+            return self.manifest is not None and version == self.manifest.get("details")
 
     def row(self, row: int) -> dict[str, Any] | None:
         details = self.details()
@@ -131,14 +146,18 @@ def map_router(site: Site) -> APIRouter:
         return Response(data, media_type="application/octet-stream", headers=IMMUTABLE)
 
     @router.get("/map/api/point/{row}")
-    def point(row: int):
+    def point(row: int, map: str | None = None):
+        if not stored.current(map):
+            return api_error(409, "the map changed on the server: reload the page")
         details = stored.row(row)
         if details is None:
             return api_error(404, f"no point {row} on the map")
         return point_details(details, nearest_on_map(details["artwork_id"]))
 
     @router.get("/map/thumb/{row}")
-    def thumbnail(row: int):
+    def thumbnail(row: int, map: str | None = None):
+        if not stored.current(map):
+            return api_error(409, "the map changed on the server: reload the page")
         details = stored.row(row)
         path = details.get("image_path") if details else None
         if not path or not IMAGE_PATH.match(path):
@@ -146,6 +165,8 @@ def map_router(site: Site) -> APIRouter:
         local = artefacts.image_file(site.state.storage, path)
         if local is None:
             return api_error(404, f"no image for point {row}")
-        return FileResponse(local, media_type=IMAGE_TYPES[path.rsplit(".", 1)[1]], headers=IMMUTABLE)
+        # a row names a work only within one version of the map: cached for good when the URL names it
+        headers = IMMUTABLE if map else NO_CACHE
+        return FileResponse(local, media_type=IMAGE_TYPES[path.rsplit(".", 1)[1]], headers=headers)
 
     return router

@@ -62,6 +62,8 @@ def test_placeholders_name_nobody(name):
         ("Paulus Potter", "paulus potter"),
         ("Hans Maler", "hans maler"),
         ("Christian Potter", "christian potter"),  # a forename ending like a nationality
+        ("Kristian Potter", "kristian potter"),  # its Danish and German forms
+        ("Bastian Maler", "bastian maler"),
         ("Oliver Goldsmith", "oliver goldsmith"),
         # a name that merely contains "artist": capitalised after a forename, or inside a word
         ("John Artist", "john artist"),

@@ -70,6 +70,15 @@ def map_home(tmp_path_factory):
     return home, manifest, far
 
 
+def manifest_details(server: str) -> str:
+    """The details version the stored manifest names (what the viewer sends with each row)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server + "/map/data/manifest.json", timeout=10) as r:
+        return json.loads(r.read())["details"]
+
+
 @pytest.fixture(scope="module")
 def map_server(map_home, tmp_path_factory):
     with artsim_serve(map_home[0], tmp_path_factory.mktemp("map-serve")) as base:
@@ -105,8 +114,9 @@ def test_chunked_map_draws_loads_thumbnails_lazily_and_shows_details_on_click(ta
         if page.evaluate("() => window.artsimMap.drawnPoints") <= 300:
             break
     page.wait_for_function("() => window.artsimMap.thumbsLoaded > 0")
+    version = "?map=" + manifest_details(map_server)
     thumb_requests = {u for u in requests if u.startswith("/map/thumb/")}
-    assert thumb_requests and thumb_requests <= {f"/map/thumb/{r}" for r in far}
+    assert thumb_requests and thumb_requests <= {f"/map/thumb/{r}{version}" for r in far}
     _shot(page, tmp_path / "chunked-map-zoomed.png")
 
     # hover: title and maker fetched for that point
@@ -120,12 +130,12 @@ def test_chunked_map_draws_loads_thumbnails_lazily_and_shows_details_on_click(ta
     detail = page.locator("#detail")
     expect(detail.locator("h2").first).to_have_text(f"Far work {target}")
     expect(detail).to_contain_text(f"met:{target}")
-    expect(detail.locator("img.thumb")).to_have_attribute("src", f"/map/thumb/{target}")
+    expect(detail.locator("img.thumb")).to_have_attribute("src", f"/map/thumb/{target}{version}")
     items = detail.locator("ol li")
     expect(items.first).to_be_visible()
     listed = items.evaluate_all("els => els.map(e => e.firstChild.textContent)")
     assert len(listed) == 8 and {t for t in listed[:FAR - 1]} == {EVIL} | {f"Far work {r}" for r in far[2:]}
-    assert f"/map/api/point/{target}" in requests
+    assert f"/map/api/point/{target}{version}" in requests
     _shot(page, tmp_path / "chunked-map-selected.png")
     # following a listed neighbour selects it
     items.nth(1).click()
@@ -154,3 +164,30 @@ def test_map_routes_refuse_paths_and_rows_they_do_not_know(map_server, map_home)
     for bad in ("/map/data/chunks/..%2F..%2Fstorage", "/map/data/details-x.parquet", "/map/data/chunks/0.bin",
                 "/map/api/point/999999", "/map/api/point/-1", "/map/thumb/0", "/map/thumb/abc"):
         assert get(bad)[0] in (404, 422), bad
+
+
+def test_rows_are_answered_only_for_the_map_version_the_viewer_read(map_server, map_home):
+    """A row is a position in one version of the map's details: a viewer names that version, a
+    rebuilt map answers 409 instead of another work, and only versioned thumbnails are cached for good."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(map_server + path, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    _, _, body = get("/map/data/manifest.json")
+    version = json.loads(body)["details"]
+    far_row = map_home[2][0]
+    status, _, body = get(f"/map/api/point/0?map={version}")
+    assert status == 200 and json.loads(body)["artwork_id"]
+    assert get("/map/api/point/0?map=details-000000000000000000000000.parquet")[0] == 409
+    assert get(f"/map/thumb/{far_row}?map=details-000000000000000000000000.parquet")[0] == 409
+    status, headers, _ = get(f"/map/thumb/{far_row}?map={version}")
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+    status, headers, _ = get(f"/map/thumb/{far_row}")
+    assert status == 200 and "immutable" not in headers["Cache-Control"]

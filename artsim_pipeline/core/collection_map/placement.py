@@ -45,10 +45,15 @@ class Layout:
     info: dict[str, Any]
 
 
-def nearest_placed(query: np.ndarray, placed: np.ndarray, k: int, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+_SCORES_PER_BLOCK = 1 << 24  # 64 MiB of float32 scores per block of queries, whatever the map's size
+
+
+def nearest_placed(query: np.ndarray, placed: np.ndarray, k: int, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine k nearest rows of ``placed`` for each row of ``query`` (both unit rows):
-    ``(indices int64 (m, k'), similarities float32 (m, k'))`` with ``k' = min(k, len(placed))``."""
+    ``(indices int64 (m, k'), similarities float32 (m, k'))`` with ``k' = min(k, len(placed))``.
+    Queries go in blocks sized so that a block's scores stay near 64 MiB."""
     k = min(k, placed.shape[0])
+    batch = batch or max(1, _SCORES_PER_BLOCK // max(placed.shape[0], 1))
     m = query.shape[0]
     idx = np.zeros((m, k), np.int64)
     sims = np.zeros((m, k), np.float32)
@@ -57,7 +62,9 @@ def nearest_placed(query: np.ndarray, placed: np.ndarray, k: int, batch: int = 1
     placed = np.asarray(placed, np.float32)
     for start in range(0, m, batch):
         s = np.asarray(query[start:start + batch], np.float32) @ placed.T
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        s *= -1  # in place: no second block for the descending order
+        part = np.argpartition(s, k - 1, axis=1)[:, :k]
+        s *= -1
         part_sims = np.take_along_axis(s, part, axis=1)
         order = np.argsort(-part_sims, axis=1, kind="stable")
         idx[start:start + batch] = np.take_along_axis(part, order, axis=1)

@@ -72,7 +72,7 @@ var tip=document.getElementById("tip"), detail=document.getElementById("detail")
 var legend=document.getElementById("legend"), colourSel=document.getElementById("colour");
 var PALETTE=["#1f77b4","#ff7f0e","#2ca02c","#d62728","#9467bd","#8c564b","#e377c2","#17becf","#bcbd22","#7f7f7f","#393b79","#e7969c","#637939","#8c6d31","#843c39","#7b4173","#3182bd","#31a354","#756bb1"];
 var OTHER="#c8c8c8", THUMB_MAX=300, GRID=128, HIT_PX=10, PARALLEL=2;
-var M=null, chunks=[], next=0, inFlight=0;
+var M=null, VERSION="", chunks=[], next=0, inFlight=0;
 var view={s:1,tx:0,ty:0}, W=0, H=0, dpr=window.devicePixelRatio||1, fitScale=1;
 var field=null, lut=null, css=[], img=null, img32=null, visible=[];
 var selected=null, hover=null, thumbs={}, cache={};
@@ -153,7 +153,7 @@ function drawThumbs(){
     var c=chunks[visible[v]], i=visible[v+1];
     if(!c.thumb||!c.thumb[i])continue;
     var row=c.row[i], im=thumbs[row];
-    if(!im){im=new Image();im.onload=function(){api.thumbsLoaded++;schedule();};im.src=BASE+"/thumb/"+row;thumbs[row]=im;api.thumbsRequested++;}
+    if(!im){im=new Image();im.onload=function(){api.thumbsLoaded++;schedule();};im.src=BASE+"/thumb/"+row+VERSION;thumbs[row]=im;api.thumbsRequested++;}
     if(!im.complete||!im.naturalWidth)continue;
     var ar=im.naturalWidth/im.naturalHeight, w=ar>=1?size:size*ar, h=ar>=1?size/ar:size, x=sx(c.x[i]), y=sy(c.y[i]);
     ctx.drawImage(im,x-w/2,y-h/2,w,h); ctx.strokeStyle=css[c.codes[field][i]]||OTHER; ctx.lineWidth=2; ctx.strokeRect(x-w/2,y-h/2,w,h);
@@ -192,7 +192,7 @@ function nearest(px,py){
 }
 function details(row){
   if(cache[row])return cache[row];
-  cache[row]=fetch(BASE+"/api/point/"+row).then(function(r){if(!r.ok)throw new Error("point "+row+": "+r.status);api.detailsFetched++;return r.json();});
+  cache[row]=fetch(BASE+"/api/point/"+row+VERSION).then(function(r){if(r.status===409)throw new Error("the map changed on the server: reload the page");if(!r.ok)throw new Error("point "+row+": "+r.status);api.detailsFetched++;return r.json();});
   cache[row].catch(function(){delete cache[row];});
   return cache[row];
 }
@@ -209,7 +209,7 @@ function showDetail(d){
   detail.appendChild(el("h2",d.title||"(untitled)"));
   var ml=line(d); if(ml)detail.appendChild(el("div",ml,"muted"));
   detail.appendChild(el("div",d.artwork_id,"muted"));
-  if(d.has_thumb){var im=el("img",null,"thumb");im.alt="";im.src=BASE+"/thumb/"+d.row;detail.appendChild(im);}
+  if(d.has_thumb){var im=el("img",null,"thumb");im.alt="";im.src=BASE+"/thumb/"+d.row+VERSION;detail.appendChild(im);}
   if(d.landing_url&&/^https?:\/\//.test(d.landing_url)){var a=el("a","museum page");a.href=d.landing_url;a.target="_blank";a.rel="noopener noreferrer";detail.appendChild(a);}
   detail.appendChild(el("h2","Nearest works"));
   if(!d.neighbours.length){detail.appendChild(el("p","none on this map","muted"));return;}
@@ -267,6 +267,7 @@ window.addEventListener("resize",resize);
 fetch(BASE+"/data/manifest.json",{cache:"no-cache"}).then(function(r){if(!r.ok)throw new Error("manifest: "+r.status);return r.json();})
 .then(function(manifest){
   M=manifest;
+  VERSION="?map="+encodeURIComponent(manifest.details||"");
   Object.keys(M.colourBy).forEach(function(name){var o=el("option",name);o.value=name;colourSel.appendChild(o);});
   resize(); fit(); setStatus(); setField(Object.keys(M.colourBy)[0]); load();
 }).catch(function(e){api.error=String(e);status.textContent="could not load the map: "+e;});

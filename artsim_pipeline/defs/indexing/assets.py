@@ -39,7 +39,9 @@ def ann_index(context: AssetExecutionContext, config: AnnIndexConfig, artwork_ve
     """hnswlib index over `artwork_vectors` (files under `indexes/ann_index/` of the storage:
     index.bin, id_map.parquet, build_info.json); the table is the id map. New artworks are
     added, gone ones marked deleted and moved vectors updated in place; only a new model (or
-    vector source) rebuilds it. It runs only when `artwork_vectors` holds different vectors."""
+    vector source) rebuilds it. `artsim materialize` and the automation run it only when
+    `artwork_vectors` holds different vectors (its data version); materialised by hand, it
+    checks every vector and changes nothing that did not move."""
     from artsim_pipeline.core.ann import build_index, recall_vs_exact
 
     ids, vectors = vectors_matrix(artwork_vectors)
