@@ -24,9 +24,11 @@ from artsim_pipeline_tests.servers import artsim_serve
 from artsim_pipeline_tests.web.test_browser import _INKED_PIXELS_JS, _shot, browser, tab  # noqa: F401 - fixtures
 
 try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect
 except ImportError:  # reported by the `browser` fixture as a failure
     expect = None
+    PlaywrightTimeoutError = TimeoutError
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "artsim_pipeline" / "sample" / "images"
 EVIL = "<img src=x onerror=alert(1)>"
@@ -106,13 +108,18 @@ def test_chunked_map_draws_loads_thumbnails_lazily_and_shows_details_on_click(ta
 
     # zoom into the small far group: few points in view, so their thumbnails are asked for
     target = far[1]
-    for _ in range(12):
+    for _ in range(30):
         x, y = page.evaluate("(row) => window.artsimMap.screenOf(row)", target)
+        before = page.evaluate("() => window.artsimMap.drawnPoints")
         page.mouse.move(x, y)
         page.mouse.wheel(0, -400)
-        page.wait_for_timeout(50)
+        try:  # wait for the redraw the step caused; a step that leaves as many points in view changes nothing
+            page.wait_for_function("(n) => window.artsimMap.drawnPoints !== n", arg=before, timeout=1000)
+        except PlaywrightTimeoutError:
+            pass
         if page.evaluate("() => window.artsimMap.drawnPoints") <= 300:
             break
+    assert page.evaluate("() => window.artsimMap.drawnPoints") <= 300
     page.wait_for_function("() => window.artsimMap.thumbsLoaded > 0")
     version = "?map=" + manifest_details(map_server)
     thumb_requests = {u for u in requests if u.startswith("/map/thumb/")}

@@ -143,6 +143,9 @@ def similarity_model(
     from artsim_pipeline.core.ml.similarity import fuse_features, train_similarity
 
     train_config = config.train_config()
+    if not uses_text(config.fusion) and model_text_features.height:
+        context.log.warning(f"fusion={config.fusion!r} reads no text, but model_text_features holds text vectors: set its "
+                            "fusion to the same value, or every title change retrains this model for nothing")
     features = features_for(config.fusion, training_labels, image_embeddings, model_text_features, encoder)
     inputs = fuse_features(features.image, features.text, config.fusion)
     data_versions = {
