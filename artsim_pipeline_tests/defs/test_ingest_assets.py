@@ -304,3 +304,21 @@ def test_a_missing_image_file_in_an_export_is_a_failure_row(artsim_home, tmp_pat
     failed = images.filter(pl.col("status") != "ok").row(0, named=True)
     assert failed["source_id"] == "245497" and failed["status"] == "not_found" and "DP261238.jpg" in failed["error"]
     assert failed["sha256"] is None
+
+
+def test_images_lost_from_the_store_are_downloaded_again_when_verifying(artsim_home):
+    from artsim_pipeline.definitions import build_defs
+
+    defs = build_defs("sample")
+    run(defs.resources, "met_medialab")
+    images = TableStore(base_dir=str(artsim_home / "storage")).read_table("raw_images", "met_medialab")
+    lost = images.filter(pl.col("status") == "ok")["path"][0]
+    (artsim_home / "images" / lost).unlink()
+    trusting = run(defs.resources, "met_medialab")
+    assert trusting["raw_images"]["downloaded_this_run"] == 0 and not (artsim_home / "images" / lost).exists()
+    config = {"ops": {"raw_images": {"config": {"verify_stored": True}}}}
+    result = materialize([raw_objects, raw_images], partition_key="met_medialab", resources=defs.resources, run_config=config)
+    assert result.success
+    meta = {m.asset_key.to_user_string(): m.metadata for m in (e.materialization for e in result.get_asset_materialization_events())}
+    assert meta["raw_images"]["downloaded_this_run"].value == 1 and meta["raw_images"]["reused"].value == 427
+    assert (artsim_home / "images" / lost).exists()

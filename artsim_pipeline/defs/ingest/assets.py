@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 
 import polars as pl
-from dagster import AssetExecutionContext, Backoff, DataVersion, Jitter, MetadataValue, Output, RetryPolicy, asset
+from dagster import AssetExecutionContext, Backoff, Config, DataVersion, Jitter, MetadataValue, Output, RetryPolicy, asset
 
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
@@ -142,6 +142,14 @@ def raw_objects(
                   metadata=metadata, data_version=DataVersion(frame_fingerprint(table.select("source_id", "status", "content_hash"))))
 
 
+class RawImagesConfig(Config):
+    """`verify_stored`: list the image store and download again the images the table says are
+    stored but are not (a lifecycle rule or a hand removed them). Off by default: the previous
+    table is the manifest, so a run does not list every stored image."""
+
+    verify_stored: bool = False
+
+
 @asset(
     partitions_def=source_partitions,
     group_name="ingest",
@@ -152,6 +160,7 @@ def raw_objects(
 )
 def raw_images(
     context: AssetExecutionContext,
+    config: RawImagesConfig,
     raw_objects: pl.DataFrame,
     museum_api: MuseumApiResource,
     storage: ArtsimStorage,
@@ -177,8 +186,9 @@ def raw_images(
 
     reusable: dict[tuple[str, str], dict] = {}
     if previous is not None:
+        stored = artefacts.stored_images(storage) if config.verify_stored else None
         for row in previous.filter(pl.col("status") == "ok").iter_rows(named=True):
-            if row["path"]:
+            if row["path"] and (stored is None or row["path"] in stored):
                 reusable[(row["source_id"], row["url"])] = row
     to_fetch = [key for key in wanted if key not in reusable]
     context.log.info(f"{source}: {len(wanted)} images wanted, {len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
