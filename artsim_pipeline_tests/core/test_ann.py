@@ -184,3 +184,17 @@ def test_rejects_bad_input(data):
         build_index(ids[:2], np.zeros((2, DIM)), CONFIG)
     with pytest.raises(ValueError, match="space"):
         AnnConfig(space="l2")
+
+
+def test_recall_against_exact_search_counts_ties_as_found():
+    """Replicated records share one vector: exact search lists some of the identical works, the
+    index others, and both are right. A collection of 40 distinct works, each 30 times."""
+    rng = np.random.default_rng(3)
+    distinct = rng.standard_normal((40, 16)).astype(np.float32)
+    x = np.repeat(distinct, 30, axis=0)
+    ids = [f"w{i}" for i in range(len(x))]
+    index = build_index(ids, x, CONFIG, model_run_id="run-1")
+    assert recall_vs_exact(index, ids, x, sample=200, k=10) == 1.0
+    # and it still sees a miss: an index that answers with the wrong group scores low
+    shuffled = build_index(ids, np.roll(x, 30, axis=0), CONFIG, model_run_id="run-1")
+    assert recall_vs_exact(shuffled, ids, x, sample=200, k=10) < 0.2
