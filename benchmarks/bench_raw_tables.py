@@ -37,45 +37,22 @@ import os
 import shutil
 import tempfile
 import time
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
 
-from artsim_pipeline.core.raw_store import RAW_OBJECTS_SCHEMA, FetchResult, MergeCounts, empty_raw_objects, merge_changes, merge_results
+from artsim_pipeline.core.raw_store import FetchResult, merge_changes, merge_results
 from artsim_pipeline.resources.artefacts import FetchCheckpoint
 from artsim_pipeline.resources.tables import TableStore
 from artsim_pipeline.sample import load_sample_raw_lines
 
-
-def old_merge_results(previous, results, *, full_listing_ids=None):
-    """The per-row merge as it was before (d451fd0): a dict of every stored row."""
-    counts = MergeCounts()
-    rows = {}
-    if previous is not None and previous.height:
-        for row in previous.iter_rows(named=True):
-            rows[row["source_id"]] = row
-    seen = set()
-    for result in results:
-        if result.source_id in seen:
-            continue
-        seen.add(result.source_id)
-        counts.text_repairs += result.text_repairs
-        old = rows.get(result.source_id)
-        if result.status == "ok":
-            new_hash = result.content_hash
-            if old is not None and old["status"] == "ok" and old["content_hash"] == new_hash:
-                counts.unchanged += 1
-                continue
-            counts.new += old is None or old["raw_json"] is None
-            counts.changed += not (old is None or old["raw_json"] is None)
-            rows[result.source_id] = {"source_id": result.source_id, "raw_json": result.raw_json, "fetched_at": result.fetched_at,
-                                      "content_hash": new_hash, "status": "ok", "error": None, "modified": result.modified,
-                                      "first_seen_at": old["first_seen_at"] if old else result.fetched_at}
-        else:
-            raise NotImplementedError("the benchmark only sends ok results")
-    table = pl.DataFrame(list(rows.values()), schema=RAW_OBJECTS_SCHEMA) if rows else empty_raw_objects()
-    return table.sort("source_id"), counts
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# the per-row merge as it was before d451fd0, kept by the tests as the reference of the vectorised one
+from artsim_pipeline_tests.core.test_raw_store import reference_merge_results  # noqa: E402
 
 
 def replicated_texts(n: int) -> list[tuple[str, str]]:
@@ -111,7 +88,7 @@ def one_run(store: TableStore, results: list[FetchResult], *, old: bool) -> tupl
     read_s = time.perf_counter() - started
     started = time.perf_counter()
     if old:
-        table, _ = old_merge_results(previous, results)
+        table, _ = reference_merge_results(previous, results)
         store.write_table(table, "raw_objects", "met")
         written = dir_bytes(root)  # the file is replaced: what was written is its new size
     else:
