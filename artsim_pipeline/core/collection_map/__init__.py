@@ -376,15 +376,8 @@ def render_map_html(
     )
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
-<title>%%TITLE%%</title>
-<style>
-html,body{margin:0;height:100%;font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;background:#fafafa}
+# the look both map pages share: this single-file page and the chunked viewer (viewer.py)
+MAP_CSS = """html,body{margin:0;height:100%;font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;background:#fafafa}
 #bar{position:absolute;top:0;left:0;right:0;height:44px;display:flex;gap:14px;align-items:center;padding:0 12px;background:#fff;border-bottom:1px solid #ddd;z-index:2}
 #bar h1{font-size:16px;margin:0}
 #bar .sub{color:#666}
@@ -399,7 +392,17 @@ canvas{display:block;width:100%;height:100%;cursor:crosshair}
 #legend span.sw{display:inline-block;width:10px;height:10px;border-radius:50%}
 #tip{position:absolute;pointer-events:none;background:rgba(20,20,20,.88);color:#fff;padding:5px 8px;border-radius:4px;max-width:320px;font-size:12px;display:none;z-index:3}
 .muted{color:#777}
-</style>
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'">
+<title>%%TITLE%%</title>
+<style>
+""" + MAP_CSS + """</style>
 </head>
 <body>
 <div id="bar"><h1>%%TITLE%%</h1><span class="sub">%%SUBTITLE%%</span>

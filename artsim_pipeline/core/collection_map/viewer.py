@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import html
 
+from artsim_pipeline.core.collection_map import MAP_CSS
+
 MAP_BASE = "/map"
 
 
@@ -34,22 +36,7 @@ _PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>%%TITLE%%</title>
 <style>
-html,body{margin:0;height:100%;font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;background:#fafafa}
-#bar{position:absolute;top:0;left:0;right:0;height:44px;display:flex;gap:14px;align-items:center;padding:0 12px;background:#fff;border-bottom:1px solid #ddd;z-index:2}
-#bar h1{font-size:16px;margin:0}
-#bar .sub{color:#666}
-#wrap{position:absolute;top:45px;left:0;right:320px;bottom:0}
-canvas{display:block;width:100%;height:100%;cursor:crosshair}
-#side{position:absolute;top:45px;right:0;width:320px;bottom:0;overflow:auto;background:#fff;border-left:1px solid #ddd;padding:10px;box-sizing:border-box}
-#side h2{font-size:15px;margin:4px 0}
-#side ol{padding-left:20px}
-#side li{cursor:pointer;margin:3px 0}
-#side li:hover{text-decoration:underline}
-#side img.thumb{max-width:100%;max-height:200px;display:block;margin:6px 0}
-#legend div{display:flex;align-items:center;gap:6px;font-size:12px}
-#legend span.sw{display:inline-block;width:10px;height:10px;border-radius:50%}
-#tip{position:absolute;pointer-events:none;background:rgba(20,20,20,.88);color:#fff;padding:5px 8px;border-radius:4px;max-width:320px;font-size:12px;display:none;z-index:3}
-.muted{color:#777}
+""" + MAP_CSS + """#side img.thumb{max-width:100%;max-height:200px;display:block;margin:6px 0}
 </style>
 </head>
 <body data-base="%%BASE%%">
