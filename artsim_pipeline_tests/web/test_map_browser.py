@@ -72,13 +72,23 @@ def map_home(tmp_path_factory):
     return home, manifest, far
 
 
+def _get(url: str):
+    """(status, headers, body) of a GET, error statuses included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
 def manifest_details(server: str) -> str:
     """The details version the stored manifest names (what the viewer sends with each row)."""
     import json
-    import urllib.request
 
-    with urllib.request.urlopen(server + "/map/data/manifest.json", timeout=10) as r:
-        return json.loads(r.read())["details"]
+    return json.loads(_get(server + "/map/data/manifest.json")[2])["details"]
 
 
 @pytest.fixture(scope="module")
@@ -154,15 +164,9 @@ def test_chunked_map_draws_loads_thumbnails_lazily_and_shows_details_on_click(ta
 
 def test_map_routes_refuse_paths_and_rows_they_do_not_know(map_server, map_home):
     import json
-    import urllib.error
-    import urllib.request
 
     def get(path):
-        try:
-            with urllib.request.urlopen(map_server + path, timeout=10) as r:
-                return r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read()
+        return _get(map_server + path)
 
     status, headers, body = get("/map")
     assert status == 200 and "script-src 'self'" in headers["Content-Security-Policy"]
@@ -177,15 +181,9 @@ def test_rows_are_answered_only_for_the_map_version_the_viewer_read(map_server, 
     """A row is a position in one version of the map's details: a viewer names that version, a
     rebuilt map answers 409 instead of another work, and only versioned thumbnails are cached for good."""
     import json
-    import urllib.error
-    import urllib.request
 
     def get(path):
-        try:
-            with urllib.request.urlopen(map_server + path, timeout=10) as r:
-                return r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read()
+        return _get(map_server + path)
 
     _, _, body = get("/map/data/manifest.json")
     version = json.loads(body)["details"]
