@@ -43,27 +43,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def sample_artworks() -> pl.DataFrame:
-    """The bundled sample's API records of every source, normalised (real rows to replicate)."""
-    from artsim_pipeline.core.normalise import normalise
-    from artsim_pipeline.core.raw_store import merge_results
-    from artsim_pipeline.resources.clients.snapshot import SnapshotClient
-    from artsim_pipeline.sample import SOURCES
-
-    frames = []
-    for source in SOURCES:
-        client = SnapshotClient.from_bundled_sample(source)
-        raw, _ = merge_results(None, client.fetch_objects(client.list_ids().ids))
-        frames.append(normalise(source, raw)[0])
-    return pl.concat(frames, how="diagonal_relaxed").unique("artwork_id", keep="first", maintain_order=True)
+from benchmarks.bench_search import loadavg, sample_artworks  # noqa: E402 - the same real rows to replicate
 
 
 def build_home(home: Path, n: int, dim: int, threads: int) -> dict:
