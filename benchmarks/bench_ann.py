@@ -44,6 +44,11 @@ from artsim_pipeline.core.ann import (
 )
 from artsim_pipeline.resources.artefacts import read_ann_index, write_ann_index
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.bench_search import loadavg  # noqa: E402 - one definition for every benchmark
+
 
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
@@ -51,13 +56,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 _COLD = r"""

@@ -72,6 +72,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from artsim_pipeline_tests.servers import CHROMIUM, CHROMIUM_ARGS, artsim_serve  # noqa: E402
+from benchmarks.bench_search import loadavg  # noqa: E402 - one definition for every benchmark
 
 # runs before the page's scripts: timestamps of the first canvas fill and the first inked frame
 FIRST_RENDER_HOOK = """(() => {
@@ -92,13 +93,6 @@ FIRST_RENDER_HOOK = """(() => {
   }
   requestAnimationFrame(tick);
 })();"""
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def pct(values: list[float], q: float) -> float:
