@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from artsim_pipeline.core.ann.exact import brute_force_topk, normalize
+from artsim_pipeline.core.ann.reduction import full_rows, rerank
 from artsim_pipeline.core.ann.structure import (
     EXACT_FILTER_MAX, AnnConfig, IndexState, LabelFilter, base_info, check_ids, create_state,
 )
@@ -46,6 +47,16 @@ class AnnIndex(IndexUpdates):
         return self._s.dim
 
     @property
+    def search_dim(self) -> int:
+        """The dimension hnswlib searches (below `dim` in a two-stage index)."""
+        return self._s.search_dim
+
+    @property
+    def two_stage(self) -> bool:
+        """hnswlib holds projected vectors and the full ones re-rank (`core.ann.reduction`)."""
+        return self._s.full is not None
+
+    @property
     def ids(self) -> list[str]:
         """Live artwork ids, in label order."""
         return sorted(self._s.live, key=self._s.live.__getitem__)
@@ -75,10 +86,16 @@ class AnnIndex(IndexUpdates):
         return self._s.label_ids[label]
 
     def get_vector(self, artwork_id: str) -> np.ndarray:
-        """The stored (unit) vector of a live artwork; KeyError if not indexed."""
+        """The stored (unit) vector of a live artwork, full-dimensional; KeyError if not indexed."""
         lab = self._s.live[artwork_id]
         with self._lock:
-            return np.asarray(self._s.index.get_items([lab]), dtype=np.float32)[0]
+            return self._stored_vectors(np.asarray([lab], dtype=np.int64))[0]
+
+    def _stored_vectors(self, labels: np.ndarray) -> np.ndarray:
+        """Unit float32 full vectors of ``labels`` (from the float16 rows of a two-stage index)."""
+        if self._s.full is not None:
+            return full_rows(self._s.full, labels)
+        return np.asarray(self._s.index.get_items(labels), dtype=np.float32)
 
     def id_map(self) -> pl.DataFrame:
         """Every label ever assigned: ``artwork_id``, ``label``, ``deleted``."""
@@ -150,8 +167,12 @@ class AnnIndex(IndexUpdates):
                 allowed = np.fromiter(allowed_set, dtype=np.int64, count=len(allowed_set))
                 allowed = allowed[(allowed >= 0) & (allowed < len(s.deleted))]
                 labels, dists = self._exact(x, k_req, allowed[~s.deleted[allowed]])
-            else:
+            elif s.full is None:
                 labels, dists = self._knn(x, k_req, filt, ef or self.config.ef, threads)
+            else:  # two-stage: oversampled candidates from the projected vectors, ranked exactly
+                candidates = min(available, k_req * self.config.oversample)
+                labels, dists = self._knn(x, candidates, filt, ef or self.config.ef, threads)
+                labels, dists = rerank(s.full, x, labels, k_req)
             valid = labels >= 0
             if excl:
                 valid &= ~np.isin(labels, np.fromiter(excl, dtype=np.int64))
@@ -174,7 +195,8 @@ class AnnIndex(IndexUpdates):
         ef: int,
         threads: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """hnswlib knn_query; rows hnswlib cannot fill get one retry at 4x ef, then exact search.
+        """hnswlib knn_query of the unit rows ``x`` (projected first in a two-stage index); rows
+        hnswlib cannot fill get one retry at 4x ef, then exact search.
 
         hnswlib (0.8) raises when any row has fewer than k results. Its search keeps exploring
         until it holds ``ef`` allowed (filter-passing, not deleted) items, so a short row
@@ -183,11 +205,12 @@ class AnnIndex(IndexUpdates):
         Returns labels (-1 = none) and distances (inf = none), shape (n, k). Caller holds the lock.
         """
         index = self._s.index
+        searched = self._s.searched(x)
         base_ef = max(ef, k)
         try:
             index.set_ef(base_ef)
             try:
-                lab, dist = index.knn_query(x, k=k, num_threads=threads, filter=filt)
+                lab, dist = index.knn_query(searched, k=k, num_threads=threads, filter=filt)
                 return lab.astype(np.int64), dist
             except RuntimeError:
                 pass  # some row came back short: redo row by row
@@ -199,7 +222,7 @@ class AnnIndex(IndexUpdates):
                 for cur in (base_ef, retry_ef):
                     index.set_ef(cur)
                     try:
-                        l_r, d_r = index.knn_query(x[row], k=k, num_threads=1, filter=filt)
+                        l_r, d_r = index.knn_query(searched[row], k=k, num_threads=1, filter=filt)
                         lab[row], dist[row] = l_r[0], d_r[0]
                         break
                     except RuntimeError:
@@ -227,8 +250,7 @@ class AnnIndex(IndexUpdates):
         dist = np.full((x.shape[0], k), np.inf, dtype=np.float32)
         if labels.size == 0:
             return lab, dist
-        vecs = np.asarray(self._s.index.get_items(labels), dtype=np.float32)
-        idx, sc = brute_force_topk(vecs, x, k)
+        idx, sc = brute_force_topk(self._stored_vectors(labels), x, k)
         lab[:, : idx.shape[1]] = labels[idx]
         dist[:, : idx.shape[1]] = 1.0 - sc
         return lab, dist
@@ -236,27 +258,35 @@ class AnnIndex(IndexUpdates):
     # -- update --------------------------------------------------------------------------------
 
     @contextmanager
-    def parts(self) -> Iterator[tuple[hnswlib.Index, pl.DataFrame, dict[str, Any]]]:
-        """(the hnswlib index, the id map, a copy of the build info), held still while the block
-        runs: no update swaps or changes them meanwhile."""
+    def parts(self) -> Iterator[tuple[hnswlib.Index, pl.DataFrame, dict[str, Any], dict[str, np.ndarray]]]:
+        """(the hnswlib index, the id map, a copy of the build info, the arrays of a two-stage
+        index: ``projection`` and ``full`` (float16 rows by label), empty otherwise), held still
+        while the block runs: no update swaps or changes them meanwhile."""
         with self._lock:
-            yield self._s.index, self.id_map(), dict(self.build_info)
+            s = self._s
+            arrays = {} if s.full is None else {"projection": s.projection, "full": s.full}
+            yield s.index, self.id_map(), dict(self.build_info), arrays
 
     @staticmethod
     def stored_config(info: dict[str, Any], config: AnnConfig | None = None) -> AnnConfig:
         """The configuration of a stored index: build parameters from its build info, query-time
-        settings (ef, num_threads) from ``config`` when given."""
-        saved = AnnConfig.from_dict(info.get("config", {}))
+        settings (ef, num_threads, oversample) from ``config`` when given."""
+        # an index stored before two-stage indexes existed has no search_dim: hnswlib holds its vectors
+        saved = AnnConfig.from_dict({"search_dim": 0, **info.get("config", {})})
         if config is not None:
-            saved = AnnConfig(**{**asdict(saved), "ef": config.ef, "num_threads": config.num_threads})
+            saved = AnnConfig(**{**asdict(saved), "ef": config.ef, "num_threads": config.num_threads,
+                                 "oversample": config.oversample})
         return saved
 
     @classmethod
     def from_parts(cls, index: hnswlib.Index, id_map: pl.DataFrame, info: dict[str, Any],
-                   config: AnnConfig | None = None) -> AnnIndex:
+                   config: AnnConfig | None = None, arrays: dict[str, np.ndarray] | None = None) -> AnnIndex:
         """The index again from its parts: a loaded hnswlib index, its id map and build info
-        (``config``: see :meth:`stored_config`)."""
+        (``config``: see :meth:`stored_config`), and a two-stage index's ``arrays`` (see
+        :meth:`parts`; ``full`` may be memory-mapped: rows are read as queries need them, and
+        copied into memory only when an update writes)."""
         saved = cls.stored_config(info, config)
+        projection, full = (arrays or {}).get("projection"), (arrays or {}).get("full")
         idmap = id_map.sort("label")
         labels = idmap["label"].to_numpy()
         if len(labels) and not np.array_equal(labels, np.arange(len(labels))):
@@ -270,8 +300,23 @@ class AnnIndex(IndexUpdates):
         live = {label_ids[i]: int(i) for i in np.flatnonzero(~deleted)}
         if len(live) != int(info.get("count", len(live))):
             raise ValueError(f"id map has {len(live)} live ids, build info says {info['count']}")
-        return cls(IndexState(index, int(info["dim"]), label_ids, deleted, live), saved, info)
+        dim = int(info["dim"])
+        _check_arrays(int(info.get("search_dim", dim)), dim, len(label_ids), projection, full)
+        return cls(IndexState(index, dim, label_ids, deleted, live, projection, full), saved, info)
 
+
+def _check_arrays(search_dim: int, dim: int, labels: int, projection: np.ndarray | None, full: np.ndarray | None) -> None:
+    """A two-stage index's arrays match its build info (and a one-stage index has none)."""
+    if search_dim == dim:
+        if projection is not None or full is not None:
+            raise ValueError("build info says hnswlib holds the full vectors, but a projection was given")
+        return
+    if projection is None or full is None:
+        raise ValueError(f"build info says hnswlib holds {search_dim} of {dim} dimensions: the projection or the full vectors are missing")
+    if projection.shape != (search_dim, dim):
+        raise ValueError(f"projection has shape {projection.shape}, expected {(search_dim, dim)}")
+    if full.shape != (labels, dim) or full.dtype != np.float16:
+        raise ValueError(f"full vectors are {full.dtype} {full.shape}, expected float16 {(labels, dim)}")
 
 
 def _as_filter(

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from artsim_pipeline.core.ann.reduction import fit_projection, half_rows, project
+
 if TYPE_CHECKING:  # hnswlib is imported where an index is built, so configs load light
     import hnswlib
 
@@ -27,7 +29,14 @@ LabelFilter = Collection[int] | Callable[[int], bool]
 
 @dataclass(frozen=True)
 class AnnConfig:
-    """hnswlib parameters. ``num_threads=None`` means every core (hnswlib's ``-1``)."""
+    """hnswlib parameters. ``num_threads=None`` means every core (hnswlib's ``-1``).
+
+    ``search_dim`` > 0 (and below the vectors' dimension) makes the index two-stage
+    (`core.ann.reduction`): hnswlib searches the vectors projected to ``search_dim`` dimensions,
+    takes ``oversample`` x k candidates and re-ranks them exactly with the full vectors, stored as
+    float16. 0 keeps the full vectors in hnswlib. ``oversample`` and ``ef`` are query-time
+    settings; the others are fixed when the index is built.
+    """
 
     M: int = 16
     ef_construction: int = 200
@@ -35,12 +44,20 @@ class AnnConfig:
     space: str = "cosine"
     num_threads: int | None = None
     random_seed: int = 100
+    search_dim: int = 0
+    oversample: int = 8
 
     def __post_init__(self) -> None:
         if self.space not in _SPACES:
             raise ValueError(f"space must be one of {_SPACES}, got {self.space!r}")
         if self.M < 2 or self.ef_construction < 1 or self.ef < 1:
             raise ValueError("M must be >= 2, ef_construction and ef >= 1")
+        if self.search_dim < 0 or self.oversample < 1:
+            raise ValueError("search_dim must be >= 0 (0: no reduction) and oversample >= 1")
+
+    def build_parameters(self) -> tuple:
+        """What a built index is fixed to: another value means building it again."""
+        return (self.space, self.M, self.ef_construction, self.random_seed, self.search_dim)
 
     @property
     def threads(self) -> int:
@@ -81,6 +98,20 @@ class IndexState:
     label_ids: np.ndarray  # object: artwork_id of every label ever assigned (index = label)
     deleted: np.ndarray  # bool, per label
     live: dict[str, int] = field(default_factory=dict)  # artwork_id -> label, live only
+    # two-stage index (`reduction`): the projection hnswlib's vectors went through
+    # (search_dim x dim) and the full unit vectors as float16 rows by label; None: hnswlib holds
+    # the full vectors
+    projection: np.ndarray | None = None
+    full: np.ndarray | None = None
+
+    @property
+    def search_dim(self) -> int:
+        """The dimension hnswlib searches."""
+        return self.dim if self.projection is None else int(self.projection.shape[0])
+
+    def searched(self, x: np.ndarray) -> np.ndarray:
+        """Unit full-dimensional rows as hnswlib holds them."""
+        return x if self.projection is None else project(x, self.projection)
 
 
 def create_state(
@@ -92,7 +123,9 @@ def create_state(
     prior_live: dict[str, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[IndexState, float]:
-    """A fresh hnswlib index over (ids, unit vectors x); labels of ``prior_live`` ids kept."""
+    """A fresh hnswlib index over (ids, unit vectors x); labels of ``prior_live`` ids kept. With
+    a ``config.search_dim`` below the vectors' dimension, a projection fitted on ``x`` and the
+    full vectors as float16 by label (rows of deleted labels zero: never read)."""
     n, dim = x.shape
     label_ids = list(prior_label_ids) if prior_label_ids is not None else []
     deleted = list(prior_deleted) if prior_deleted is not None else []
@@ -114,7 +147,13 @@ def create_state(
         live[aid] = lab
     import hnswlib
 
-    index = hnswlib.Index(space=config.space, dim=dim)
+    projection = full = None
+    if 0 < config.search_dim < dim:
+        projection = fit_projection(x, config.search_dim, seed=config.random_seed)
+        full = np.zeros((len(label_ids), dim), dtype=np.float16)
+        full[labels] = half_rows(x)
+    searched = x if projection is None else project(x, projection)
+    index = hnswlib.Index(space=config.space, dim=searched.shape[1])
     index.init_index(
         max_elements=max(n, 1),
         M=config.M,
@@ -127,14 +166,14 @@ def create_state(
     t0 = time.perf_counter()
     for start in range(0, n, _BUILD_CHUNK):
         stop = min(n, start + _BUILD_CHUNK)
-        index.add_items(x[start:stop], labels[start:stop], num_threads=config.threads)
+        index.add_items(searched[start:stop], labels[start:stop], num_threads=config.threads)
         if progress is not None:
             progress(stop, n)
     seconds = time.perf_counter() - t0
     index.set_ef(config.ef)
     label_arr = np.empty(len(label_ids), dtype=object)
     label_arr[:] = label_ids
-    state = IndexState(index, dim, label_arr, np.asarray(deleted, dtype=bool), live)
+    state = IndexState(index, dim, label_arr, np.asarray(deleted, dtype=bool), live, projection, full)
     return state, seconds
 
 
@@ -174,6 +213,7 @@ def base_info(
         "ef_construction": config.ef_construction,
         "ef": config.ef,
         "dim": state.dim,
+        "search_dim": state.search_dim,
         "count": len(state.live),
         "element_count": int(state.index.element_count),
         "max_elements": int(state.index.max_elements),

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from artsim_pipeline.core.ann.exact import normalize
-from artsim_pipeline.core.ann.structure import GROWTH, UpdateResult, base_info, check_ids, create_state, now
+from artsim_pipeline.core.ann.reduction import half_rows, with_rows, writable
+from artsim_pipeline.core.ann.structure import GROWTH, AnnConfig, UpdateResult, base_info, check_ids, create_state, now
 
 
 class IndexUpdates:
@@ -26,14 +27,17 @@ class IndexUpdates:
         *,
         atol: float = 1e-5,
         progress: Callable[[int, int], None] | None = None,
+        config: AnnConfig | None = None,
     ) -> UpdateResult:
         """Bring the index to exactly ``(ids, vectors)`` (the full current set).
 
-        Incremental when the model run id and the dimension are unchanged: new artworks are
+        Incremental when the model run id, the dimension and the build parameters (of
+        ``config``, when given: `AnnConfig.build_parameters`) are unchanged: new artworks are
         added (resizing as needed, recycling deleted slots), disappeared ones are
         ``mark_deleted``, and artworks whose unit vector moved by more than ``atol`` (max abs
-        difference) are updated in place under their label. Otherwise the whole index is
-        rebuilt (labels of surviving artworks are kept).
+        difference; in a two-stage index, against the float16 row stored) are updated in place
+        under their label (a two-stage index keeps its projection). Otherwise the whole index is
+        rebuilt (labels of surviving artworks are kept), with ``config`` when given.
         """
         t0 = time.perf_counter()
         x = normalize(vectors)
@@ -49,6 +53,10 @@ class IndexUpdates:
                 )
             elif x.shape[1] != self._s.dim:
                 reason = f"dimension changed ({self._s.dim} -> {x.shape[1]})"
+            elif config is not None and config.build_parameters() != self.config.build_parameters():
+                reason = f"build parameters changed ({self.config.build_parameters()} -> {config.build_parameters()})"
+            if config is not None:
+                self.config = config
             if reason:
                 result = self._rebuild(ids, x, model_run_id, model_version, reason, progress)
             else:
@@ -86,13 +94,17 @@ class IndexUpdates:
         new_rows = [i for i, a in enumerate(ids) if a not in s.live]
         old_rows = np.asarray([i for i, a in enumerate(ids) if a in s.live], dtype=np.int64)
 
-        # changed vectors: compare against what hnswlib stores, in chunks
+        # changed vectors: compare against what is stored, in chunks (a two-stage index stores
+        # float16 rows: the new vector is rounded the same way before comparing)
         changed_rows: list[np.ndarray] = []
         for start in range(0, len(old_rows), 50_000):
             rows = old_rows[start : start + 50_000]
-            labs = [s.live[ids[i]] for i in rows]
-            stored = np.asarray(index.get_items(labs), dtype=np.float32)
-            diff = np.abs(stored - x[rows]).max(axis=1)
+            labs = np.asarray([s.live[ids[i]] for i in rows], dtype=np.int64)
+            if s.full is None:
+                stored, new = np.asarray(index.get_items(labs), dtype=np.float32), x[rows]
+            else:
+                stored, new = s.full[labs].astype(np.float32), half_rows(x[rows]).astype(np.float32)
+            diff = np.abs(stored - new).max(axis=1) if len(rows) else np.zeros(0, np.float32)
             changed_rows.append(rows[diff > atol])
         changed = np.concatenate(changed_rows) if changed_rows else np.empty(0, np.int64)
 
@@ -103,7 +115,10 @@ class IndexUpdates:
 
         if len(changed):
             labs = np.asarray([s.live[ids[i]] for i in changed], dtype=np.int64)
-            index.add_items(x[changed], labs, num_threads=self.config.threads)
+            if s.full is not None:
+                s.full = writable(s.full)
+                s.full[labs] = half_rows(x[changed])
+            index.add_items(s.searched(x[changed]), labs, num_threads=self.config.threads)
 
         if new_rows:
             # slots of deleted items still in hnswlib get recycled by replace_deleted=True
@@ -117,8 +132,11 @@ class IndexUpdates:
             new_ids[:] = [ids[i] for i in new_rows]
             s.label_ids = np.concatenate([s.label_ids, new_ids])
             s.deleted = np.concatenate([s.deleted, np.zeros(len(new_rows), dtype=bool)])
+            if s.full is not None:
+                s.full = with_rows(s.full, len(s.label_ids))
+                s.full[labs] = half_rows(x[np.asarray(new_rows)])
             index.add_items(
-                x[np.asarray(new_rows)], labs, num_threads=self.config.threads,
+                s.searched(x[np.asarray(new_rows)]), labs, num_threads=self.config.threads,
                 replace_deleted=True,
             )
             for a, lab in zip(new_ids, labs, strict=True):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -25,19 +26,27 @@ if TYPE_CHECKING:
 
 ANN_INDEX_KEY = "indexes/ann_index"
 ANN_INDEX_FILE, ANN_ID_MAP_FILE, ANN_BUILD_INFO_FILE = "index.bin", "id_map.parquet", "build_info.json"
+# a two-stage index (`core.ann.reduction`) also has these: the full vectors as float16 rows by
+# label (memory-mapped when read) and the projection hnswlib's vectors went through
+ANN_FULL_VECTORS_FILE, ANN_PROJECTION_FILE = "full_vectors.f16.npy", "projection.npy"
 
 
 def write_ann_index(index: AnnIndex, directory: str | os.PathLike[str]) -> Path:
-    """Write index.bin, id_map.parquet, build_info.json into `directory` atomically: everything
-    goes to a temporary sibling directory that is then renamed into place (an existing directory
-    is moved aside first and removed after the swap)."""
+    """Write index.bin, id_map.parquet, build_info.json (and, for a two-stage index,
+    full_vectors.f16.npy and projection.npy) into `directory` atomically: everything goes to a
+    temporary sibling directory that is then renamed into place (an existing directory is moved
+    aside first and removed after the swap)."""
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        with index.parts() as (hnsw, id_map, info):
+        with index.parts() as (hnsw, id_map, info, arrays):
             hnsw.save_index(str(tmp / ANN_INDEX_FILE))
             id_map.write_parquet(tmp / ANN_ID_MAP_FILE)
+            if arrays:
+                np.save(tmp / ANN_FULL_VECTORS_FILE, arrays["full"], allow_pickle=False)
+                np.save(tmp / ANN_PROJECTION_FILE, arrays["projection"], allow_pickle=False)
+                info["full_vectors_file_bytes"] = (tmp / ANN_FULL_VECTORS_FILE).stat().st_size
             info["index_file_bytes"] = (tmp / ANN_INDEX_FILE).stat().st_size
             (tmp / ANN_BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
         for f in tmp.iterdir():
@@ -58,17 +67,23 @@ def write_ann_index(index: AnnIndex, directory: str | os.PathLike[str]) -> Path:
 
 def read_ann_index(directory: str | os.PathLike[str], config: AnnConfig | None = None) -> AnnIndex:
     """An index written by `write_ann_index`. `config` overrides query-time settings (ef,
-    num_threads); build parameters come from build_info.json."""
+    num_threads, oversample); build parameters come from build_info.json. A two-stage index's
+    full vectors are memory-mapped (copy-on-write: an update changes the copy in memory, never
+    the file), so only the rows queries re-rank are read."""
     import hnswlib
 
     from artsim_pipeline.core.ann import AnnIndex
 
     d = Path(directory)
     info = json.loads((d / ANN_BUILD_INFO_FILE).read_text(encoding="utf-8"))
-    hnsw = hnswlib.Index(space=AnnIndex.stored_config(info).space, dim=int(info["dim"]))
+    hnsw = hnswlib.Index(space=AnnIndex.stored_config(info).space, dim=int(info.get("search_dim", info["dim"])))
     hnsw.load_index(str(d / ANN_INDEX_FILE), max_elements=int(info.get("max_elements", 0)), allow_replace_deleted=True)
+    arrays = {}
+    if (d / ANN_FULL_VECTORS_FILE).exists():
+        arrays = {"full": np.load(d / ANN_FULL_VECTORS_FILE, mmap_mode="c", allow_pickle=False),
+                  "projection": np.load(d / ANN_PROJECTION_FILE, allow_pickle=False)}
     try:
-        return AnnIndex.from_parts(hnsw, pl.read_parquet(d / ANN_ID_MAP_FILE), info, config)
+        return AnnIndex.from_parts(hnsw, pl.read_parquet(d / ANN_ID_MAP_FILE), info, config, arrays)
     except ValueError as exc:
         raise ValueError(f"{d}: {exc}") from exc
 
