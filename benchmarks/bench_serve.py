@@ -1,25 +1,30 @@
-"""Benchmark: `artsim serve` in bounded memory (#18 item 5), against the former serving path.
+"""Benchmark: `artsim serve` in bounded memory (#18 item 5): the two-stage `ann_index` (hnswlib
+over projected vectors, float16 full vectors re-ranking) against the full-dimensional index.
 
 Builds a synthetic collection of N works directly in storage (no pipeline run): the bundled
 sample's real API records (every API source), normalised as `artworks` holds them and replicated
 under new ids (``<source>:s<i>``) to N rows, one Parquet partition per museum; clustered unit
-vectors of `--dim` dimensions as `artwork_vectors`; and the hnswlib `ann_index` over them. Then
-it starts, one after the other, two servers over that home, each in its own process:
+vectors of `--dim` dimensions (default 1,280: the default model's) as `artwork_vectors`; and two
+`ann_index`es over them, each in a home of its own that shares the tables:
 
-- ``old``: the former path: `/api/similar` calls `core.search.similar` with the whole
-  `artwork_vectors` and `artworks` tables as frames (what `SimilarityService.similar` did before:
-  both tables held in memory, each scanned per request); its `/work` page holds what the former
-  page held (a dict of every artworks row, the search catalogue), without the template;
-- ``new``: `artsim serve` itself (the web app as shipped): the query vector from the index, the
-  k result rows read by id from memory-mapped serving copies. Started twice: the first start
-  writes the serving copies, the restart finds them.
+- ``full``: hnswlib holds the full vectors (`search_dim` 0: the index as it was before);
+- ``two-stage``: hnswlib over the vectors projected to `--search-dim` dimensions, `oversample` x k
+  candidates re-ranked with the full vectors, float16 and memory-mapped (`core.ann.reduction`).
 
-For each it prints the peak RSS of the server process (VmHWM) after the `/api/similar` requests
-and after one `/work` page, the first request (loading), and `/api/similar` p50/p95 over loopback for the same ids, as ratios new/old; it checks the
-answers are the same (ids, scores within 1e-3), and prints the sizes on disk.
+It prints each index's build time, files and recall@10 against exact search (1,000 queries),
+then starts `artsim serve` (the web app as shipped) over each home in its own process, twice:
+the first start writes the serving copies, the restart finds them. With ``--old-path`` it also
+starts the former serving path first (``old``: `/api/similar` calls `core.search.similar` with
+the whole `artwork_vectors` and `artworks` tables as frames; its `/work` page holds what the
+former page held: a dict of every artworks row, the search catalogue).
+
+For each server it prints the peak RSS (VmHWM) after the `/api/similar` requests and after one
+`/work` page, the first request (loading), and `/api/similar` p50/p95 over loopback for the same
+ids, as ratios to the first baseline; how many answers have the same ids as the baseline's and
+the largest score difference; and the sizes on disk.
 
     .venv/bin/python benchmarks/bench_serve.py --works 470000
-    .venv/bin/python benchmarks/bench_serve.py --works 50000 --dim 256
+    .venv/bin/python benchmarks/bench_serve.py --works 470000 --dim 64 --old-path --variants full
 """
 
 from __future__ import annotations
@@ -46,9 +51,13 @@ sys.path.insert(0, str(REPO))
 from benchmarks.bench_search import loadavg, sample_artworks  # noqa: E402 - the same real rows to replicate
 
 
-def build_home(home: Path, n: int, dim: int, threads: int) -> dict:
-    """artworks (per museum), artwork_vectors and ann_index of n works under `home`."""
-    from artsim_pipeline.core.ann import AnnConfig, build_index, synthetic_clustered_vectors
+VARIANTS = ("full", "two-stage")
+
+
+def build_home(home: Path, n: int, dim: int, threads: int, variants: dict[str, int]) -> dict:
+    """artworks (per museum) and artwork_vectors of n works under `home/storage`, and for each
+    variant (name -> search_dim) a home `home/<name>` sharing them, with its ann_index."""
+    from artsim_pipeline.core.ann import AnnConfig, build_index, recall_vs_exact, synthetic_clustered_vectors
     from artsim_pipeline.resources.artefacts import write_ann_index
 
     sample = sample_artworks()
@@ -65,9 +74,20 @@ def build_home(home: Path, n: int, dim: int, threads: int) -> dict:
     pl.DataFrame({"artwork_id": ids, "vector": pl.Series(vectors).cast(pl.List(pl.Float32)),
                   "vector_source": ["trained"] * n}).write_parquet(home / "storage" / "artwork_vectors.parquet")
     tables_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    write_ann_index(build_index(ids, vectors, AnnConfig(num_threads=threads)), home / "indexes" / "ann_index")
-    return {"sample_rows": sample.height, "tables_s": tables_s, "index_s": time.perf_counter() - t0, "ids": ids}
+    indexes = {}
+    for name, search_dim in variants.items():
+        t0 = time.perf_counter()
+        index = build_index(ids, vectors, AnnConfig(num_threads=threads, search_dim=search_dim))
+        (home / name).mkdir()
+        (home / name / "storage").symlink_to(home / "storage")
+        write_ann_index(index, home / name / "indexes" / "ann_index")
+        seconds = time.perf_counter() - t0
+        recall = recall_vs_exact(index, ids, vectors, sample=1000, k=10)
+        indexes[name] = {"search_dim": index.search_dim, "build_s": seconds, "recall_at_10": recall}
+        print(f"index {name}: hnswlib over {index.search_dim} of {dim} dimensions, built and written in {seconds:.1f} s, "
+              f"recall@10 against exact search {recall:.4f} (load {loadavg()})", flush=True)
+        del index
+    return {"sample_rows": sample.height, "tables_s": tables_s, "indexes": indexes, "ids": ids}
 
 
 # -- the servers ---------------------------------------------------------------------------------------
@@ -120,10 +140,13 @@ def free_port() -> int:
 
 
 def start(kind: str, home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """The `old` path's server, or `artsim serve` over the home of variant `kind`."""
     port = free_port()
+    if kind != "old":
+        home = home / kind
     env = dict(os.environ, ARTSIM_HOME=str(home), NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
     if kind == "old":
-        cmd = [sys.executable, __file__, "_old_server", str(home), str(port)]
+        cmd = [sys.executable, __file__, "_old_server", str(home / "full"), str(port)]
     else:  # `artsim serve`, as the console script runs it
         cmd = [sys.executable, "-c", "import sys; from artsim_pipeline.cli import main; sys.exit(main())",
                "serve", "--port", str(port)]
@@ -187,15 +210,16 @@ def measure(kind: str, home: Path, log: Path, paths: list[str], rounds: int) -> 
             "requests": len(ms), "answers": answers}
 
 
-def same_answers(a: dict, b: dict, tolerance: float = 1e-3) -> bool:
+def compare_answers(a: dict, b: dict) -> dict:
+    """How many of `b`'s answers list the same works as `a`'s, in the same order (with the same
+    rows apart from the score), and the largest score difference among those."""
+    same, score_diff = 0, 0.0
     for path, left in a.items():
         right = b[path]
-        if [r["artwork_id"] for r in left] != [r["artwork_id"] for r in right]:
-            return False
-        for x, y in zip(left, right):
-            if abs(x["score"] - y["score"]) > tolerance or {**x, "score": 0} != {**y, "score": 0}:
-                return False
-    return True
+        if [{**x, "score": 0} for x in left] == [{**y, "score": 0} for y in right]:
+            same += 1
+            score_diff = max([score_diff] + [abs(x["score"] - y["score"]) for x, y in zip(left, right)])
+    return {"same_lists": same, "lists": len(a), "max_score_diff": score_diff}
 
 
 def size_mb(path: Path) -> float:
@@ -206,7 +230,10 @@ def size_mb(path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--works", type=int, default=470_000)
-    parser.add_argument("--dim", type=int, default=64, help="vector dimensions (small: the index, not the vectors, is measured)")
+    parser.add_argument("--dim", type=int, default=1280, help="vector dimensions (1,280: the default model's)")
+    parser.add_argument("--search-dim", type=int, default=128, help="dimensions hnswlib searches in the two-stage index")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"indexes to build and serve, of {VARIANTS}")
+    parser.add_argument("--old-path", action="store_true", help="also serve the former path (whole tables in memory) over the full index")
     parser.add_argument("--queries", type=int, default=200, help="distinct ids asked for")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--k", type=int, default=10)
@@ -217,24 +244,33 @@ def main() -> None:
     print(f"load average at the start: {loadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         home = Path(args.home) if args.home else Path(tmp) / "home"
-        if (home / "bench.json").exists() and json.loads((home / "bench.json").read_text())["works"] == args.works:
+        names = [v for v in args.variants.split(",") if v]
+        if unknown := set(names) - set(VARIANTS):
+            raise SystemExit(f"unknown variants {sorted(unknown)}: choose from {VARIANTS}")
+        if args.old_path and "full" not in names:
+            names.insert(0, "full")  # the old path serves the full index
+        variants = {name: (0 if name == "full" else args.search_dim) for name in names}
+        wanted = {"works": args.works, "dim": args.dim, "variants": variants}
+        if (home / "bench.json").exists() and {k: v for k, v in json.loads((home / "bench.json").read_text()).items() if k in wanted} == wanted:
             built = json.loads((home / "bench.json").read_text())
             built["ids"] = pl.read_parquet(home / "storage" / "artwork_vectors.parquet", columns=["artwork_id"])["artwork_id"].to_list()
-            shutil.rmtree(home / "cache", ignore_errors=True)  # the first start writes the serving copies
+            for name in names:  # the first start writes the serving copies
+                shutil.rmtree(home / name / "cache", ignore_errors=True)
         else:
             shutil.rmtree(home, ignore_errors=True)
-            built = build_home(home, args.works, args.dim, args.threads)
-            (home / "bench.json").write_text(json.dumps({k: v for k, v in built.items() if k != "ids"} | {"works": args.works}))
+            built = build_home(home, args.works, args.dim, args.threads, variants)
+            (home / "bench.json").write_text(json.dumps({k: v for k, v in built.items() if k != "ids"} | wanted))
         ids = built.pop("ids")
-        built.pop("works", None)
         print(f"{args.works:,} works ({built['sample_rows']} real records replicated), {args.dim}-d vectors: "
-              f"tables {built['tables_s']:.1f} s, hnswlib {built['index_s']:.1f} s (load {loadavg()})", flush=True)
+              f"tables {built['tables_s']:.1f} s (load {loadavg()})", flush=True)
         rng = np.random.default_rng(0)
         paths = [f"/api/similar/{a}?k={args.k}" for a in rng.choice(ids, size=min(args.queries, len(ids)), replace=False)]
         del ids
         log = Path(tmp) / "servers.log"
         runs = {}
-        for kind, label in (("old", "old path"), ("new", "artsim serve, first start"), ("new", "artsim serve, restart")):
+        servers = [("old", "old path")] if args.old_path else []
+        servers += [(name, f"{name}, {start}") for name in names for start in ("first start", "restart")]
+        for kind, label in servers:
             runs[label] = measure(kind, home, log, paths, args.rounds)
             r = runs[label]
             print(f"{label:<26} peak RSS {r['peak_rss_mb']:7.0f} MB  first request {r['first_request_s']:6.2f} s  "
@@ -242,20 +278,30 @@ def main() -> None:
                   f"{'':<26} then RSS {r['rss_mb']:.0f} MB: anonymous {r['rss_anon_mb']:.0f}, mapped files {r['rss_file_mb']:.0f}"
                   + f"; peak after one /work page {r['peak_after_work_page_mb']:.0f} MB",
                   flush=True)
-        old = runs["old path"]
-        identical = all(same_answers(old["answers"], r["answers"]) for r in runs.values())
-        print(f"answers identical to the old path (ids, scores within 1e-3): {'yes' if identical else 'NO'}")
+        base_label = list(runs)[0]
+        base = runs[base_label]
+        agreement = {}
         for label in list(runs)[1:]:
             r = runs[label]
-            print(f"{label}: peak RSS {r['peak_rss_mb'] / old['peak_rss_mb']:.2f}x the old path, "
-                  f"p50 {r['p50_ms'] / old['p50_ms']:.2f}x, p95 {r['p95_ms'] / old['p95_ms']:.2f}x; "
-                  f"peak RSS after one /work page {r['peak_after_work_page_mb'] / old['peak_after_work_page_mb']:.2f}x")
-        sizes = {"artworks": size_mb(home / "storage" / "artworks"), "artwork_vectors": size_mb(home / "storage" / "artwork_vectors.parquet"),
-                 "ann_index": size_mb(home / "indexes" / "ann_index"), "serving copies": size_mb(home / "cache" / "serving")}
-        print("on disk: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in sizes.items()))
+            agreement[label] = compare_answers(base["answers"], r["answers"])
+            a = agreement[label]
+            print(f"{label}: peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x {base_label}, "
+                  f"p50 {r['p50_ms'] / base['p50_ms']:.2f}x, p95 {r['p95_ms'] / base['p95_ms']:.2f}x; "
+                  f"peak RSS after one /work page {r['peak_after_work_page_mb'] / base['peak_after_work_page_mb']:.2f}x; "
+                  f"answers the same as {base_label}'s: {a['same_lists']} of {a['lists']} (largest score difference "
+                  f"{a['max_score_diff']:.1e})")
+        sizes = {"artworks": size_mb(home / "storage" / "artworks"), "artwork_vectors": size_mb(home / "storage" / "artwork_vectors.parquet")}
+        for name in names:
+            index_dir = home / name / "indexes" / "ann_index"
+            sizes[f"ann_index {name}"] = size_mb(index_dir)
+            for part in sorted(index_dir.iterdir()):
+                if part.stat().st_size > 2**20:
+                    sizes[f"  {name} {part.name}"] = size_mb(part)
+            sizes[f"serving copies {name}"] = size_mb(home / name / "cache" / "serving")
+        print("on disk: " + ", ".join(f"{what} {mb:.0f} MB" for what, mb in sizes.items()))
         print(f"load average at the end: {loadavg()}")
         if args.json:
-            out = {"works": args.works, "dim": args.dim, **built, "sizes_mb": sizes, "identical": identical,
+            out = {"works": args.works, "dim": args.dim, **built, "sizes_mb": sizes, "agreement": agreement,
                    "runs": {label: {k: v for k, v in r.items() if k != "answers"} for label, r in runs.items()}}
             Path(args.json).write_text(json.dumps(out, indent=2))
 

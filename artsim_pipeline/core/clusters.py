@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from artsim_pipeline.core.features import as_matrix
+from artsim_pipeline.core.features import as_matrix, combined_fingerprint, frame_fingerprint
 from artsim_pipeline.core.incremental import FULL, MAX_INCREMENTAL_FRACTION, Plan, fingerprints, plan_update
 from artsim_pipeline.core.names import normalise_artist
 from artsim_pipeline.core.vectors import l2_normalise
@@ -162,15 +162,17 @@ def _top(values: list[Any], top: int) -> list[str]:
     return [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
 
 
-def _top_makers(artist_lists: list[Any], top: int) -> list[str]:
+def _top_makers(artist_lists: list[Any], top: int, keys: dict[str, str | None] | None = None) -> list[str]:
     """Most frequent identifiable makers (by :func:`normalise_artist` key, counted once per
-    work), each shown under its most frequent spelling."""
+    work), each shown under its most frequent spelling. ``keys`` caches the key of each name
+    across calls (a maker's name recurs in many works)."""
+    keys = {} if keys is None else keys
     works_per_key: Counter[str] = Counter()
     spellings: dict[str, Counter[str]] = {}
     for names in artist_lists:
         seen = set()
         for name in names or []:
-            key = normalise_artist(name)
+            key = keys[name] if name in keys else keys.setdefault(name, normalise_artist(name))
             if key is None:
                 continue
             spellings.setdefault(key, Counter())[name.strip()] += 1
@@ -240,6 +242,7 @@ def summarise_clusters(
         pl.col("source").fill_null(pl.col("artwork_id").str.split(":").list.first())
     )
     rows = []
+    maker_keys: dict[str, str | None] = {}
     for (cluster,), part in joined.sort(["cluster", "distance", "artwork_id"]).group_by(
         "cluster", maintain_order=True
     ):
@@ -252,7 +255,7 @@ def summarise_clusters(
             {
                 "cluster": cluster,
                 "size": part.height,
-                "top_makers": _top_makers(part["artists"].to_list(), top),
+                "top_makers": _top_makers(part["artists"].to_list(), top, maker_keys),
                 "top_departments": _top(part["department"].to_list(), top),
                 "top_cultures": _top(part["culture"].to_list(), top),
                 "top_classifications": _top(part["classification"].to_list(), top),
@@ -265,6 +268,30 @@ def summarise_clusters(
             }
         )
     return pl.DataFrame(rows, schema=SUMMARY_SCHEMA).sort("cluster")
+
+
+# what summarise_clusters reads of an artwork besides its title
+SUMMARY_FIELDS = ("artwork_id", "artists", "department", "culture", "classification", "source", "date_begin", "date_end")
+
+
+def summary_inputs_key(labels_df: pl.DataFrame, artworks: pl.DataFrame, top: int = 3, n_representatives: int = 3) -> str:
+    """A fingerprint of everything :func:`summarise_clusters` reads except titles: the labels,
+    the other fields of :data:`SUMMARY_FIELDS` and the settings. Equal keys: the summaries
+    differ at most in ``representative_titles`` (see :func:`with_current_titles`)."""
+    present = [c for c in SUMMARY_FIELDS if c in artworks.columns]
+    label_columns = [c for c in ("artwork_id", "cluster", "distance") if c in labels_df.columns]
+    return combined_fingerprint(frame_fingerprint(labels_df.select(label_columns)), frame_fingerprint(artworks.select(present)),
+                                ",".join(present), ",".join(label_columns), f"{top}:{n_representatives}")
+
+
+def with_current_titles(summary: pl.DataFrame, artworks: pl.DataFrame) -> pl.DataFrame:
+    """``summary`` (of :func:`summarise_clusters`) with ``representative_titles`` read again from
+    ``artworks``: what :func:`summarise_clusters` gives when nothing but titles changed."""
+    wanted = {a for ids in summary["representative_ids"].to_list() for a in ids}
+    titles = artworks.select("artwork_id", _column(artworks, "title", pl.String())).unique("artwork_id", keep="first")
+    lookup = dict(titles.filter(pl.col("artwork_id").is_in(list(wanted))).iter_rows())
+    fresh = [[lookup.get(a) or "" for a in ids] for ids in summary["representative_ids"].to_list()]
+    return summary.with_columns(pl.Series("representative_titles", fresh, dtype=pl.List(pl.String())))
 
 
 # -- incremental updates ----------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from artsim_pipeline.core.clusters import cluster_vectors, default_n_clusters, summarise_clusters
+from artsim_pipeline.core.clusters import (cluster_vectors, default_n_clusters, summarise_clusters, summary_inputs_key,
+                                           with_current_titles)
 
 
 def _blobs(seed: int = 0):
@@ -177,3 +178,27 @@ def test_clusters_are_fitted_again_when_forced_changed_or_drifted():
     ids_far = ids[:150] + [f"smk:{i}" for i in range(25)]
     _, plan = update_clusters(ids_far, np.vstack([x[:150], far]), first, n_clusters=4, max_incremental_fraction=0.5)
     assert plan.mode == "full" and "farther from their centroid" in plan.reason
+
+
+def test_a_retitle_keeps_the_summary_key_and_only_the_titles_are_read_again():
+    ids, vectors, artworks, _ = _blobs()
+    labels = cluster_vectors(ids, vectors, n_clusters=3, seed=0)
+    summary = summarise_clusters(labels, artworks)
+    key = summary_inputs_key(labels, artworks)
+    # retitle every representative of every cluster (and one other work)
+    reps = {a for ids_ in summary["representative_ids"].to_list() for a in ids_}
+    retitled = artworks.with_columns(pl.when(pl.col("artwork_id").is_in(list(reps)) | (pl.col("artwork_id") == "met:9003"))
+                                     .then(pl.col("title") + " (retitled)").otherwise(pl.col("title")).alias("title"))
+    assert summary_inputs_key(labels, retitled) == key
+    refreshed = with_current_titles(summary, retitled)
+    assert refreshed.equals(summarise_clusters(labels, retitled))
+    assert all(t.endswith("(retitled)") for titles in refreshed["representative_titles"].to_list() for t in titles)
+    # a work without a title, or not in artworks at all, shows "" as in a full summary
+    untitled = retitled.with_columns(pl.when(pl.col("artwork_id").is_in(list(reps)[:1])).then(None).otherwise(pl.col("title")).alias("title"))
+    assert with_current_titles(summary, untitled).equals(summarise_clusters(labels, untitled))
+    # anything else the summary counts, or other labels, changes the key
+    assert summary_inputs_key(labels, artworks.with_columns(pl.lit("Paintings").alias("department"))) != key
+    assert summary_inputs_key(labels, artworks.with_columns(pl.col("date_end") + 1)) != key
+    assert summary_inputs_key(labels, artworks.with_columns(pl.lit(["Someone"]).alias("artists"))) != key
+    moved = labels.with_columns(pl.when(pl.col("artwork_id") == ids[0]).then(pl.col("distance") + 1).otherwise(pl.col("distance")))
+    assert summary_inputs_key(moved, artworks) != key

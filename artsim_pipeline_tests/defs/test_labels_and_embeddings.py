@@ -41,7 +41,7 @@ def test_weak_pairs_from_the_sample_pass_every_check_and_follow_config(artsim_ho
     store, res = resources(artsim_home)
     for source in ("met", "smk"):
         store.write_table(sample_artworks.filter(pl.col("source") == source), "artworks", source)
-    result = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res)
+    result = materialize(graph_assets(), selection=[AssetKey("pair_mining_fields"), AssetKey("weak_pairs")], resources=res)
     assert result.success
     assert all(c.passed for c in result.get_asset_check_evaluations())
     pairs = store.read_table("weak_pairs")
@@ -52,7 +52,7 @@ def test_weak_pairs_from_the_sample_pass_every_check_and_follow_config(artsim_ho
     assert set(pairs["artwork_id_a"]).issubset(ids) and set(pairs["artwork_id_b"]).issubset(ids)
     # config reaches the miner: no tag rule, twice the negatives
     config = {"ops": {"weak_pairs": {"config": {"shared_tags_weight": 0.0, "negatives_per_positive": 2.0}}}}
-    again = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res, run_config=config)
+    again = materialize(graph_assets(), selection=[AssetKey("pair_mining_fields"), AssetKey("weak_pairs")], resources=res, run_config=config)
     pairs2 = store.read_table("weak_pairs")
     assert again.success and "shared_tags" not in set(pairs2["rule"])
     assert 1.6 < (pairs2["label"] == 0).sum() / (pairs2["label"] == 1).sum() < 2.4
@@ -151,7 +151,7 @@ def test_curator_picks_become_high_weight_pairs_in_the_anchor_split(artsim_home,
     store, res = resources(artsim_home)
     for source in ("met", "smk"):
         store.write_table(sample_artworks.filter(pl.col("source") == source), "artworks", source)
-    assert materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res).success
+    assert materialize(graph_assets(), selection=[AssetKey("pair_mining_fields"), AssetKey("weak_pairs")], resources=res).success
     mined = store.read_table("weak_pairs")
     same = mined.filter(pl.col("label") == 0).head(2)  # two works the miner calls dissimilar, same split
     cross = (mined.filter(pl.col("split") == "train").row(0, named=True), mined.filter(pl.col("split") == "test").row(0, named=True))
@@ -166,7 +166,7 @@ def test_curator_picks_become_high_weight_pairs_in_the_anchor_split(artsim_home,
     assert isinstance(sensor, RunRequest) and context.cursor == "2"
     assert isinstance(pairs_from_new_judgments(build_sensor_context(cursor="2", resources={"storage": res["storage"]})), SkipReason)
 
-    result = materialize(graph_assets(), selection=[AssetKey("weak_pairs")], resources=res)
+    result = materialize(graph_assets(), selection=[AssetKey("pair_mining_fields"), AssetKey("weak_pairs")], resources=res)
     assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
     meta = metadata(result, "weak_pairs")
     assert (meta["curator_pairs"], meta["curator_picks_not_usable"]) == (1, 1)

@@ -347,6 +347,16 @@ def test_ann_index_adds_and_deletes_without_rebuild_and_rebuilds_for_a_new_model
     materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance)
     assert latest_metadata(instance, "ann_index")["rebuilt"] is True
     store.write_table(vectors, "artwork_vectors")
+    # a search_dim below the vectors' (the tests' model is smaller than the default 128) rebuilds
+    # it two-stage; the recall check still passes; the default config rebuilds it back
+    dim = latest_metadata(instance, "ann_index")["dim"]
+    two_stage = {"ops": {"ann_index": {"config": {"search_dim": dim // 2}}}}
+    result = materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance, run_config=two_stage)
+    meta = latest_metadata(instance, "ann_index")
+    assert result.success and meta["rebuilt"] is True and meta["search_dim"] == dim // 2 and meta["recall_at_10"] >= 0.98
+    assert (home / "indexes" / "ann_index" / "full_vectors.f16.npy").is_file()
+    materialize(assets, selection=[AssetKey("ann_index")], resources=resources, instance=instance)
+    assert latest_metadata(instance, "ann_index")["search_dim"] == dim
 
 
 def test_held_out_curator_judgments_are_scored_by_mean_rank(pipeline):

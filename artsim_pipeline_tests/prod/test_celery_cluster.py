@@ -199,7 +199,7 @@ def test_celery_workers_sharing_no_directory_materialise_the_embedding_chunks_an
                     result = materialize(list(defs.assets), selection=[AssetKey(k) for k in UPSTREAM], partition_key=source,
                                          resources=resources, instance=instance)
                     assert result.success, source
-                assert materialize(list(defs.assets), selection=[AssetKey("weak_pairs")], resources=resources,
+                assert materialize(list(defs.assets), selection=[AssetKey("pair_mining_fields"), AssetKey("weak_pairs")], resources=resources,
                                    instance=instance).success
                 timings["ingest in-process"] = time.monotonic() - started
 

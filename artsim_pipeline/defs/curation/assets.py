@@ -34,17 +34,26 @@ def clusters(context: AssetExecutionContext, config: ClustersConfig, artwork_vec
     """Cluster membership of every artwork (artwork_id, cluster, distance to the centroid), with a
     summary per cluster in the metadata: size, top makers, departments, cultures, date span and
     representative works. The metadata says whether the run fitted again (`full`) or assigned only
-    new and changed works (`incremental`), and why."""
-    from artsim_pipeline.core.clusters import LABELS_SCHEMA, summarise_clusters, update_clusters
+    new and changed works (`incremental`), and why. The summary is made again only when the
+    labels or the metadata it counts changed; a retitled work only refreshes the titles."""
+    from artsim_pipeline.core.clusters import (LABELS_SCHEMA, summarise_clusters, summary_inputs_key, update_clusters,
+                                               with_current_titles)
 
     ids, vectors = vectors_matrix(artwork_vectors)
     state, plan = update_clusters(
         ids, vectors, artefacts.load_cluster_state(storage), n_clusters=config.n_clusters, seed=config.seed,
         force_full=config.full_recluster, max_incremental_fraction=config.max_incremental_fraction,
         max_distance_ratio=config.max_distance_ratio)
-    artefacts.save_cluster_state(storage, state)
+    if plan.full or plan.fresh or plan.removed:  # otherwise the stored state is this one
+        artefacts.save_cluster_state(storage, state)
     labels = state.labels.select(list(LABELS_SCHEMA))
-    summary = summarise_clusters(labels, artworks)
+    summary_key = summary_inputs_key(labels, artworks)
+    stored_summary = artefacts.stored_cluster_summary(storage, summary_key)
+    if stored_summary is not None:
+        summary = with_current_titles(stored_summary, artworks)
+    else:
+        summary = summarise_clusters(labels, artworks)
+        artefacts.save_cluster_summary(storage, summary, summary_key)
     context.log.info("clusters: %s run (%s)", plan.mode, plan.reason)
     return Output(
         labels,
@@ -57,6 +66,7 @@ def clusters(context: AssetExecutionContext, config: ClustersConfig, artwork_vec
             "run_reason": plan.reason,
             "assigned_incrementally": len(plan.fresh),
             "incremental_fraction": round(plan.incremental_fraction, 4),
+            "summary_reused": stored_summary is not None,
             "summary": markdown_table(summary, list(summary.columns), rows=50),
         },
     )

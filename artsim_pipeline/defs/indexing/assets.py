@@ -103,17 +103,25 @@ class NearDuplicatesConfig(Config):
     k: int = 10
 
 
-@asset(group_name="indexing", kinds={"hnswlib", "parquet"}, code_version="1", deps=["ann_index"])
-def near_duplicates(
-    context: AssetExecutionContext,
-    config: NearDuplicatesConfig,
-    artwork_vectors: pl.DataFrame,
-    weak_pairs: pl.DataFrame,
-    artworks: pl.DataFrame,
-    storage: ArtsimStorage,
-) -> Output[pl.DataFrame]:
-    """Pairs of works held by different museums whose vectors are nearly identical (the same
-    print or cast in two collections), with both titles and links."""
+# what near_duplicates' candidate pairs are a function of, besides the inputs' content (change it
+# when the search or the calibration changes, so that stored candidates are not reused)
+CANDIDATES_VERSION = "1"
+
+
+def _candidates_key(config: NearDuplicatesConfig, artwork_vectors: pl.DataFrame, weak_pairs: pl.DataFrame,
+                    index_stamp: str | None) -> str:
+    """The key of everything the candidate pairs depend on: the vectors, the labelled pairs the
+    threshold is calibrated on, the stored index and the settings (no title or link)."""
+    return combined_fingerprint(
+        CANDIDATES_VERSION, frame_fingerprint(artwork_vectors.select("artwork_id", "vector")),
+        frame_fingerprint(weak_pairs.select("artwork_id_a", "artwork_id_b", "label")), str(index_stamp),
+        f"{config.min_threshold!r}:{config.max_false_positive_rate!r}:{config.k}")
+
+
+def _find_candidates(config: NearDuplicatesConfig, artwork_vectors: pl.DataFrame, weak_pairs: pl.DataFrame,
+                     storage: ArtsimStorage) -> tuple[pl.DataFrame, dict]:
+    """Cross-museum pairs above the calibrated threshold (every work queried in the index) and
+    the figures of the calibration."""
     from artsim_pipeline.core.search import calibrate_threshold, near_duplicates as find_near_duplicates
 
     ids, vectors = vectors_matrix(artwork_vectors)
@@ -131,6 +139,31 @@ def near_duplicates(
                                      target_recall=0.5, max_false_positive_rate=config.max_false_positive_rate)
     threshold = max(config.min_threshold, calibrated)
     pairs = find_near_duplicates(index, ids, vectors, threshold, cross_source_only=True, k=config.k)
+    return pairs, {"threshold": float(threshold), "calibrated_threshold": float(calibrated),
+                   "negatives_used_for_calibration": int(negatives.size)}
+
+
+@asset(group_name="indexing", kinds={"hnswlib", "parquet"}, code_version="1", deps=["ann_index"])
+def near_duplicates(
+    context: AssetExecutionContext,
+    config: NearDuplicatesConfig,
+    artwork_vectors: pl.DataFrame,
+    weak_pairs: pl.DataFrame,
+    artworks: pl.DataFrame,
+    storage: ArtsimStorage,
+) -> Output[pl.DataFrame]:
+    """Pairs of works held by different museums whose vectors are nearly identical (the same
+    print or cast in two collections), with both titles and links. The pairs are searched for
+    again only when the vectors, the weak pairs, the index or the settings changed; otherwise
+    (a retitled work) the stored pairs get the current titles and links."""
+    inputs_key = _candidates_key(config, artwork_vectors, weak_pairs, artefacts.ann_index_stamp(storage))
+    stored = artefacts.stored_near_duplicate_candidates(storage, inputs_key)
+    if stored is not None:
+        pairs, found = stored
+    else:
+        pairs, found = _find_candidates(config, artwork_vectors, weak_pairs, storage)
+        artefacts.save_near_duplicate_candidates(storage, pairs, inputs_key, found)
+    context.log.info("near_duplicates: %s", "stored pairs, titles joined again" if stored is not None else "searched the index")
     info = artworks.select("artwork_id", "title", "landing_url")
     table = (
         pairs.join(info.rename({"artwork_id": "artwork_id_a", "title": "title_a", "landing_url": "landing_url_a"}), on="artwork_id_a", how="left")
@@ -142,9 +175,10 @@ def near_duplicates(
         data_version=DataVersion(frame_fingerprint(table)),
         metadata={
             "pairs": table.height,
-            "threshold": round(threshold, 4),
-            "calibrated_threshold": round(float(calibrated), 4),
-            "negatives_used_for_calibration": int(negatives.size),
+            "threshold": round(found["threshold"], 4),
+            "calibrated_threshold": round(found["calibrated_threshold"], 4),
+            "negatives_used_for_calibration": int(found["negatives_used_for_calibration"]),
+            "reused_pairs": stored is not None,
             "preview": markdown_table(table, ["score", "title_a", "source_a", "title_b", "source_b"]),
         },
     )

@@ -72,6 +72,22 @@ def curator_judgments(context) -> ObserveResult:
     return ObserveResult(data_version=DataVersion(version), metadata={"judgments": len(records)})
 
 
+# What the miner reads of an artwork (`core.pairs.works`): no title or text, so a retitled work
+# leaves `weak_pairs`, and the model, the index and the near-duplicates' search, up to date.
+PAIR_MINING_COLUMNS = ("artwork_id", "source", "artists", "date_begin", "date_end", "department", "classification", "culture",
+                       "tags")
+
+
+@asset(group_name="labels", kinds={"polars", "parquet"}, code_version="1")
+def pair_mining_fields(artworks: pl.DataFrame) -> Output[pl.DataFrame]:
+    """Each artwork's fields the weak-pair rules compare: museum, makers, dates, department,
+    classification, culture and tags, sorted by artwork_id. Its data version is its content,
+    so only a change to these fields mines the pairs again."""
+    table = artworks.select([c for c in PAIR_MINING_COLUMNS if c in artworks.columns]).sort("artwork_id")
+    fingerprint = frame_fingerprint(table)
+    return Output(table, data_version=DataVersion(fingerprint), metadata={"rows": table.height, "fingerprint": fingerprint})
+
+
 @asset(
     group_name="labels",
     kinds={"polars", "parquet"},
@@ -79,17 +95,18 @@ def curator_judgments(context) -> ObserveResult:
     deps=[curator_judgments],
     check_specs=[AssetCheckSpec(name, asset="weak_pairs", blocking=True) for name in PAIR_CHECKS],
 )
-def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks: pl.DataFrame, storage: ArtsimStorage):
+def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, pair_mining_fields: pl.DataFrame, storage: ArtsimStorage):
     """Labelled pairs (artwork_id_a, artwork_id_b, label, rule, weight) mined from shared makers,
     culture + classification + period, rare subject tags and cross-museum makers, with easy and
     hard negatives, split train/val/test by maker group so that no maker crosses splits; plus
-    curators' picks from `artsim serve` as high-weight `curator_pick` pairs."""
+    curators' picks from `artsim serve` as high-weight `curator_pick` pairs. Mined from
+    `pair_mining_fields`, not `artworks`: a retitle leaves it up to date."""
     rules = config.rules()
-    mined = mine_pairs(artworks, rules, seed=config.seed)
-    curator, curator_dropped = curator_pairs(storage, mined, set(artworks["artwork_id"].to_list()), config.curator_pick_weight)
+    mined = mine_pairs(pair_mining_fields, rules, seed=config.seed)
+    curator, curator_dropped = curator_pairs(storage, mined, set(pair_mining_fields["artwork_id"].to_list()), config.curator_pick_weight)
     pairs = pl.concat([mined.join(curator.select("artwork_id_a", "artwork_id_b"), on=["artwork_id_a", "artwork_id_b"], how="anti"), curator])
     stats = pair_stats(pairs)
-    preview = preview_pairs(pairs, artworks, n=12)
+    preview = preview_pairs(pairs, pair_mining_fields, n=12).drop("title_a", "title_b")  # no titles here: makers show who is paired
     fingerprint = frame_fingerprint(pairs)
     yield Output(
         pairs,
@@ -113,7 +130,7 @@ def weak_pairs(context: AssetExecutionContext, config: WeakPairsConfig, artworks
         },
     )
     # the miner's own rules are checked on what it mined; curator pairs were checked on the way in
-    results = {name: (passed, details) for name, passed, details in validate_pairs(mined, artworks, rules)}
+    results = {name: (passed, details) for name, passed, details in validate_pairs(mined, pair_mining_fields, rules)}
     for check, members in PAIR_CHECKS.items():
         found = {m: results[m] for m in members if m in results}
         yield AssetCheckResult(

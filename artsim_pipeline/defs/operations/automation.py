@@ -136,7 +136,8 @@ def retrain_on_new_labels(context: SensorEvaluationContext):
 
 
 refresh_pairs_job = define_asset_job(
-    "refresh_weak_pairs", selection=AssetSelection.assets("weak_pairs"), description="Mine the weak pairs again (with new curator picks)."
+    "refresh_weak_pairs", selection=AssetSelection.assets("pair_mining_fields", "weak_pairs"),
+    description="Mine the weak pairs again (with new curator picks), from the current artworks."
 )
 
 

@@ -17,10 +17,12 @@ prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.
 | search index | `indexes/search_index/`: `keyword/` (bm25s + `ids.parquet`), `text/`, `image/` (as the ANN index), `search_info.json` written last | `search_index` |
 | collection map | `maps/collection_map.html` (the single-file page, small collections); `maps/collection_map/`: `manifest.json`, `chunks/<hash>.bin`, `details-<hash>.parquet` (the chunked map), `layout/` (coordinates and vector fingerprints for incremental placement) | `collection_map` |
 | clusters' state | `models/clusters/`: `labels.parquet`, `centroids.npy`, `info.json` (for incremental assignment) | `clusters` |
+| clusters' summary | `models/clusters/summary/`: `table.parquet`, `info.json` (the key of the labels and metadata it summarises; reused when only titles changed) | `clusters` |
+| near-duplicate candidates | `models/near_duplicates/`: `table.parquet` (the pairs before titles are joined), `info.json` (threshold, the key of the vectors, weak pairs, index and settings they came from) | `near_duplicates` |
 | serving copy of `artworks` | `cache/serving/artworks/<source>-<stamp digest>.arrow` (always local: uncompressed Arrow, sorted by `artwork_id`, memory-mapped) | `artsim serve`, `artsim similar` (from the table, when it changed) |
 
 Heavy libraries (hnswlib, torch, bm25s) are imported inside the functions that need them. One module per
-kind of artefact (images, fetch_journal, judgments, indexes, serving, maps); every name is re-exported
+kind of artefact (images, fetch_journal, judgments, indexes, serving, maps, curation); every name is re-exported
 here, so callers write `artefacts.save_head(...)`.
 """
 
@@ -30,3 +32,4 @@ from artsim_pipeline.resources.artefacts.judgments import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.indexes import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.serving import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.maps import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.curation import *  # noqa: F401,F403
