@@ -450,10 +450,12 @@ def test_what_ingestion_finds_is_carried_downstream_in_the_same_run(pipeline):
 
 def test_retitling_one_percent_of_the_met_retrains_nothing(pipeline):
     """Issue #18: the titles (and `metadataDate`) of 1% of the Met records change. The next
-    `artsim materialize` re-normalises the Met, mines the same pairs again, embeds the changed
-    texts and updates the search index in place; the image embeddings, the model, its evaluation,
-    the vectors, the similarity index and the classifiers stay as they are, because nothing they
-    read changed content (data versions, not materialisations, decide)."""
+    `artsim materialize` re-normalises the Met, finds the fields pairs are mined from unchanged,
+    embeds the changed texts and updates the search index in place; the image embeddings, the
+    weak pairs, the model, its evaluation, the vectors, the similarity index and the classifiers
+    stay as they are, because nothing they read changed content (data versions, not
+    materialisations, decide). The near-duplicates and the clusters' summary reuse what they
+    found and show the new titles."""
     from datetime import datetime, timezone
 
     from artsim_pipeline.cli import materialize_all
@@ -473,7 +475,7 @@ def test_retitling_one_percent_of_the_met_retrains_nothing(pipeline):
             return client
 
     _, encoder, instance = pipeline
-    untouched = ("similarity_model", "similarity_evaluation", "artwork_vectors", "ann_index", "department_classifier",
+    untouched = ("weak_pairs", "similarity_model", "similarity_evaluation", "artwork_vectors", "ann_index", "department_classifier",
                  "period_classifier", *(f"image_embeddings[bucket{i}]" for i in range(8)))
 
     def latest(key: str):
@@ -486,7 +488,7 @@ def test_retitling_one_percent_of_the_met_retrains_nothing(pipeline):
     report = materialize_all(["met"], instance=instance, resources={"encoder": encoder, "museum_api": OnePercentRetitled()},
                              run_config=TRAINING)
     recomputed = set(report["recomputed"])
-    assert {"raw_objects[met]", "artworks[met]", "weak_pairs", "training_labels", "text_embeddings", "model_text_features",
+    assert {"raw_objects[met]", "artworks[met]", "pair_mining_fields", "training_labels", "text_embeddings", "model_text_features",
             "search_index"} <= recomputed
     assert not recomputed & set(untouched) and not any(k.startswith("image_embeddings") for k in recomputed)
     assert {key: latest(key) for key in untouched} == before  # no new materialisation event either
@@ -496,3 +498,9 @@ def test_retitling_one_percent_of_the_met_retrains_nothing(pipeline):
     assert latest_metadata(instance, "text_embeddings")["embedded_this_run"] == retitled.height
     text_update = latest_metadata(instance, "search_index")["updates"][TEXT_DIR]
     assert text_update["rebuilt"] is False and text_update["updated"] == retitled.height and text_update["added"] == 0
+    assert {"near_duplicates", "clusters"} <= recomputed
+    assert latest_metadata(instance, "near_duplicates")["reused_pairs"] is True
+    assert latest_metadata(instance, "clusters")["summary_reused"] is True
+    titles = build_defs("sample").load_asset_value("artworks", partition_key="met").select("artwork_id", "title")
+    shown = build_defs("sample").load_asset_value("near_duplicates").select(pl.col("artwork_id_a").alias("artwork_id"), pl.col("title_a"))
+    assert shown.join(titles, on="artwork_id").filter(pl.col("title_a") != pl.col("title")).height == 0
