@@ -131,3 +131,38 @@ def test_artworks_alone_can_be_selected(artsim_home, shared_met_records):
                         selection=[AssetKey("artworks_quarantine")])
     assert alone.success and store.read_table("artworks_quarantine", "met").height == 0
     assert not alone.get_asset_check_evaluations()  # the checks belong to artworks
+
+
+def test_a_run_normalises_only_the_changed_records_and_stores_the_full_passs_tables(artsim_home, shared_met_records):
+    """The second run re-normalises the one edited record and the new one (the rest is reused
+    from the stored tables); what it stores is what normalising everything gives. A run that
+    writes only one table leaves no usable state: the next one normalises everything."""
+    from artsim_pipeline.core.normalise import normalise
+
+    def materialization(result):
+        [event] = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key == AssetKey("artworks")]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    records = [met_ok(r) for r in shared_met_records[:40]] + [FetchResult("7", "ok", raw_json="{")]
+    store = store_raw(artsim_home, "met", records)
+    first, _ = run_artworks(store, "met")
+    assert materialization(first)["normalisation"] == "full"
+
+    edited = dict(shared_met_records[5], title="A title edited by a curator")
+    changed = [*records[:5], met_ok(edited), *records[6:], met_ok(shared_met_records[40])]
+    raw = store_raw(artsim_home, "met", changed).read_table("raw_objects", "met")
+    second, checks = run_artworks(store, "met")
+    meta = materialization(second)
+    assert second.success and checks["nothing_dropped"].passed
+    assert (meta["normalisation"], meta["normalised_records"], meta["reused_records"]) == ("incremental", 2, 40)
+    expected, expected_quarantine = normalise("met", raw, store.read_table("raw_images", "met"))
+    assert store.read_table("artworks", "met").equals(expected)
+    assert store.read_table("artworks_quarantine", "met").drop("quarantined_at").equals(expected_quarantine.drop("quarantined_at"))
+
+    resources = {"io_manager": PolarsParquetIOManager(store=store), "tables": store, "storage": ArtsimStorage(home=store.base_dir),
+                 "museum_api": MuseumApiResource()}
+    store_raw(artsim_home, "met", records)
+    assert materialize([raw_objects, raw_images, artworks], partition_key="met", resources=resources,
+                       selection=[AssetKey("artworks")]).success
+    third, _ = run_artworks(store, "met")
+    assert materialization(third)["normalisation"] == "full"

@@ -27,6 +27,7 @@ from artsim_pipeline.core.exports.makers import parse_makers
 from artsim_pipeline.core.exports.mapping import ExportMapping, FieldRule, escape_url
 from artsim_pipeline.core.exports.text import EXTRA_FIELD_PREFIX, repair_text
 from artsim_pipeline.core.normalise import FAILURE_SCHEMA, STAGE_SCHEMA, normalise_staged
+from artsim_pipeline.core.text import scrub_json_value
 
 __all__ = ["normalise_export", "stage_export"]
 
@@ -69,8 +70,9 @@ def _stage_row(mapping: ExportMapping, source_id: str | None, text: str | None) 
         return None, "invalid_json", "raw_json is empty or null"
     try:
         record = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply for json
         return None, "invalid_json", f"the row does not parse as JSON: {exc}"
+    record, _ = scrub_json_value(record)  # "\udfff" escapes: U+FFFD, as for the APIs' records
     if not isinstance(record, dict):
         return None, "not_an_object", "the row is not a JSON object of column -> value"
     problem = _shape_problem(mapping, record)

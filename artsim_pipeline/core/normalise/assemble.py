@@ -29,7 +29,7 @@ from artsim_pipeline.core.normalise.layout import LIST_COLUMNS, MAKERS_DTYPE, TE
 from artsim_pipeline.core.normalise.quarantine import id_failures, quarantine_frame, resolve_duplicates
 from artsim_pipeline.core.schema import ARTWORKS_SCHEMA, UTC_DATETIME, empty_artworks, empty_quarantine
 
-__all__ = ["normalise_records", "normalise_staged"]
+__all__ = ["normalise_records", "normalise_staged", "ok_rows", "attach_image_hashes"]
 
 _S = pl.String()
 Stager = Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]]
@@ -65,7 +65,7 @@ def normalise_records(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(artworks, quarantine)`` of one source: ``stager``'s staging, else ``src``'s records
     decoded and mapped by its ``stage`` hook; then the shared finishing."""
-    raw = _ok_rows(raw_objects)
+    raw = ok_rows(raw_objects)
     if raw.height == 0:
         return empty_artworks(), empty_quarantine()
     quarantined_at = datetime.now(UTC)
@@ -83,7 +83,7 @@ def normalise_records(
     return artworks, quarantine
 
 
-def _ok_rows(raw_objects: pl.DataFrame) -> pl.DataFrame:
+def ok_rows(raw_objects: pl.DataFrame) -> pl.DataFrame:
     """The ``status == "ok"`` rows with a row index and the columns the rest relies on."""
     cols = raw_objects.columns
     status = pl.col("status") if "status" in cols else pl.lit("ok")
@@ -175,7 +175,7 @@ def _finish(
 
     # --- images, duplicates, final schema ---------------------------------------------
     if raw_images is not None:
-        stage = _attach_image_hashes(stage, raw_images)
+        stage = attach_image_hashes(stage, raw_images)
     stage, duplicates = resolve_duplicates(stage)
     failures.append(duplicates)
     if not stage.get_column("_row").is_sorted():
@@ -184,7 +184,7 @@ def _finish(
     return artworks, failures
 
 
-def _attach_image_hashes(stage: pl.DataFrame, raw_images: pl.DataFrame) -> pl.DataFrame:
+def attach_image_hashes(stage: pl.DataFrame, raw_images: pl.DataFrame) -> pl.DataFrame:
     """``image_sha256`` from ``raw_images``: same source_id and URL, else the last ok image."""
     cols = raw_images.columns
     if not {"source_id", "sha256"} <= set(cols):

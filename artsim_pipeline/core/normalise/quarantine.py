@@ -15,7 +15,11 @@ import polars as pl
 from artsim_pipeline.core.normalise.layout import FAILURE_SCHEMA, RecordSource
 from artsim_pipeline.core.schema import MAX_TEXT_CHARS, QUARANTINE_SCHEMA, UTC_DATETIME, empty_quarantine
 
-__all__ = ["id_failures", "resolve_duplicates", "quarantine_frame"]
+__all__ = ["id_failures", "resolve_duplicates", "is_cross_row_duplicate", "quarantine_frame"]
+
+#: How the reason of a loser of :func:`resolve_duplicates` begins (an export's own per-row
+#: ``duplicate_id`` reads "id ... appears more than once in the export").
+DUPLICATE_REASON_PREFIX = "duplicate "
 
 
 def id_failures(src: RecordSource) -> pl.Expr:
@@ -80,7 +84,7 @@ def resolve_duplicates(stage: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
         "_row",
         rule=pl.lit("duplicate_id"),
         reason=pl.format(
-            "duplicate {}: kept the record with metadata_modified {}; this one has {}{}",
+            DUPLICATE_REASON_PREFIX + "{}: kept the record with metadata_modified {}; this one has {}{}",
             pl.col("artwork_id"),
             pl.col("_kept_mod"),
             pl.col("metadata_modified").cast(pl.String).fill_null("null"),
@@ -89,6 +93,12 @@ def resolve_duplicates(stage: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     )
     kept = ranked.filter(pl.col("_rank") == 0).drop("_rank")
     return kept, losers
+
+
+def is_cross_row_duplicate(rule: pl.Expr, reason: pl.Expr) -> pl.Expr:
+    """True for the quarantine rows :func:`resolve_duplicates` made: the outcome of a record that
+    depends on the other records (which one wins), unlike every other rule."""
+    return (rule == "duplicate_id") & reason.str.starts_with(DUPLICATE_REASON_PREFIX)
 
 
 def quarantine_frame(

@@ -18,10 +18,14 @@ from dagster import (
 from artsim_pipeline import settings
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.normalise import normalise
+from artsim_pipeline.core.normalise.incremental import Stored, normalise_incremental
 from artsim_pipeline.core.sources import is_export
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
+from artsim_pipeline.resources import artefacts
 from artsim_pipeline.resources.museum_api import MuseumApiResource
+from artsim_pipeline.resources.storage import ArtsimStorage
+from artsim_pipeline.resources.tables import TableStore
 
 # The GX outcomes, grouped into the checks a person sees in the UI. Blocking checks stop
 # everything downstream of a broken table; the warnings are reported with counts.
@@ -40,6 +44,14 @@ def _lone_surrogates(raw_objects: pl.DataFrame) -> int:
 
     suspects = raw_objects.filter((pl.col("status") == "ok") & pl.col("raw_json").str.contains(r"\\u[dD][89a-fA-F]"))
     return sum(lone_surrogate_escapes(text) for text in suspects["raw_json"].to_list())
+
+
+def _stored(tables: TableStore, storage: ArtsimStorage, source: str) -> Stored:
+    """The stored tables of ``source`` and the normalisation state written beside them."""
+    state = artefacts.read_normalise_state(storage, source)
+    if state is None:
+        return Stored(None, None, None, None)
+    return Stored(tables.read_table("artworks", source), tables.read_table("artworks_quarantine", source), *state)
 
 
 def check_group(outcome_name: str) -> str:
@@ -78,17 +90,27 @@ def check_group(outcome_name: str) -> str:
         for name, (_, blocking, description) in CHECK_GROUPS.items()
     ],
 )
-def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_images: pl.DataFrame, museum_api: MuseumApiResource):
+def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_images: pl.DataFrame,
+             museum_api: MuseumApiResource, tables: TableStore, storage: ArtsimStorage):
     """Normalise one source's raw records, quarantine what breaks a row rule, then validate
-    the table with great-expectations (offline, ephemeral context). Either table can be
-    materialised alone; the checks run with `artworks`."""
+    the table with great-expectations (offline, ephemeral context). Only records new or changed
+    since the stored tables were made are normalised again, when that gives the same tables
+    (`core/normalise/incremental.py`). Either table can be materialised alone; the checks run
+    with `artworks`."""
     from artsim_pipeline.core.expectations import validate_artworks
 
     selected = context.selected_output_names
     source = context.partition_key
+    both = {"artworks", "artworks_quarantine"} <= set(selected)
     # a collection export is read through its mapping (where its files are depends on the mode)
     export = museum_api.export_mapping(source) if is_export(source) else None
-    table, quarantine = normalise(source, raw_objects, raw_images, export=export)
+    # reuse needs both stored tables to be the ones the state describes: a run that writes only
+    # one of them normalises everything (and the state no longer matches what is stored)
+    result = normalise_incremental(source, raw_objects, raw_images, export=export, normaliser=normalise,
+                                   stored=_stored(tables, storage, source) if both else None)
+    table, quarantine = result.artworks, result.quarantine
+    context.log.info(f"{source}: {result.mode} normalisation ({result.reason}); {result.renormalised} records "
+                     f"normalised, {result.reused} reused")
     raw_ok = raw_objects.filter(pl.col("status") == "ok").height
     text_repairs = _lone_surrogates(raw_objects)
     if text_repairs:
@@ -117,6 +139,9 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
         metadata={
             "rows": table.height,
             "raw_ok": raw_ok,
+            "normalisation": result.mode,
+            "normalised_records": result.renormalised,
+            "reused_records": result.reused,
             "quarantined": quarantine.height,
             "text_repairs": text_repairs,
             "with_image": table.filter(pl.col("image_sha256").is_not_null()).height,
@@ -125,6 +150,8 @@ def artworks(context: AssetExecutionContext, raw_objects: pl.DataFrame, raw_imag
             "preview": markdown_table(table, ["artwork_id", "title", "artists", "date_text", "department", "culture"]),
         },
     )
+    if both:  # both tables are stored by now (each output is written as it is yielded)
+        artefacts.write_normalise_state(storage, source, result.state, result.version)
 
     settings.silence_great_expectations()
     outcomes = validate_artworks(table, source)

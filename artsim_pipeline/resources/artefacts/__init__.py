@@ -10,6 +10,7 @@ prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.
 |---|---|---|
 | images | `images/<sha[:2]>/<sha>.<ext>` (content-addressed) | `raw_images` |
 | fetch cursors | `state/raw_objects/<source>.json` | `raw_objects` |
+| normalisation state | `state/artworks/<source>.parquet`: per ok raw record its key, its table and its row's hash, under the normaliser version (what lets a run re-normalise only changed records) | `artworks` |
 | fetch journal | `checkpoints/raw_objects/<source>.jsonl` (always local: only a crashed run on the same machine resumes from it; emptied once the run's rows are stored) | `raw_objects` |
 | curator judgments | `feedback/judgments.jsonl` (a local journal, `resources/journal.py`); on S3 one object per judgment, `feedback/judgments/<judgment_id>.json`, never overwritten | `artsim serve` |
 | similar-works index | `indexes/ann_index/`: `index.bin` (hnswlib), `id_map.parquet`, `build_info.json`; replaced whole | `ann_index` |
@@ -28,6 +29,7 @@ here, so callers write `artefacts.save_head(...)`.
 
 from artsim_pipeline.resources.artefacts.images import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.fetch_journal import *  # noqa: F401,F403
+from artsim_pipeline.resources.artefacts.normalise_state import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.judgments import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.indexes import *  # noqa: F401,F403
 from artsim_pipeline.resources.artefacts.serving import *  # noqa: F401,F403
