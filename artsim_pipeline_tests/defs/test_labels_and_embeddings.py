@@ -143,6 +143,47 @@ def test_text_embeddings_embed_only_changed_texts(artsim_home, sample_artworks):
     assert (second["embedded_this_run"], second["reused"], second["rows"]) == (1, 15, 16)
 
 
+def test_text_embeddings_build_texts_only_where_their_fields_changed(artsim_home, sample_artworks, monkeypatch):
+    """Texts are built in Python only for works whose text fields changed (any of them, not only
+    the title); the stored text hashes are those of `artwork_text` for every work; with nothing
+    changed no text is built and the model is not loaded."""
+    from artsim_pipeline.core.ml.text import artwork_text
+    from artsim_pipeline.resources import models
+    from artsim_pipeline.resources.clients.base import content_hash
+
+    store, res = resources(artsim_home)
+    subset = sample_artworks.filter(pl.col("source") == "met").head(16)
+    store.write_table(subset, "artworks", "met")
+    assets = graph_assets()
+
+    def run():
+        return metadata(materialize(assets, selection=[AssetKey("text_embeddings")], resources=res), "text_embeddings")
+
+    assert (run()["texts_built"], store.read_table("text_embeddings")["text_key"].null_count()) == (16, 0)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the text model was loaded with no text to embed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(models, "embed_texts", no_model)
+        unchanged = run()
+    assert (unchanged["texts_built"], unchanged["embedded_this_run"], unchanged["reused"]) == (0, 0, 16)
+
+    with_medium = subset["medium"].is_not_null().arg_true()[1]
+    row = pl.int_range(pl.len())
+    changed = subset.with_columns(
+        pl.when(row == 0).then(pl.col("tags").list.concat(pl.lit(["Newly tagged"]))).otherwise(pl.col("tags")).alias("tags"),
+        # only whitespace: another field value, the same text (and vector)
+        pl.when(row == with_medium).then(pl.col("medium") + "  ").otherwise(pl.col("medium")).alias("medium"),
+    )
+    store.write_table(changed, "artworks", "met")
+    third = run()
+    assert (third["texts_built"], third["embedded_this_run"], third["reused"]) == (2, 1, 15)
+    table = store.read_table("text_embeddings")
+    expected = {r["artwork_id"]: content_hash(artwork_text(r)) for r in changed.iter_rows(named=True)}
+    assert dict(zip(table["artwork_id"], table["text_sha256"], strict=True)) == expected
+
+
 def test_curator_picks_become_high_weight_pairs_in_the_anchor_split(artsim_home, sample_artworks):
     from artsim_pipeline.resources.artefacts import record_judgment
     from artsim_pipeline.defs.operations.automation import pairs_from_new_judgments

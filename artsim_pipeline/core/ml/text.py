@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +25,10 @@ TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
 MAX_SEQ_LENGTH = 256
 MAX_TAGS = 25
+#: The ``artworks`` columns :func:`artwork_text` reads: equal values, equal text.
+TEXT_FIELDS = ("title", "artists", "medium", "classification", "object_type", "culture", "tags")
+#: Bump when :func:`artwork_text` changes what it writes (every stored text key is then stale).
+TEXT_FORMAT = "1"
 
 
 @dataclass(frozen=True)
@@ -141,3 +146,14 @@ def artwork_text(row: Mapping[str, Any]) -> str:
     if tags:
         parts.append("Tags: " + ", ".join(tags))
     return ". ".join(parts) + "." if parts else ""
+
+
+def text_field_keys(artworks: pl.DataFrame) -> pl.Series:
+    """Per row, a 64-bit hash of the fields its text is built from (:data:`TEXT_FIELDS`) and of
+    the text format: rows with equal keys have equal texts, so a stored text (and its vector)
+    is reused without building the text again (polars, no Python per row)."""
+    version = f"{TEXT_FORMAT}|polars {pl.__version__}"
+    return artworks.select(
+        *(pl.col(name) if name in artworks.columns else pl.lit(None, dtype=pl.String).alias(name) for name in TEXT_FIELDS),
+        pl.lit(version).alias("_format"),
+    ).hash_rows(seed=0).alias("text_key")

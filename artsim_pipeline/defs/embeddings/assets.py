@@ -130,27 +130,43 @@ def text_embeddings(
     tables: TableStore,
 ) -> Output[pl.DataFrame]:
     """all-MiniLM-L6-v2 vectors of each artwork's title, makers, medium, kind, culture and tags, keyed by
-    artwork id, text hash and model; unchanged texts are not embedded again."""
-    from artsim_pipeline.core.ml.text import artwork_text
+    artwork id, text hash and model; unchanged texts are not embedded again, and texts are only
+    built (in Python) for works whose text fields changed (`text_key`)."""
+    from artsim_pipeline.core.ml.text import artwork_text, text_field_keys
 
     model_id = encoder.text_model_id()
-    texts = {row["artwork_id"]: artwork_text(row) for row in artworks.iter_rows(named=True)}
-    wanted = pl.DataFrame({"artwork_id": list(texts), "text_sha256": [content_hash(t) for t in texts.values()]})
+    current = artworks.select("artwork_id").with_columns(text_field_keys(artworks))
     previous = tables.read_table("text_embeddings")
+    stored = pl.DataFrame(schema={"artwork_id": pl.String, "text_sha256": pl.String, "text_key": pl.UInt64})
+    if previous is not None and previous.height:
+        previous = previous.filter(pl.col("model_id") == model_id)
+        if "text_key" not in previous.columns:  # a table from before text keys: every text is built once
+            previous = previous.with_columns(pl.lit(None, dtype=pl.UInt64).alias("text_key"))
+        stored = previous.select("artwork_id", "text_sha256", "text_key").unique(["artwork_id", "text_key"], keep="last")
+    # works whose text fields are unchanged keep their stored text hash; the others' texts are built
+    known = current.join(stored, on=["artwork_id", "text_key"], how="left", maintain_order="left")
+    unknown = known.filter(pl.col("text_sha256").is_null())
+    rows = artworks.join(unknown.select("artwork_id"), on="artwork_id", how="semi", maintain_order="left")
+    texts = {row["artwork_id"]: artwork_text(row) for row in rows.iter_rows(named=True)}
+    built = pl.DataFrame({"artwork_id": list(texts), "_built": [content_hash(t) for t in texts.values()]},
+                         schema={"artwork_id": pl.String, "_built": pl.String})
+    wanted = (known.join(built, on="artwork_id", how="left", maintain_order="left")
+              .select("artwork_id", pl.coalesce("text_sha256", "_built").alias("text_sha256"), "text_key"))
     reusable = pl.DataFrame(schema={"artwork_id": pl.String, "text_sha256": pl.String})
     if previous is not None and previous.height:
-        reusable = previous.filter(pl.col("model_id") == model_id).join(wanted, on=["artwork_id", "text_sha256"], how="semi")
+        reusable = previous.drop("text_key").join(wanted, on=["artwork_id", "text_sha256"], how="inner", maintain_order="left")
     todo = wanted.join(reusable.select("artwork_id", "text_sha256"), on=["artwork_id", "text_sha256"], how="anti")
     started = time.monotonic()
     vectors = np.zeros((0, 0), np.float32)
-    if todo.height:
+    if todo.height:  # only then is the model loaded
         vectors = encoder.embed_texts([texts[a] for a in todo["artwork_id"].to_list()])
     seconds = time.monotonic() - started
     new = vectors_frame({"artwork_id": todo["artwork_id"].to_list(), "text_sha256": todo["text_sha256"].to_list(),
-                         "model_id": [model_id] * todo.height}, vectors)
+                         "model_id": [model_id] * todo.height, "text_key": todo["text_key"]}, vectors)
     table = merge_cache(reusable, new)
     if table is None:
         table = new
+    example = artwork_text(artworks.row(0, named=True)) if artworks.height else ""
     return Output(
         table.sort("artwork_id"),
         data_version=DataVersion(frame_fingerprint(table.select("artwork_id", "text_sha256", "model_id"))),
@@ -159,8 +175,9 @@ def text_embeddings(
             "rows": table.height,
             "embedded_this_run": todo.height,
             "reused": reusable.height,
+            "texts_built": len(texts),
             "texts_per_second": round(todo.height / seconds, 1) if todo.height and seconds > 0 else 0.0,
-            "example_text": MetadataValue.md(f"`{next(iter(texts.values()), '')[:300]}`"),
+            "example_text": MetadataValue.md(f"`{example[:300]}`"),
             "preview": markdown_table(table.select("artwork_id", "model_id", "text_sha256"), ["artwork_id", "model_id", "text_sha256"]),
         },
     )
