@@ -4,10 +4,19 @@ Both stores take keys relative to their root (`storage/artworks.parquet`, `image
 The local store writes a temporary file and renames it, so a crash never leaves half a file where
 the old one was; S3 PUTs are atomic per object. `s3://bucket/prefix` roots select the S3 store;
 anything else is a local directory.
+
+Two conditional writes let several writers share a key safely: `create_bytes` writes only where
+nothing is (a hard link of the finished temporary file locally, `If-None-Match: *` on S3) and
+`replace_bytes` only over the version the writer read (`version`: inode, mtime and size checked
+under an exclusive `flock` of the directory locally, the ETag with `If-Match` on S3). S3 has
+honoured both since 2024 (MinIO too); an S3-compatible server that ignores these headers makes
+them plain PUTs, and the writers that rely on them (`resources/tables.py`) lose that guarantee.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -41,6 +50,20 @@ class ObjectStore:
 
     def stamp(self, key: str) -> tuple | None:
         """Something that changes whenever the object at `key` is replaced (None if missing)."""
+        raise NotImplementedError
+
+    def version(self, key: str) -> object | None:
+        """The version of the object at `key` that `replace_bytes` compares (None if missing)."""
+        raise NotImplementedError
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write `data` at `key` only if no object is there; False (nothing written) if one is.
+        The object appears whole or not at all."""
+        raise NotImplementedError
+
+    def replace_bytes(self, key: str, data: bytes, expected: object | None) -> bool:
+        """Write `data` at `key` only if the object there is still at version `expected` (None:
+        only if there is none); False, nothing written, when another writer got there first."""
         raise NotImplementedError
 
     def uri(self, key: str) -> str:
@@ -95,6 +118,55 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size)
+
+    def version(self, key: str) -> tuple | None:
+        try:
+            st = self.path(key).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, path)  # atomic, and fails where a file is: readers never see half of it
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            return self._create_without_links(path, data)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _create_without_links(path: Path, data: bytes) -> bool:
+        """On a filesystem without hard links: an exclusive create, written in place."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+
+    def replace_bytes(self, key: str, data: bytes, expected: object | None) -> bool:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            # one conditional replacement at a time per directory (every process, this machine)
+            fcntl.flock(directory, fcntl.LOCK_EX)
+            if self.version(key) != expected:
+                return False
+            self.write_bytes(key, data)
+            return True
+        finally:
+            os.close(directory)  # releases the lock
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         base = self.path(prefix)
@@ -160,6 +232,30 @@ class S3ObjectStore(ObjectStore):
                 return None
             raise
         return (head.get("ETag"), head.get("ContentLength"))
+
+    def version(self, key: str) -> str | None:
+        stamp = self.stamp(key)
+        return None if stamp is None else stamp[0]
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        return self._put_if(key, data, IfNoneMatch="*")
+
+    def replace_bytes(self, key: str, data: bytes, expected: object | None) -> bool:
+        if expected is None:
+            return self.create_bytes(key, data)
+        return self._put_if(key, data, IfMatch=str(expected))
+
+    def _put_if(self, key: str, data: bytes, **condition: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+            return True
+        except ClientError as exc:
+            # 412: the condition failed; 409: a concurrent conditional write won; 404: If-Match on a missing object
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412", "409"):
+                return False
+            raise
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         start = len(self.prefix) + 1 if self.prefix else 0

@@ -23,12 +23,24 @@ writes O(k), not O(N)) are upserted (`upsert_table`, or an asset returning a `Ta
   a crash before the base is replaced leaves the old base and the deltas: nothing is lost.
 
 A plain `write_table` (a whole new value) replaces the base and covers every delta there is.
+
+Several writers may upsert one table at once (two UI runs of a partition; `artsim materialize`
+holds a lock, the UI does not), on disk or on S3, without losing a row: a delta is created only
+where no file is (`ObjectStore.create_bytes`; a writer that finds its number taken takes the next)
+and a base replaces only the base it was merged from (`replace_bytes`; a writer that loses starts
+again). `covers` never goes down and numbers have no gaps, so a writer that lists the deltas after
+creating its own, then reads the base's `covers`, knows whether a compaction may have covered its
+number without reading it; then it writes its rows again (a read may apply them twice, in order,
+never drop them). Compaction removes only the deltas it merged. Every file's footer carries a
+write id (`artsim.write_id`), so `table_fingerprint` tells two writes apart without reading them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Optional, Sequence
@@ -44,6 +56,8 @@ from artsim_pipeline.resources.objects import ObjectStore, open_store
 UPSERT_KEY_META = "artsim.upsert_key"
 COVERS_META = "artsim.covers"
 ROWS_META = "artsim.rows"
+WRITE_ID_META = "artsim.write_id"  # one per write: what `table_fingerprint` tells rewrites apart by
+MAX_ATTEMPTS = 100  # conditional writes lost to other writers before giving up
 DELTA_NAME = re.compile(r"(\d{10})-(\d+)\.parquet$")
 FOOTER_BYTES = 1 << 16  # enough for the footer of a table of a few dozen columns
 
@@ -109,12 +123,18 @@ class TableStore(MergingConfig, ConfigurableResource):
     # -- whole tables -----------------------------------------------------------------------------
 
     def write_table(self, df: pl.DataFrame, asset_key: str | list[str], partition_key: str | None = None) -> str:
-        deltas = self._deltas(asset_key, partition_key)
-        covers = max((seq for seq, _, _ in deltas), default=0)
         key = self.table_key(asset_key, partition_key)
-        self.objects.write_bytes(key, self._parquet(df, covers=covers) if deltas else self._parquet(df))
-        self._remove_deltas(deltas, covers)
-        return self.objects.uri(key)
+        for _ in range(MAX_ATTEMPTS):
+            version = self.objects.version(key)
+            info = self._base_info(key) if version is not None else None
+            deltas = self._deltas(asset_key, partition_key)
+            # covers never goes down: a writer's check of its new delta relies on it (`_add_delta`)
+            covers = max([info.covers if info is not None else 0, *(seq for seq, _, _ in deltas)])
+            data = self._parquet(df, covers=covers or None)
+            if self.objects.replace_bytes(key, data, version):  # not over a base another writer just stored
+                self._remove_deltas(deltas, covers)
+                return self.objects.uri(key)
+        raise RuntimeError(f"{self.objects.uri(key)} kept changing while it was written")
 
     def read_table(self, asset_key: str | list[str], partition_key: str | None = None) -> pl.DataFrame | None:
         """The stored table (an upserted one merged with its deltas), or None when it has never
@@ -144,44 +164,112 @@ class TableStore(MergingConfig, ConfigurableResource):
                      *, deleted: pl.DataFrame | None = None) -> UpsertReport:
         """Store `rows` over the rows with the same `key` and remove the `deleted` keys, writing
         one delta of their size (or, when the deltas pass the compaction threshold, the merged
-        table as the new base)."""
+        table as the new base). Safe with other writers of the same table at the same time (two
+        runs of one partition): every write is conditional and retried, no delta is overwritten."""
         key = tuple(key)
         table_key = self.table_key(asset_key, partition_key)
         change = _as_delta(rows, deleted, key)
-        info = self._base_info(table_key)
+        for _ in range(MAX_ATTEMPTS):
+            info = self._base_info(table_key)
+            deltas = self._deltas(asset_key, partition_key)
+            live = [d for d in deltas if info is not None and d[0] > info.covers]
+            if info is not None and change.height == 0:
+                return UpsertReport(self.objects.uri(table_key), 0, 0, False, len(live))
+            delta_rows = sum(n for _, n, _ in live) + change.height
+            compact = (info is None or info.key != key or len(live) + 1 >= self.max_deltas
+                       or delta_rows > self.compact_fraction * max(info.rows, 1))
+            report = (self._compact(change, key, asset_key, partition_key) if compact
+                      else self._add_delta(change, info, deltas, asset_key, partition_key))
+            if report is not None:
+                return report
+        raise RuntimeError(f"{self.table_path(asset_key, partition_key)}: too many concurrent writers, upsert not stored")
+
+    def _compact(self, change: pl.DataFrame, key: tuple[str, ...], asset_key: str | list[str],
+                 partition_key: str | None) -> UpsertReport | None:
+        """The stored table merged with `change` as the new base, replacing the base it was read
+        from only if that is still the stored one; None when another writer changed it first."""
+        table_key = self.table_key(asset_key, partition_key)
+        version = self.objects.version(table_key)
+        data = self.objects.read_bytes(table_key) if version is not None else None
+        if (version is None) != (data is None):
+            return None  # replaced or removed between the two reads
+        frames, covers = [], 0
+        if data is not None:
+            frames.append(pl.read_parquet(io.BytesIO(data)))
+            covers = self._info(pl.read_parquet_metadata(io.BytesIO(data))).covers
         deltas = self._deltas(asset_key, partition_key)
-        if info is not None and change.height == 0:
-            live = sum(1 for d in deltas if d[0] > info.covers)
-            return UpsertReport(self.objects.uri(table_key), 0, 0, False, live)
-        live = [d for d in deltas if info is not None and d[0] > info.covers]
-        delta_rows = sum(n for _, n, _ in live) + change.height
-        compact = (info is None or info.key != key or len(live) + 1 >= self.max_deltas
-                   or delta_rows > self.compact_fraction * max(info.rows, 1))
-        if not compact:
-            seq = max([info.covers, *(seq for seq, _, _ in deltas)]) + 1
-            data = self._parquet(change)
-            self.objects.write_bytes(f"{self.deltas_prefix(asset_key, partition_key)}/{seq:010d}-{change.height}.parquet", data)
-            return UpsertReport(self.objects.uri(table_key), change.height, len(data), False, len(live) + 1)
-        current = self.read_table(asset_key, partition_key)
-        frames = [current] if current is not None else []
+        live = [(seq, item) for seq, _, item in deltas if seq > covers]
+        stored = [self.objects.read_bytes(item) for _, item in live]
+        if any(d is None for d in stored):
+            return None  # another compaction removed them: it stored a new base
+        frames.extend(pl.read_parquet(io.BytesIO(d)) for d in stored)
         merged = latest_rows([*frames, change], key)
-        covers = max((seq for seq, _, _ in deltas), default=0)
+        # deltas only ever go above covers (a writer checks its own against it), so never lower it
+        covers = max([covers, *(seq for seq, _, _ in deltas)])
         data = self._parquet(merged, key=key, covers=covers)
-        self.objects.write_bytes(table_key, data)
+        if not self.objects.replace_bytes(table_key, data, version):
+            return None
+        # only the deltas listed above: one written since is numbered above covers, and stays
         self._remove_deltas(deltas, covers)
         return UpsertReport(self.objects.uri(table_key), merged.height, len(data), True, 0)
+
+    def _add_delta(self, change: pl.DataFrame, info: _BaseInfo, deltas: list[tuple[int, int, str]],
+                   asset_key: str | list[str], partition_key: str | None) -> UpsertReport | None:
+        """`change` as the next delta, created only where no file is (another writer may take the
+        same number: then the next one). None when the delta may be covered by a compaction that
+        did not read it (the caller starts again; that delta is left, so a read may apply those
+        rows twice, never lose them)."""
+        table_key = self.table_key(asset_key, partition_key)
+        prefix = self.deltas_prefix(asset_key, partition_key)
+        data = self._parquet(change)
+        seq = max([info.covers, *(seq for seq, _, _ in deltas)]) + 1
+        for _ in range(MAX_ATTEMPTS):
+            name = f"{prefix}/{seq:010d}-{change.height}.parquet"
+            if self.objects.create_bytes(name, data):
+                break
+            seq += 1
+        else:
+            return None
+        # A compaction that listed the deltas before this one was created covers at most the
+        # highest number it saw. Numbers have no gaps, so if that reaches `seq`, a delta of that
+        # number (another writer's, other rows) was there before ours, or a base covering it:
+        # list first, then read the base, and either shows (a delta leaves only after the base
+        # that covers it is stored).
+        deltas = self._deltas(asset_key, partition_key)
+        now = self._base_info(table_key)
+        if now is None or now.covers >= seq or any(s == seq and item != name for s, _, item in deltas):
+            return None
+        live = sum(1 for s, _, _ in deltas if s > now.covers)
+        return UpsertReport(self.objects.uri(table_key), change.height, len(data), False, live)
+
+    def table_fingerprint(self, asset_key: str | list[str], partition_key: str | None = None) -> str | None:
+        """A digest that changes whenever the stored table does (None when it was never written):
+        its stamp and the end of its file, which holds the Parquet footer with the write's
+        `artsim.write_id` (one per write, so a rewrite of the same size within the filesystem's
+        mtime resolution still changes it), plus the deltas of an upserted table. One small read."""
+        table_key = self.table_key(asset_key, partition_key)
+        stamp = self.objects.stamp(table_key)
+        tail = self.objects.read_tail(table_key, FOOTER_BYTES) if stamp is not None else None
+        if tail is None:
+            return None
+        digest = hashlib.sha256(repr(stamp).encode("utf-8"))
+        digest.update(tail)
+        if UPSERT_KEY_META.encode("utf-8") in tail:  # an upserted table: its deltas are part of it
+            for _, _, item in self._deltas(asset_key, partition_key):
+                digest.update(item.encode("utf-8"))
+        return digest.hexdigest()
 
     # -- helpers ----------------------------------------------------------------------------------
 
     @staticmethod
     def _parquet(df: pl.DataFrame, *, key: tuple[str, ...] | None = None, covers: int | None = None) -> bytes:
-        metadata = {}
+        metadata = {WRITE_ID_META: uuid.uuid4().hex}
         if key is not None:
-            metadata = {UPSERT_KEY_META: ",".join(key), ROWS_META: str(df.height)}
+            metadata |= {UPSERT_KEY_META: ",".join(key), ROWS_META: str(df.height)}
         if covers is not None:
             metadata[COVERS_META] = str(covers)
         buffer = io.BytesIO()
-        df.write_parquet(buffer, metadata=metadata or None)
+        df.write_parquet(buffer, metadata=metadata)
         return buffer.getvalue()
 
     @staticmethod

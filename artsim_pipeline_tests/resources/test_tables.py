@@ -165,3 +165,188 @@ def test_a_compaction_between_reading_the_base_and_listing_the_deltas_is_not_mis
     monkeypatch.setattr(LocalObjectStore, "list_keys", compaction_before_listing)
     table = store.read_table("raw_objects", "met")
     assert table.height == 100 and text_of(table, "1") == "c1" and text_of(table, "40") == "c40" and text_of(table, "60") == "a60"
+
+
+# -- several writers of one table at once (two UI runs of one partition) ------------------------------
+
+
+def writer(tmp_path) -> TableStore:
+    """Another process's store over the same files (its own object store, its own listing)."""
+    return TableStore(base_dir=str(tmp_path / "storage"), compact_fraction=0.25, max_deltas=8)
+
+
+def after_first_listing(store: TableStore, action) -> None:
+    """Run `action` (another writer) right after `store` first lists the table's deltas: the
+    moment it has chosen a delta number and has not yet written it."""
+    real_list = store.objects.list_keys
+    calls = []
+
+    def listing(prefix):
+        keys = list(real_list(prefix))
+        if not calls:
+            calls.append(prefix)
+            action()
+        return iter(keys)
+
+    store.objects.list_keys = listing
+
+
+def test_a_writer_whose_delta_number_was_taken_meanwhile_takes_the_next(store, tmp_path):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    other = writer(tmp_path)
+    after_first_listing(store, lambda: other.upsert_table(frame([500], "x"), ["source_id"], "raw_objects", "met"))
+    report = store.upsert_table(frame([600], "w"), ["source_id"], "raw_objects", "met")  # the same number, the same size
+    assert not report.compacted and report.deltas == 2
+    assert [key.rsplit("/", 1)[1] for key in delta_files(store)] == ["0000000001-1.parquet", "0000000002-1.parquet"]
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 102 and text_of(table, "500") == "x500" and text_of(table, "600") == "w600"
+
+
+def test_a_delta_numbered_under_a_compaction_that_did_not_read_it_is_written_again(store, tmp_path):
+    """Writer W lists (next number 1); X writes delta 1 (other rows); a compaction reads it, covers 1
+    and removes it; W's delta 1 then lands under `covers`, where reads ignore it. W must notice."""
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    other, compactor = writer(tmp_path), writer(tmp_path)
+
+    def x_then_a_compaction():
+        other.upsert_table(frame([500, 501], "x"), ["source_id"], "raw_objects", "met")
+        assert compactor.upsert_table(frame(range(30), "c"), ["source_id"], "raw_objects", "met").compacted
+
+    after_first_listing(store, x_then_a_compaction)
+    store.upsert_table(frame([600], "w"), ["source_id"], "raw_objects", "met")
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 103
+    assert text_of(table, "600") == "w600" and text_of(table, "501") == "x501" and text_of(table, "5") == "c5"
+
+
+def test_a_compaction_keeps_a_delta_written_after_it_listed_them(store, tmp_path):
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    store.upsert_table(frame([1], "b"), ["source_id"], "raw_objects", "met")
+    other = writer(tmp_path)
+    real_read = store.objects.read_bytes
+    written = []
+
+    def delta_written_while_merging(key):
+        if ".deltas/" in key and not written:  # the compaction has listed the deltas and reads them
+            written.append(other.upsert_table(frame([700], "late"), ["source_id"], "raw_objects", "met"))
+        return real_read(key)
+
+    store.objects.read_bytes = delta_written_while_merging
+    assert store.upsert_table(frame(range(10, 40), "c"), ["source_id"], "raw_objects", "met").compacted
+    assert written and not written[0].compacted
+    table = store.read_table("raw_objects", "met")
+    assert text_of(table, "700") == "late700" and text_of(table, "1") == "b1" and text_of(table, "20") == "c20"
+
+
+def test_a_compaction_does_not_replace_a_base_stored_since_it_read_it(store, tmp_path):
+    """Two compactions at once: the one that stores its base second must not drop the first's rows."""
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    other = writer(tmp_path)
+    real_read = store.objects.read_bytes
+    done = []
+
+    def another_compaction_after_the_base_is_read(key):
+        data = real_read(key)
+        if key.endswith("met.parquet") and not done:
+            done.append(other.upsert_table(frame(range(200, 240), "o"), ["source_id"], "raw_objects", "met"))
+        return data
+
+    store.objects.read_bytes = another_compaction_after_the_base_is_read
+    assert store.upsert_table(frame(range(50, 90), "s"), ["source_id"], "raw_objects", "met").compacted
+    assert done and done[0].compacted
+    table = store.read_table("raw_objects", "met")
+    assert table.height == 140 and text_of(table, "210") == "o210" and text_of(table, "60") == "s60"
+
+
+RACE_WRITERS, RACE_ROUNDS = 6, 12
+
+
+def race(store: TableStore, number: int, start=None, rounds: int = RACE_ROUNDS) -> None:
+    """One writer: each round a new key of its own and a new value for an existing key of its own."""
+    for r in range(rounds):
+        if start is not None:
+            start()
+        changed = [f"n{number}-{r}", str(number * rounds + r)]
+        store.upsert_table(frame(changed, f"w{number}r{r}-"), ["source_id"], "raw_objects", "met")
+
+
+def expect_every_writers_rows(table: pl.DataFrame, writers: int, rounds: int, base_rows: int) -> None:
+    assert table["source_id"].is_unique().all()
+    assert table.height == base_rows + writers * rounds
+    for w in range(writers):
+        for r in range(rounds):
+            assert text_of(table, f"n{w}-{r}") == f"w{w}r{r}-n{w}-{r}"
+            assert text_of(table, str(w * rounds + r)) == f"w{w}r{r}-{w * rounds + r}"
+
+
+def test_threads_racing_on_one_table_lose_no_row(tmp_path):
+    import threading
+
+    writer(tmp_path).upsert_table(frame(range(200)), ["source_id"], "raw_objects", "met")
+    barrier = threading.Barrier(RACE_WRITERS)
+    errors = []
+
+    def run(number):
+        try:
+            race(writer(tmp_path), number, start=barrier.wait)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(RACE_WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    expect_every_writers_rows(writer(tmp_path).read_table("raw_objects", "met"), RACE_WRITERS, RACE_ROUNDS, 200)
+
+
+def race_process(base_dir: str, number: int, start_at: float) -> None:
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))
+    race(TableStore(base_dir=base_dir, compact_fraction=0.25, max_deltas=8), number)
+
+
+def test_processes_racing_on_one_table_lose_no_row(tmp_path):
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    processes = 3
+    writer(tmp_path).upsert_table(frame(range(200)), ["source_id"], "raw_objects", "met")
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        start_at = time.time() + 8  # after every process has started and imported polars and dagster
+        futures = [pool.submit(race_process, str(tmp_path / "storage"), n, start_at) for n in range(processes)]
+        for future in futures:
+            future.result()
+    expect_every_writers_rows(writer(tmp_path).read_table("raw_objects", "met"), processes, RACE_ROUNDS, 200)
+
+
+def test_conditional_writes_of_the_local_store(tmp_path):
+    objects = LocalObjectStore(tmp_path)
+    assert objects.create_bytes("t/a.bin", b"one") and not objects.create_bytes("t/a.bin", b"two")
+    assert (tmp_path / "t" / "a.bin").read_bytes() == b"one"
+    read = objects.version("t/a.bin")
+    assert objects.replace_bytes("t/a.bin", b"three", read)
+    assert not objects.replace_bytes("t/a.bin", b"four", read)  # replaced since that version was read
+    assert not objects.replace_bytes("t/a.bin", b"five", None)  # there is one
+    assert objects.replace_bytes("t/b.bin", b"six", None)
+    assert (tmp_path / "t" / "a.bin").read_bytes() == b"three" and (tmp_path / "t" / "b.bin").read_bytes() == b"six"
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["a.bin", "b.bin"]  # no temporary file left
+
+
+def test_a_rewrite_is_told_apart_by_its_fingerprint_even_with_the_same_stamp(store, monkeypatch):
+    store.write_table(frame(range(10)), "artworks", "met")
+    first = store.table_fingerprint("artworks", "met")
+    # a filesystem whose mtime does not move within its resolution, and a rewrite of the same size
+    monkeypatch.setattr(LocalObjectStore, "stamp", lambda self, key: (1, 2) if self.exists(key) else None)
+    store.write_table(frame(range(10)), "artworks", "met")
+    assert store.table_fingerprint("artworks", "met") != first
+    assert store.table_fingerprint("artworks", "nowhere") is None
+    before = store.table_fingerprint("raw_objects", "met")
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    compacted = store.table_fingerprint("raw_objects", "met")
+    store.upsert_table(frame([1], "b"), ["source_id"], "raw_objects", "met")  # a delta: the base is untouched
+    assert before is None and store.table_fingerprint("raw_objects", "met") != compacted
