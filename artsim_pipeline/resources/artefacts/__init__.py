@@ -20,7 +20,7 @@ prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.
 | clusters' state | `models/clusters/`: `labels.parquet`, `centroids.npy`, `info.json` (for incremental assignment) | `clusters` |
 | clusters' summary | `models/clusters/summary/`: `table.parquet`, `info.json` (the key of the labels and metadata it summarises; reused when only titles changed) | `clusters` |
 | near-duplicate candidates | `models/near_duplicates/`: `table.parquet` (the pairs before titles are joined), `info.json` (threshold, the key of the vectors, weak pairs, index and settings they came from) | `near_duplicates` |
-| serving copy of `artworks` | `cache/serving/artworks/<source>-<stamp digest>.arrow` (always local: uncompressed Arrow, sorted by `artwork_id`, memory-mapped) | `artsim serve`, `artsim similar` (from the table, when it changed) |
+| serving copy of `artworks` | `cache/serving/artworks/<source>-<fingerprint digest>.arrow` (always local: uncompressed Arrow, sorted by `artwork_id`, memory-mapped) | `artsim serve`, `artsim similar` (from the table, when it changed) |
 
 Heavy libraries (hnswlib, torch, bm25s) are imported inside the functions that need them. One module per
 kind of artefact (images, fetch_journal, judgments, indexes, serving, maps, curation); every name is re-exported

@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 SERVING_ARTWORKS_DIR = "cache/serving/artworks"
 
 
-def serving_artworks_file(storage: ArtsimStorage, source: str, stamp: tuple) -> Path:
-    """Where the serving copy of one museum's `artworks` table, as stored at `stamp`, lives."""
-    digest = hashlib.sha256(repr(stamp).encode("utf-8")).hexdigest()[:16]
+def serving_artworks_file(storage: ArtsimStorage, source: str, fingerprint: str) -> Path:
+    """Where the serving copy of one museum's `artworks` table, as stored at `fingerprint`
+    (`TableStore.table_fingerprint`), lives."""
+    digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:16]
     return storage.root / SERVING_ARTWORKS_DIR / f"{source}-{digest}.arrow"
 
 
@@ -67,15 +68,17 @@ def read_serving_artworks(path: str | os.PathLike[str]) -> pa.Table:
 def serving_artworks(storage: ArtsimStorage, tables: TableStore, sources) -> ArtworkRows | None:
     """The `artworks` tables of `sources` as `core.search.ArtworkRows` over memory-mapped serving
     copies (None when no table is stored). A copy is written the first time a table is seen as
-    stored (one museum's table in memory at a time) and reused until the table changes."""
+    stored (one museum's table in memory at a time) and reused until the table changes: keyed on
+    the table's fingerprint (its footer, with the write's id), not only its mtime and size, which a
+    rewrite of the same size within the mtime resolution would leave as they were."""
     from artsim_pipeline.core.search import ArtworkRows
 
     found = {}
     for source in sources:
-        stamp = tables.objects.stamp(tables.table_key("artworks", source))
-        if stamp is None:
+        fingerprint = tables.table_fingerprint("artworks", source)
+        if fingerprint is None:
             continue
-        path = serving_artworks_file(storage, source, stamp)
+        path = serving_artworks_file(storage, source, fingerprint)
         if not path.exists():
             frame = tables.read_table("artworks", source)
             if frame is None:
