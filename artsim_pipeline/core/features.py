@@ -23,6 +23,9 @@ class ArtworkFeatures:
 def as_matrix(vectors: Any) -> np.ndarray:
     """Vectors (2-D array, list of arrays, or a polars List/Array series) as float32 rows."""
     if isinstance(vectors, pl.Series):
+        if vectors.dtype == pl.Array and len(vectors) and vectors.null_count() == 0 and vectors.explode().null_count() == 0:
+            # one block copy: to_list makes a Python float per element (1.5 s for 50,000 x 384)
+            return np.asarray(vectors.to_numpy(), dtype=np.float32).reshape(len(vectors), -1)
         if vectors.dtype == pl.Array or vectors.dtype == pl.List:
             rows = vectors.to_list()
             return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, 0), np.float32)

@@ -9,7 +9,8 @@ Rankings (each a list of catalogue positions, best first, at most ``FusionConfig
     BM25 (the ``bm25s`` library, Lucene variant) over each work's title, makers, kind
     (classification / object type), medium, culture, tags and identifiers (``artwork_id`` and the
     museum's own number, kept whole so ``KKSgb6775/3`` is one token). Tokens are case-folded,
-    accent-folded (``Hammershøi`` = ``hammershoi``), English stop words dropped, Snowball-stemmed.
+    accent-folded (``Hammershøi`` = ``hammershoi``), English stop words dropped, Snowball-stemmed
+    (tokens and the index: ``core.keyword_index``, whose names are re-exported here).
 ``text``
     cosine between the query's text vector and each work's metadata text vector (the
     ``text_embeddings`` model, all-MiniLM-L6-v2 by default) through an hnswlib index; only works
@@ -34,10 +35,7 @@ and a year range that must overlap ``date_begin..date_end``. A filter that no wo
 from __future__ import annotations
 
 import difflib
-import re
-import threading
-import unicodedata
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -45,17 +43,16 @@ import numpy as np
 import polars as pl
 
 from artsim_pipeline.core.ann import EXACT_FILTER_MAX, AnnIndex
+# the keyword part (tokens, BM25), re-exported: callers use text_search's names
+from artsim_pipeline.core.keyword_index import (  # noqa: F401
+    _WORD, KeywordIndex, fold, identifier_key, iter_documents, keyword_document, keyword_tokens, query_tokens,
+)
 
 RESULT_KEYS = ("artwork_id", "score", "title", "artists", "source", "classification", "landing_url")
 RANKERS = ("keyword", "text", "image")
 MAX_QUERY_CHARS = 500
 # the parts of a search index (stored as folders of these names: resources/artefacts/)
 KEYWORD_DIR, TEXT_DIR, IMAGE_DIR = "keyword", "text", "image"
-
-# letters NFKD leaves alone, folded the way a curator would type them
-_FOLD = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ß": "ss", "ł": "l", "Ł": "l",
-                       "đ": "d", "Đ": "d", "þ": "th", "Þ": "th", "ð": "d", "Ð": "d", "ı": "i"})
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class SearchQueryError(ValueError):
@@ -133,113 +130,6 @@ def clean_query(query: Any) -> str:
     if len(text) > MAX_QUERY_CHARS:
         raise SearchQueryError(f"the search text is longer than {MAX_QUERY_CHARS} characters")
     return text
-
-
-# -- tokens ----------------------------------------------------------------------------------------
-
-
-def fold(text: str) -> str:
-    """Case- and accent-folded: ``"Interiør, Strandgade"`` -> ``"interior, strandgade"``."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-_LOCAL = threading.local()  # a PyStemmer stemmer is not safe to share between threads
-
-
-def _stemmer():
-    stemmer = getattr(_LOCAL, "stemmer", None)
-    if stemmer is None:
-        import Stemmer  # PyStemmer: Snowball, in C
-
-        stemmer = _LOCAL.stemmer = Stemmer.Stemmer("english")
-    return stemmer
-
-
-def keyword_tokens(text: str) -> list[str]:
-    """Words of ``text``: folded, without English stop words, stemmed (``"Cats"`` -> ``"cat"``)."""
-    from bm25s.stopwords import STOPWORDS_EN
-
-    words = [w for w in _WORD.findall(fold(text)) if w not in STOPWORDS_EN]
-    return _stemmer().stemWords(words) if words else []
-
-
-def identifier_key(value: Any) -> str | None:
-    """An identifier as one token (folded, no spaces): ``"KKSgb6775/3"`` -> ``"kksgb6775/3"``."""
-    key = "".join(fold(str(value)).split()) if value is not None else ""
-    return key or None
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value if v is not None]
-
-
-def keyword_document(row: Mapping[str, Any]) -> list[str]:
-    """The BM25 tokens of an ``artworks`` row (see the module docstring)."""
-    parts = [row.get("title"), *_as_list(row.get("artists")), row.get("classification"), row.get("object_type"),
-             row.get("medium"), row.get("culture"), *_as_list(row.get("tags"))]
-    tokens = keyword_tokens(" ".join(str(p) for p in parts if p))
-    tokens += [k for k in {identifier_key(row.get("artwork_id")), identifier_key(row.get("source_id"))} if k]
-    return tokens
-
-
-def query_tokens(query: str) -> list[str]:
-    """The query's words, plus the whole query as one identifier token when it has no spaces."""
-    tokens = keyword_tokens(query)
-    whole = identifier_key(query)
-    if whole and " " not in query.strip() and whole not in tokens:
-        tokens.append(whole)
-    return tokens
-
-
-# -- the keyword index -------------------------------------------------------------------------------
-
-
-class KeywordIndex:
-    """BM25 (``bm25s``) over keyword documents, with the artwork id of every document."""
-
-    def __init__(self, ids: Sequence[str], retriever: Any) -> None:
-        self.ids = list(ids)
-        self.retriever = retriever
-        self.vocab = retriever.vocab_dict
-
-    @classmethod
-    def build(cls, ids: Sequence[str], documents: Sequence[list[str]]) -> KeywordIndex:
-        import bm25s
-
-        if len(ids) != len(documents):
-            raise ValueError(f"{len(ids)} ids for {len(documents)} documents")
-        retriever = bm25s.BM25(method="lucene")
-        retriever.index([list(d) for d in documents], show_progress=False)
-        return cls(ids, retriever)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def search(self, tokens: Sequence[str], n: int, mask: np.ndarray | None = None,
-               all_terms: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Document positions with a positive BM25 score, best first (at most ``n``), among the
-        documents ``mask`` allows; ties keep document order. With ``all_terms`` only documents
-        holding every query token the collection knows count (tokens it has never seen are
-        ignored, so a misspelt extra word does not empty the ranking)."""
-        known = [t for t in tokens if t in self.vocab]
-        if not known or not self.ids or n < 1:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = np.asarray(self.retriever.get_scores(known), dtype=np.float32)
-        if all_terms and len(set(known)) > 1:
-            for token in set(known):
-                scores = np.where(np.asarray(self.retriever.get_scores([token])) > 0, scores, 0.0)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        hits = np.flatnonzero(scores > 0)
-        if hits.size > n:
-            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
-        order = np.lexsort((hits, -scores[hits]))
-        return hits[order].astype(np.int64), scores[hits[order]]
 
 
 # -- the catalogue: filters and display --------------------------------------------------------------
@@ -528,9 +418,3 @@ def public(result: Mapping[str, Any]) -> dict[str, Any]:
     """A result with exactly the ``--json`` keys (``RESULT_KEYS``), in that order."""
     return {key: result.get(key) for key in RESULT_KEYS}
 
-
-def iter_documents(artworks: pl.DataFrame) -> Iterable[tuple[str, list[str]]]:
-    """(artwork_id, keyword tokens) for each distinct work of an ``artworks`` frame, in order."""
-    frame = artworks.unique("artwork_id", keep="first", maintain_order=True)
-    for row in frame.iter_rows(named=True):
-        yield row["artwork_id"], keyword_document(row)

@@ -4,6 +4,7 @@ when the backbone has no text tower."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -80,3 +81,92 @@ def test_search_index_builds_updates_and_follows_the_backbone(artsim_home, tmp_p
     assert not tables.read_table("search_index")["image_vector"].any()
     assert SimilarityService(artsim_home).text_search.rankers == ["keyword", "text"]
     assert np.isclose(SimilarityService(artsim_home).search("Irises", 1)[0]["score"], 1.0)
+
+
+def _text_table(rows: list[dict]) -> pl.DataFrame:
+    from artsim_pipeline.core.ml.text import TEXT_MODEL_ID, artwork_text
+    from artsim_pipeline.resources.models import embed_texts
+
+    texts = [artwork_text(r) for r in rows]
+    return pl.DataFrame({"artwork_id": [r["artwork_id"] for r in rows], "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
+                         "model_id": [TEXT_MODEL_ID] * len(rows)}).with_columns(
+        pl.Series("vector", list(embed_texts(texts)), dtype=pl.List(pl.Float32)))
+
+
+def test_a_retitled_work_is_tokenised_alone_and_the_recall_check_measures_only_a_changed_index(artsim_home):
+    """Second run, nothing changed: no work tokenised, the text part not written again, the recall
+    figure carried over. Third run, a work retitled (its text vector with it): that work alone is
+    tokenised, the index answers as a fresh build would, and recall is measured again."""
+    from artsim_pipeline.core import keyword_index as kw
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.service import SimilarityService
+    from artsim_pipeline_tests.search_home import search_works
+
+    rows = search_works()
+    defs = build_defs("sample")
+    tables = defs.resources["tables"]
+    schema = {"date_begin": pl.Int32, "date_end": pl.Int32, "object_type": pl.String, "medium": pl.String, "culture": pl.String,
+              "department": pl.String}
+
+    def store(rows):
+        frame = pl.DataFrame(rows, schema_overrides=schema)
+        for source in ("met", "smk"):
+            tables.write_table(frame.filter(pl.col("source") == source), "artworks", source)
+        tables.write_table(_text_table(rows), "text_embeddings")
+
+    def run():
+        result = materialize(list(defs.assets), selection=[AssetKey("search_index")], resources=defs.resources,
+                             run_config={"ops": {"search_index": {"config": {"recall_sample": 15, "update_recall_sample": 6}}}})
+        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+        [check] = result.get_asset_check_evaluations()
+        return latest(result), {k: v.value for k, v in check.metadata.items()}
+
+    store(rows)
+    first, check = run()
+    assert (first["tokenised"], first["tokens_reused"], first["recall_queries"], first["recall_reused"]) == (15, 0, 15, False)
+    assert check["queries"] == 15 and check["reused"] is False
+    text_dir = artsim_home / "indexes" / "search_index" / ts.TEXT_DIR
+    written = text_dir.stat().st_ino
+
+    second, check = run()
+    assert (second["tokenised"], second["tokens_reused"], second["recall_reused"]) == (0, 15, True)
+    assert second["text_recall_at_10"] == first["text_recall_at_10"] and check["reused"] is True
+    assert text_dir.stat().st_ino == written
+
+    rows = [dict(r, title="Sunflowers in a Vase") if r["artwork_id"] == "met:2" else r for r in rows]
+    store(rows)
+    third, check = run()
+    assert (third["tokenised"], third["tokens_reused"]) == (1, 14)
+    assert (third["recall_queries"], third["recall_reused"], check["queries"]) == (6, False, 6)
+    assert third["updates"]["text"]["updated"] == 1 and text_dir.stat().st_ino != written
+
+    service = SimilarityService(artsim_home)
+    assert [r["artwork_id"] for r in service.search("sunflowers", 3, only={"keyword"})] == ["met:2"]
+    assert "met:2" not in [r["artwork_id"] for r in service.search("irises", 15, only={"keyword"})]
+    stored = service.text_search.keyword
+    fresh = kw.KeywordIndex.build(*zip(*kw.iter_documents(pl.DataFrame(rows, schema_overrides=schema).sort("artwork_id"))))
+    assert stored.ids == fresh.ids and set(stored.vocab) == set(fresh.vocab)
+    for token in fresh.vocab:
+        if token:
+            np.testing.assert_array_equal(stored.retriever.get_scores([token]), fresh.retriever.get_scores([token]))
+
+
+def test_the_recall_check_reuses_a_figure_only_for_the_index_it_measured():
+    """A stored figure is carried over only while the index is untouched and queried the same way:
+    a failing figure keeps failing; a changed index or other settings are measured again."""
+    from artsim_pipeline.core.ann import AnnConfig, build_index, synthetic_clustered_vectors
+    from artsim_pipeline.defs.indexing.search_assets import SearchIndexConfig, text_recall
+
+    vectors = synthetic_clustered_vectors(300, dim=16, n_clusters=10, seed=0)
+    ids = [f"met:{i}" for i in range(300)]
+    index = build_index(ids, vectors, AnnConfig(num_threads=1), model_run_id="m")
+    config = SearchIndexConfig(recall_sample=300, update_recall_sample=40)
+    built = text_recall(index, ids, vectors, {"added": 300, "rebuilt": True}, None, config, seed=1)
+    assert (built["queries"], built["reused"]) == (300, False) and built["recall_at_10"] >= 0.98
+    failing = dict(built, recall_at_10=0.5)
+    untouched = {"added": 0, "deleted": 0, "updated": 0, "rebuilt": False}
+    assert text_recall(index, ids, vectors, untouched, failing, config, seed=1) == dict(failing, reused=True)
+    updated = text_recall(index, ids, vectors, dict(untouched, updated=3), failing, config, seed=1)
+    assert (updated["queries"], updated["reused"]) == (40, False) and updated["recall_at_10"] >= 0.98
+    other_ef = build_index(ids, vectors, AnnConfig(num_threads=1, ef=50), model_run_id="m")
+    assert text_recall(other_ef, ids, vectors, untouched, failing, config, seed=1)["reused"] is False

@@ -60,6 +60,10 @@ def test_search_index_lives_on_s3(tmp_path, s3, aws_env, monkeypatch):
     assert second.success
     info = json.loads(bucket.read_bytes("indexes/search_index/search_info.json"))
     assert info["updates"]["text"]["rebuilt"] is False and info["updates"]["text"]["unchanged"] == 15
+    # the kept tokens came back from S3 (nothing tokenised again); the untouched vector parts stay stored
+    assert (info["tokens"]["tokenised"], info["tokens"]["reused"]) == (0, 15) and info["text_recall"]["reused"] is True
+    assert {f"{PREFIX}/indexes/search_index/{name}" for name in ("text/index.bin", "image/index.bin",
+                                                                 "keyword/documents.parquet")} <= set(s3.keys(f"{PREFIX}/indexes/search_index/"))
 
     web_home = tmp_path / "web"
     storage = ArtsimStorage(home=str(web_home), remote_url=url, s3_endpoint_url=s3.endpoint_url)

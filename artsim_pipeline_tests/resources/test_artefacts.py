@@ -196,6 +196,50 @@ def test_the_search_index_is_stored_whole_with_its_info_last(built, tmp_path):
     assert sorted(p.name for p in directory.iterdir()) == ["keyword", "search_info.json"]
 
 
+def test_the_keyword_documents_are_kept_with_their_tokeniser_and_are_only_a_cache(tmp_path):
+    from artsim_pipeline.core import keyword_index as kw
+    from artsim_pipeline_tests.search_home import search_works
+
+    works = pl.DataFrame(search_works(), schema_overrides={"object_type": pl.String, "medium": pl.String, "culture": pl.String,
+                                                           "department": pl.String})
+    documents, stats = kw.update_documents(works, None, None)
+    keyword = kw.KeywordIndex.from_documents(documents, stats["tokenizer"])
+    artefacts.write_keyword_index(keyword, tmp_path / "kw")
+    kept, signature, note = artefacts.read_keyword_documents(tmp_path / "kw")
+    assert kept.equals(documents) and signature == stats["tokenizer"] and note is None
+    loaded = artefacts.read_keyword_index(tmp_path / "kw")  # what searching reads: the bm25s files, not the documents
+    assert loaded.ids == keyword.ids and loaded.documents is None
+    for query in ("van gogh cypresses", "KKSgb6775/3"):
+        np.testing.assert_array_equal(loaded.search(kw.query_tokens(query), 10)[1], keyword.search(kw.query_tokens(query), 10)[1])
+
+    path = tmp_path / "kw" / artefacts.KEYWORD_DOCUMENTS_FILE
+    documents.drop("source").write_parquet(path)
+    assert artefacts.read_keyword_documents(tmp_path / "kw")[0] is None
+    assert "columns" in artefacts.read_keyword_documents(tmp_path / "kw")[2]
+    path.write_bytes(b"not parquet")
+    assert artefacts.read_keyword_documents(tmp_path / "kw")[2].startswith("kept tokens unreadable")
+    path.unlink()
+    assert artefacts.read_keyword_documents(tmp_path / "kw") == (None, None, "no kept tokens")
+
+
+def test_an_unchanged_vector_part_is_left_as_stored(built, tmp_path):
+    from artsim_pipeline.core import text_search as ts
+
+    storage = ArtsimStorage(home=str(tmp_path))
+    keyword = ts.KeywordIndex.build(built.ids[:3], [["a"], ["b"], ["c"]])
+    text_dir = tmp_path / "indexes" / "search_index" / ts.TEXT_DIR
+    artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: built}, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "works": 3})
+    first = text_dir.stat().st_ino
+    artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: built}, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR], "works": 4},
+                                unchanged=[ts.TEXT_DIR])
+    assert text_dir.stat().st_ino == first  # not written again
+    stored = artefacts.stored_search_index(storage)
+    assert stored.info["works"] == 4 and len(stored.vector_indexes[ts.TEXT_DIR]) == len(built)
+    assert stored.documents is None and stored.documents_note == "no kept tokens"  # built by bm25s alone: no documents
+    artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: built}, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR]})
+    assert text_dir.stat().st_ino != first
+
+
 def test_the_collection_map_is_stored_under_maps(tmp_path):
     storage = ArtsimStorage(home=str(tmp_path))
     location = artefacts.save_collection_map(storage, "<html>map</html>")

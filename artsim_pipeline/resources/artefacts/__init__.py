@@ -15,7 +15,7 @@ prod); the tables themselves are the IO manager's (`storage/<asset>/<partition>.
 | curator judgments | `feedback/judgments.jsonl` (a local journal, `resources/journal.py`); on S3 one object per judgment, `feedback/judgments/<judgment_id>.json`, never overwritten | `artsim serve` |
 | similar-works index | `indexes/ann_index/`: `index.bin` (hnswlib), `id_map.parquet`, `build_info.json`; replaced whole | `ann_index` |
 | similarity heads | `models/similarity_model/<mlflow run id>/`: `head.pt`, `head_config.json` | `similarity_model` |
-| search index | `indexes/search_index/`: `keyword/` (bm25s + `ids.parquet`), `text/`, `image/` (as the ANN index), `search_info.json` written last | `search_index` |
+| search index | `indexes/search_index/`: `keyword/` (bm25s + `ids.parquet` + `documents.parquet`: each work's tokens with the fields they came from and the tokeniser's signature, what the next build reuses), `text/`, `image/` (as the ANN index; left as stored when unchanged), `search_info.json` written last | `search_index` |
 | collection map | `maps/collection_map.html` (the single-file page, small collections); `maps/collection_map/`: `manifest.json`, `chunks/<hash>.bin`, `details-<hash>.parquet` (the chunked map), `layout/` (coordinates and vector fingerprints for incremental placement) | `collection_map` |
 | clusters' state | `models/clusters/`: `labels.parquet`, `centroids.npy`, `info.json` (for incremental assignment) | `clusters` |
 | clusters' summary | `models/clusters/summary/`: `table.parquet`, `info.json` (the key of the labels and metadata it summarises; reused when only titles changed) | `clusters` |

@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,18 +172,39 @@ def load_head(storage: ArtsimStorage, key: str):
 SEARCH_INDEX_KEY = "indexes/search_index"
 SEARCH_INFO_FILE = "search_info.json"
 KEYWORD_IDS_FILE = "ids.parquet"
+# each work's keyword tokens and the fields they came from (`core.keyword_index.DOCUMENT_COLUMNS`),
+# with the tokeniser's signature in the file's metadata: what the next build reuses
+KEYWORD_DOCUMENTS_FILE = "documents.parquet"
+_TOKENIZER_KEY = "artsim.tokenizer"
+
+
+@dataclass
+class StoredSearchIndex:
+    """What `search_index` builds on: the last stored index's info, its vector indexes by part,
+    and its keyword documents with their tokeniser's signature (None, and `documents_note`
+    saying why, when there are none to reuse)."""
+
+    info: dict[str, Any] = field(default_factory=dict)
+    vector_indexes: dict[str, AnnIndex] = field(default_factory=dict)
+    documents: pl.DataFrame | None = None
+    tokenizer: str | None = None
+    documents_note: str | None = "no search index stored"
 
 
 def write_keyword_index(keyword: KeywordIndex, directory: str | os.PathLike[str]) -> None:
-    """The BM25 index (bm25s' files) and its artwork ids (`ids.parquet`) into `directory`."""
+    """The BM25 index (bm25s' files), its artwork ids (`ids.parquet`) and, when it has them, its
+    documents (`documents.parquet`) into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     keyword.retriever.save(str(directory), show_progress=False)
     pl.DataFrame({"artwork_id": keyword.ids}, schema={"artwork_id": pl.String}).write_parquet(directory / KEYWORD_IDS_FILE)
+    if keyword.documents is not None:
+        keyword.documents.write_parquet(directory / KEYWORD_DOCUMENTS_FILE, metadata={_TOKENIZER_KEY: keyword.tokenizer or ""})
 
 
 def read_keyword_index(directory: str | os.PathLike[str]) -> KeywordIndex:
-    """A keyword index written by `write_keyword_index`."""
+    """A keyword index written by `write_keyword_index` (without its documents: searching needs
+    none; `read_keyword_documents` reads them)."""
     import bm25s
 
     from artsim_pipeline.core.text_search import KeywordIndex
@@ -190,11 +213,33 @@ def read_keyword_index(directory: str | os.PathLike[str]) -> KeywordIndex:
     return KeywordIndex(pl.read_parquet(directory / KEYWORD_IDS_FILE)["artwork_id"].to_list(), retriever)
 
 
+def read_keyword_documents(directory: str | os.PathLike[str]) -> tuple[pl.DataFrame | None, str | None, str | None]:
+    """(documents, tokeniser signature, None) kept by `write_keyword_index`, or (None, None, why
+    not) when there are none or they cannot be read: they are a cache, the next build makes them
+    again."""
+    from artsim_pipeline.core.keyword_index import DOCUMENT_COLUMNS
+
+    path = Path(directory) / KEYWORD_DOCUMENTS_FILE
+    if not path.exists():
+        return None, None, "no kept tokens"
+    try:
+        signature = pl.read_parquet_metadata(path).get(_TOKENIZER_KEY)
+        documents = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        return None, None, f"kept tokens unreadable ({type(exc).__name__}: {exc})"
+    expected = {"artwork_id": pl.String, "source": pl.String, "tokens": pl.List(pl.String)}
+    if {c: documents.schema.get(c) for c in DOCUMENT_COLUMNS} != expected:
+        return None, None, f"kept tokens have columns {dict(documents.schema)}, not {expected}"
+    return documents, signature, None
+
+
 def write_search_index(directory: str | os.PathLike[str], keyword: KeywordIndex, indexes: dict[str, AnnIndex],
-                       info: dict[str, Any]) -> None:
+                       info: dict[str, Any], unchanged: Collection[str] = ()) -> None:
     """The keyword index and the vector indexes (by part: `core.text_search.TEXT_DIR`,
-    `IMAGE_DIR`) into `directory`: each part replaced whole (written beside, then renamed), parts
-    no longer built removed, and search_info.json (what readers reload on) written last."""
+    `IMAGE_DIR`) into `directory`: each part replaced whole (written beside, then renamed), but
+    the vector parts named in `unchanged` (read from this directory and not changed since) left
+    as they are; parts no longer built removed, and search_info.json (what readers reload on)
+    written last."""
     from artsim_pipeline.core import text_search as ts
 
     directory = Path(directory)
@@ -207,9 +252,9 @@ def write_search_index(directory: str | os.PathLike[str], keyword: KeywordIndex,
     staging.rename(directory / ts.KEYWORD_DIR)
     shutil.rmtree(old, ignore_errors=True)
     for part in (ts.TEXT_DIR, ts.IMAGE_DIR):
-        if part in indexes:
+        if part in indexes and part not in unchanged:
             write_ann_index(indexes[part], directory / part)
-        elif (directory / part).exists():
+        elif part not in indexes and (directory / part).exists():
             shutil.rmtree(directory / part)
     info = {**info, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     staging = Path(tempfile.mkdtemp(prefix=".info.tmp-", dir=directory))
@@ -230,21 +275,31 @@ def read_search_index(directory: str | os.PathLike[str]) -> tuple[dict[str, Any]
     return info, read_keyword_index(path / ts.KEYWORD_DIR), text, image
 
 
-def stored_search_vector_indexes(storage: ArtsimStorage, config: AnnConfig | None = None) -> dict[str, AnnIndex]:
-    """The vector indexes of the search index last stored, by part (empty when none is stored):
-    what `search_index` updates incrementally."""
+def stored_search_index(storage: ArtsimStorage, config: AnnConfig | None = None) -> StoredSearchIndex:
+    """The search index last stored (fetched once from S3 when the storage is remote), as what
+    `search_index` updates incrementally; empty when none is stored."""
     from artsim_pipeline.core import text_search as ts
 
     directory = storage.fetch_dir(SEARCH_INDEX_KEY)
     if directory is None:
-        return {}
-    return {part: read_ann_index(directory / part, config) for part in (ts.TEXT_DIR, ts.IMAGE_DIR) if _is_ann_dir(directory / part)}
+        return StoredSearchIndex()
+    info_file = directory / SEARCH_INFO_FILE
+    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
+    vectors = {part: read_ann_index(directory / part, config) for part in (ts.TEXT_DIR, ts.IMAGE_DIR) if _is_ann_dir(directory / part)}
+    documents, tokenizer, note = read_keyword_documents(directory / ts.KEYWORD_DIR)
+    return StoredSearchIndex(info, vectors, documents, tokenizer, note)
 
 
-def save_search_index(storage: ArtsimStorage, keyword: KeywordIndex, indexes: dict[str, AnnIndex], info: dict[str, Any]) -> str:
+def stored_search_vector_indexes(storage: ArtsimStorage, config: AnnConfig | None = None) -> dict[str, AnnIndex]:
+    """The vector indexes of the search index last stored, by part (empty when none is stored)."""
+    return stored_search_index(storage, config).vector_indexes
+
+
+def save_search_index(storage: ArtsimStorage, keyword: KeywordIndex, indexes: dict[str, AnnIndex], info: dict[str, Any],
+                      unchanged: Collection[str] = ()) -> str:
     """Store the search index (`write_search_index`); returns where it lives."""
     with storage.staged_dir(SEARCH_INDEX_KEY) as directory:
-        write_search_index(directory, keyword, indexes, info)
+        write_search_index(directory, keyword, indexes, info, unchanged)
     return storage.objects.uri(SEARCH_INDEX_KEY)
 
 
