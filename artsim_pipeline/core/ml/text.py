@@ -157,3 +157,31 @@ def text_field_keys(artworks: pl.DataFrame) -> pl.Series:
         *(pl.col(name) if name in artworks.columns else pl.lit(None, dtype=pl.String).alias(name) for name in TEXT_FIELDS),
         pl.lit(version).alias("_format"),
     ).hash_rows(seed=0).alias("text_key")
+
+
+def texts_wanted(artworks: pl.DataFrame, stored: pl.DataFrame | None) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The text of every work as ``(artwork_id, text_sha256, text_key)``, in ``artworks`` order,
+    plus the texts built (``artwork_id -> text``).
+
+    ``stored`` (``artwork_id``, ``text_sha256``, ``text_key``: the embeddings stored for one
+    model) gives the hash of each work whose key it holds; only the other works' texts are
+    built with :func:`artwork_text`, in Python.
+    """
+    from artsim_pipeline.core.raw_store import content_hash
+
+    current = artworks.select("artwork_id").with_columns(text_field_keys(artworks))
+    known = pl.DataFrame(schema={"artwork_id": pl.String, "text_key": pl.UInt64, "text_sha256": pl.String})
+    if stored is not None and stored.height:
+        known = stored.select("artwork_id", "text_key", "text_sha256").unique(["artwork_id", "text_key"], keep="last")
+    wanted = current.join(known, on=["artwork_id", "text_key"], how="left", maintain_order="left")
+    missing = wanted.filter(pl.col("text_sha256").is_null()).select("artwork_id")
+    rows = artworks.join(missing, on="artwork_id", how="semi", maintain_order="left")
+    texts = {row["artwork_id"]: artwork_text(row) for row in rows.iter_rows(named=True)}
+    built = pl.DataFrame(
+        {"artwork_id": list(texts), "_built": [content_hash(t) for t in texts.values()]},
+        schema={"artwork_id": pl.String, "_built": pl.String},
+    )
+    wanted = wanted.join(built, on="artwork_id", how="left", maintain_order="left").select(
+        "artwork_id", pl.coalesce("text_sha256", "_built").alias("text_sha256"), "text_key"
+    )
+    return wanted, texts

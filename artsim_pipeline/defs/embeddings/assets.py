@@ -15,7 +15,6 @@ from dagster import AllPartitionMapping, AssetExecutionContext, AssetIn, DataVer
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.resources import artefacts
-from artsim_pipeline.resources.clients.base import content_hash
 from artsim_pipeline.defs.partitions import embedding_buckets, sha_bucket
 from artsim_pipeline.resources.encoders import EncoderResource
 from artsim_pipeline.resources.storage import ArtsimStorage
@@ -132,26 +131,16 @@ def text_embeddings(
     """all-MiniLM-L6-v2 vectors of each artwork's title, makers, medium, kind, culture and tags, keyed by
     artwork id, text hash and model; unchanged texts are not embedded again, and texts are only
     built (in Python) for works whose text fields changed (`text_key`)."""
-    from artsim_pipeline.core.ml.text import artwork_text, text_field_keys
+    from artsim_pipeline.core.ml.text import artwork_text, texts_wanted
 
     model_id = encoder.text_model_id()
-    current = artworks.select("artwork_id").with_columns(text_field_keys(artworks))
     previous = tables.read_table("text_embeddings")
-    stored = pl.DataFrame(schema={"artwork_id": pl.String, "text_sha256": pl.String, "text_key": pl.UInt64})
     if previous is not None and previous.height:
         previous = previous.filter(pl.col("model_id") == model_id)
         if "text_key" not in previous.columns:  # a table from before text keys: every text is built once
             previous = previous.with_columns(pl.lit(None, dtype=pl.UInt64).alias("text_key"))
-        stored = previous.select("artwork_id", "text_sha256", "text_key").unique(["artwork_id", "text_key"], keep="last")
-    # works whose text fields are unchanged keep their stored text hash; the others' texts are built
-    known = current.join(stored, on=["artwork_id", "text_key"], how="left", maintain_order="left")
-    unknown = known.filter(pl.col("text_sha256").is_null())
-    rows = artworks.join(unknown.select("artwork_id"), on="artwork_id", how="semi", maintain_order="left")
-    texts = {row["artwork_id"]: artwork_text(row) for row in rows.iter_rows(named=True)}
-    built = pl.DataFrame({"artwork_id": list(texts), "_built": [content_hash(t) for t in texts.values()]},
-                         schema={"artwork_id": pl.String, "_built": pl.String})
-    wanted = (known.join(built, on="artwork_id", how="left", maintain_order="left")
-              .select("artwork_id", pl.coalesce("text_sha256", "_built").alias("text_sha256"), "text_key"))
+    # works whose text fields are unchanged keep their stored text hash; only the others' texts are built
+    wanted, texts = texts_wanted(artworks, previous)
     reusable = pl.DataFrame(schema={"artwork_id": pl.String, "text_sha256": pl.String})
     if previous is not None and previous.height:
         reusable = previous.drop("text_key").join(wanted, on=["artwork_id", "text_sha256"], how="inner", maintain_order="left")
