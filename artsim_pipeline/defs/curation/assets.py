@@ -137,12 +137,19 @@ def collection_map(
         return project_2d(unit, seed=config.seed, method=config.projection, n_neighbors=config.umap_n_neighbors,
                           min_dist=config.umap_min_dist)
 
-    index = artefacts.stored_ann_index(storage)
-    search = (lambda queries, k: index.query(queries, k)) if index is not None else None
+    loaded: list = []  # the index is read only when new or changed works are placed
+
+    def search(queries: np.ndarray, k: int):
+        if not loaded:
+            loaded.append(artefacts.load_ann_index(storage))
+        return loaded[0].query(queries, k)
+
+    has_index = artefacts.ann_index_stamp(storage) is not None
     layout, plan = update_layout(ids, vectors, artefacts.load_map_layout(storage), project=project, settings=settings,
-                                 search=search, k=config.place_k, force_full=config.full_layout,
+                                 search=search if has_index else None, k=config.place_k, force_full=config.full_layout,
                                  max_incremental_fraction=config.max_incremental_fraction)
-    artefacts.save_map_layout(storage, layout)
+    if plan.full or plan.fresh or plan.removed:  # otherwise the stored layout is this one
+        artefacts.save_map_layout(storage, layout)
     method = layout.info["method"]
     context.log.info("collection_map: %s layout (%s)", plan.mode, plan.reason)
     paths = raw_images.filter(pl.col("status") == "ok").select("sha256", "path").unique("sha256")
