@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.core.raw_store import content_hash
+
 if TYPE_CHECKING:
     import torch
 
@@ -167,8 +169,6 @@ def texts_wanted(artworks: pl.DataFrame, stored: pl.DataFrame | None) -> tuple[p
     model) gives the hash of each work whose key it holds; only the other works' texts are
     built with :func:`artwork_text`, in Python.
     """
-    from artsim_pipeline.core.raw_store import content_hash
-
     current = artworks.select("artwork_id").with_columns(text_field_keys(artworks))
     known = pl.DataFrame(schema={"artwork_id": pl.String, "text_key": pl.UInt64, "text_sha256": pl.String})
     if stored is not None and stored.height:
