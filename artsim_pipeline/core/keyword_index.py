@@ -8,11 +8,13 @@ Keeping the index up to date without the whole collection's Python work
     (``SOURCE_FIELDS``) and on the tokeniser itself (:func:`tokenizer_signature`).
     :func:`update_documents` keeps every work's tokens beside the fields they came from (one
     JSON text per work, ``source``) and tokenises again only the works whose fields changed,
-    the new ones, or all of them when the tokeniser did. BM25 has no incremental add (every
-    document's scores depend on the collection's document frequencies and mean length), so
-    :meth:`KeywordIndex.from_documents` rebuilds it from the kept tokens, vectorised (polars and
-    numpy), to the same scores, float for float, as ``bm25s``' own ``BM25(method="lucene").index``
-    (:meth:`KeywordIndex.build`): a search ranks and scores exactly as over a fresh build.
+    the new ones, or all of them when the tokeniser did (a kept row is reused only for the same
+    work, fields and tokeniser, so whatever file it comes from it holds a fresh build's tokens).
+    BM25 has no incremental add (every document's scores depend on the collection's document
+    frequencies and mean length), so :meth:`KeywordIndex.from_documents` rebuilds it from the
+    kept tokens, vectorised (polars and numpy), to the same scores, float for float, as
+    ``bm25s``' own ``BM25(method="lucene").index`` (:meth:`KeywordIndex.build`): a search ranks
+    and scores exactly as over a fresh build.
 """
 
 from __future__ import annotations

@@ -238,6 +238,8 @@ def test_an_unchanged_vector_part_is_left_as_stored(built, tmp_path):
     assert stored.documents is None and stored.documents_note == "no kept tokens"  # built by bm25s alone: no documents
     artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: built}, {"parts": [ts.KEYWORD_DIR, ts.TEXT_DIR]})
     assert text_dir.stat().st_ino != first
+    (text_dir.parent / artefacts.SEARCH_INFO_FILE).write_text("{half written")
+    assert artefacts.stored_search_index(storage).info == {}  # no recall figure to carry over: measured again
 
 
 def test_the_collection_map_is_stored_under_maps(tmp_path):

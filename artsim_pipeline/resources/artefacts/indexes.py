@@ -283,8 +283,10 @@ def stored_search_index(storage: ArtsimStorage, config: AnnConfig | None = None)
     directory = storage.fetch_dir(SEARCH_INDEX_KEY)
     if directory is None:
         return StoredSearchIndex()
-    info_file = directory / SEARCH_INFO_FILE
-    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {}
+    try:  # what it records (the last recall figure) is measured again when it cannot be read
+        info = json.loads((directory / SEARCH_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
     vectors = {part: read_ann_index(directory / part, config) for part in (ts.TEXT_DIR, ts.IMAGE_DIR) if _is_ann_dir(directory / part)}
     documents, tokenizer, note = read_keyword_documents(directory / ts.KEYWORD_DIR)
     return StoredSearchIndex(info, vectors, documents, tokenizer, note)
