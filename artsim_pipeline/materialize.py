@@ -209,14 +209,28 @@ def _stale_or_missing(instance, graph, keys: set, partition: str | None) -> set:
 def materialize_in_waves(instance, graph, keys: set, partition: str | None, execute: Callable[[set], set | None]) -> set:
     """Materialise what is missing or stale among `keys` (for `partition`), wave by wave
     (`_next_wave`, each materialised by `execute`, which may return the keys it really ran: a
-    multi-asset's siblings), until nothing is; returns what ran."""
+    multi-asset's siblings), until nothing is; returns what ran. No wave is planned after one
+    that left nothing among `keys` downstream of what ran (`_settled`): asking would find
+    nothing stale."""
     ran: set = set()
     for _ in range(len(keys) + 1):
         wave = _next_wave(instance, graph, keys, partition, done=ran)
         if not wave:
             break
         ran |= wave | (set(execute(wave) or ()) & keys)
+        if _settled(graph, keys, ran):
+            break
     return ran
+
+
+def _settled(graph, keys: set, ran: set) -> bool:
+    """Whether every one of `keys` downstream of what `ran` has run too. Then nothing among `keys`
+    can have become stale since the last wave was planned: what was stale then ran in it, and
+    the rest reads nothing that ran (an asset that ran and is still reported stale, e.g. through
+    an observed source, is not run again in any case)."""
+    from dagster import AssetSelection
+
+    return (AssetSelection.assets(*ran).downstream().resolve(graph) & keys) <= ran
 
 
 def _next_wave(instance, graph, keys: set, partition: str | None, done: set = frozenset()) -> set:

@@ -4,7 +4,7 @@ took; Dagster's event lines stay in the run log unless `--verbose`."""
 from __future__ import annotations
 
 import polars as pl
-from dagster import AssetKey, DagsterInstance, DataVersion, Definitions, MetadataValue, Output, asset, materialize
+from dagster import AssetKey, AssetOut, DagsterInstance, DataVersion, Definitions, MetadataValue, Output, asset, materialize, multi_asset
 
 from artsim_pipeline.materialize import Stage, _with_console, stages_of
 
@@ -136,3 +136,62 @@ def test_an_asset_still_reported_stale_after_it_ran_does_not_hold_back_what_is_d
     ran = materialize_module.materialize_in_waves(None, graph, keys, None, execute)
     assert ran_waves == [{"wave_x"}, {"wave_y"}]
     assert {k.to_user_string() for k in ran} == {"wave_x", "wave_y"}
+
+
+def test_no_wave_is_planned_after_one_that_left_nothing_downstream_to_run(monkeypatch):
+    """x and w after it are both stale: one wave runs them, and what is stale is not asked again
+    (nothing that reads what ran is left to run)."""
+    import artsim_pipeline.materialize as materialize_module
+
+    graph = Definitions(assets=[wave_x, wave_w, wave_z, wave_y]).resolve_asset_graph()
+    keys = {AssetKey(k) for k in ("wave_x", "wave_w")}
+    stale_now = {AssetKey("wave_x"), AssetKey("wave_w")}
+    asked: list[int] = []
+
+    def stale_or_missing(instance, graph, keys, partition):
+        asked.append(1)
+        return set(stale_now) & keys
+
+    def execute(wave):
+        stale_now.difference_update(wave)
+
+    monkeypatch.setattr(materialize_module, "_stale_or_missing", stale_or_missing)
+    ran = materialize_module.materialize_in_waves(None, graph, keys, None, execute)
+    assert {k.to_user_string() for k in ran} == {"wave_x", "wave_w"} and len(asked) == 1
+
+
+@multi_asset(outs={"pair_left": AssetOut(), "pair_right": AssetOut()})
+def pair():
+    return 1, 2
+
+
+@asset
+def after_right(pair_right: int) -> int:
+    return pair_right
+
+
+def test_what_reads_a_sibling_that_ran_along_is_asked_about_again(monkeypatch):
+    """Only pair_left is stale, but its multi-asset runs pair_right too (`execute` says so), whose
+    new content makes after_right stale: a second wave must ask, and run it."""
+    import artsim_pipeline.materialize as materialize_module
+
+    graph = Definitions(assets=[pair, after_right]).resolve_asset_graph()
+    keys = {AssetKey(k) for k in ("pair_left", "pair_right", "after_right")}
+    stale_now = {AssetKey("pair_left")}
+    waves: list[set[str]] = []
+
+    def stale_or_missing(instance, graph, keys, partition):
+        return set(stale_now) & keys
+
+    def execute(wave):
+        waves.append({k.to_user_string() for k in wave})
+        stale_now.difference_update(wave)
+        if AssetKey("pair_left") in wave:  # the sibling ran along and changed
+            stale_now.add(AssetKey("after_right"))
+            return {AssetKey("pair_left"), AssetKey("pair_right")}
+        return wave
+
+    monkeypatch.setattr(materialize_module, "_stale_or_missing", stale_or_missing)
+    ran = materialize_module.materialize_in_waves(None, graph, keys, None, execute)
+    assert waves == [{"pair_left"}, {"after_right"}]
+    assert {k.to_user_string() for k in ran} == {"pair_left", "pair_right", "after_right"}
