@@ -153,11 +153,21 @@ class SimilarityService:
         backbone = load_backbone(model["backbone_spec"])
         if backbone.model_id != model["image_model_id"]:
             raise ImageQueryError(f"backbone {backbone.model_id} differs from the model's {model['image_model_id']}")
-        served = self.vectors["vector_source"][0] if self.vectors.height else "trained"
+        served = self.served_vector_source()
         if raw or served != "trained":
             return backbone, None, backbone.model_id
         head = load_head(self.storage, model["head_key"])[0]
         return backbone, head, f"{backbone.model_id}+{model['head_key']}"
+
+    def served_vector_source(self) -> str:
+        """What the index serves: ``trained`` vectors or the raw backbone's. Read from the index's
+        model run id (``<run>:<vector_source>``, as `ann_index` builds it), so that an image query
+        does not load `artwork_vectors` (1,280 floats a work: 2.4 GB at 470,000 works); from the
+        table only for an index without one."""
+        run = self.index.model_run_id or ""
+        if ":" in run:
+            return run.rsplit(":", 1)[1]
+        return self.vectors["vector_source"][0] if self.vectors.height else "trained"
 
     def embed_image(self, rgb) -> np.ndarray:
         """An RGB PIL image as a query vector in the index's space (see `image_encoder`)."""
