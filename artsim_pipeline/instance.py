@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -63,9 +64,69 @@ class HomeArtifactStorage(_UnderHome, LocalArtifactStorage):
 
 
 class HomeComputeLogManager(_UnderHome, LocalComputeLogManager):
-    """Compute logs at `<home>/dagster/compute_logs/`."""
+    """Compute logs at `<home>/dagster/compute_logs/`, mirrored to the terminal by a thread of
+    this process instead of Dagster's two subprocesses per stream and run (a `tail -F` and a
+    Python interpreter watching for orphans, which starting took most of a short run's CPU)."""
 
     subdir = ("compute_logs",)
+
+    @contextmanager
+    def capture_logs(self, log_key):
+        from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
+        from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION
+        from dagster._utils import touch_file
+
+        out = self.get_captured_local_path(log_key, IO_TYPE_EXTENSION[ComputeIOType.STDOUT])
+        err = self.get_captured_local_path(log_key, IO_TYPE_EXTENSION[ComputeIOType.STDERR])
+        with mirrored_to_file(sys.stdout, out), mirrored_to_file(sys.stderr, err):
+            yield CapturedLogContext(log_key)
+        touch_file(self.complete_artifact_path(log_key))  # as Dagster's: the capture is complete
+
+
+MIRROR_POLL_S = 0.05
+
+
+@contextmanager
+def mirrored_to_file(stream, path: str):
+    """What is written to `stream` (its file descriptor, so C code's output too) goes to the file
+    `path` for the block (Dagster's `redirect_to_file`), and a thread copies what the file gains to
+    where the stream pointed before, as `tail -F` did; all of it, before the block returns."""
+    from dagster._core.execution.compute_logs import _fileno, redirect_to_file
+    from dagster._utils import ensure_file
+
+    ensure_file(path)
+    fd = _fileno(stream)
+    if not fd:  # not a file (a test's capture): nothing to mirror to, as Dagster's
+        with redirect_to_file(stream, path):
+            yield
+        return
+    terminal = os.dup(fd)
+    done = threading.Event()
+    with open(path, "rb") as log:
+        log.seek(0, os.SEEK_END)
+
+        def copy() -> None:
+            while True:
+                chunk = log.read(1 << 16)
+                if chunk:
+                    try:
+                        os.write(terminal, chunk)
+                    except OSError:  # the terminal went away: the file still has it all
+                        return
+                elif done.is_set():
+                    return
+                else:
+                    done.wait(MIRROR_POLL_S)
+
+        copier = threading.Thread(target=copy, name=f"artsim-mirror-{os.path.basename(path)}", daemon=True)
+        copier.start()
+        try:
+            with redirect_to_file(stream, path):
+                yield
+        finally:
+            done.set()
+            copier.join()
+            os.close(terminal)
 
 
 def sqlite_engine(conn_string: str):

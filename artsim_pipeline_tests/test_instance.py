@@ -187,3 +187,35 @@ def test_the_ui_following_a_run_sees_each_event_as_it_is_stored(home, tmp_path):
         ui.end_watch(run_id, on_event)
         ui.dispose()
     assert seen[-2:] == ["step 1", "step 2"]
+
+
+CAPTURING = textwrap.dedent(
+    """
+    import os, subprocess, sys
+    from artsim_pipeline.instance import HomeComputeLogManager
+
+    spawned = []
+    original = subprocess.Popen.__init__
+    def popen(self, *args, **kwargs):
+        spawned.append(args[0])
+        original(self, *args, **kwargs)
+    subprocess.Popen.__init__ = popen
+    manager = HomeComputeLogManager(sys.argv[1])
+    with manager.capture_logs(["run", "step"]):
+        print("from python")
+        os.write(2, b"from the descriptor\\n")
+        print("x" * 200000)  # the last, and long: all of it before the block returns
+    print(f"spawned {len(spawned)}", flush=True)
+    """
+)
+
+
+def test_compute_logs_go_to_their_files_and_the_terminal_without_subprocesses(tmp_path):
+    done = subprocess.run([sys.executable, "-c", CAPTURING, str(tmp_path / "logs")], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["from python", "x" * 200000, "spawned 0"]
+    assert done.stderr.splitlines()[-1:] == ["from the descriptor"]
+    files = {p.suffix: p.read_text() for p in (tmp_path / "logs" / "run").iterdir() if p.suffix in (".out", ".err")}
+    assert files == {".out": f"from python\n{'x' * 200000}\n", ".err": "from the descriptor\n"}
+    assert (tmp_path / "logs" / "run" / "step.complete").exists()
