@@ -1,6 +1,6 @@
 """The two-stage index (`AnnConfig.search_dim`): hnswlib over projected vectors, the full vectors
 as float16 re-ranking its candidates exactly; built, queried, updated in place, stored and read
-back memory-mapped."""
+back (the full vectors read row by row from their file)."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ from artsim_pipeline.core.ann import AnnConfig, brute_force_topk, build_index, n
 from artsim_pipeline.core.ann.reduction import rerank
 from artsim_pipeline.resources.artefacts import read_ann_index, write_ann_index
 from artsim_pipeline.resources.artefacts.indexes import ANN_FULL_VECTORS_FILE, ANN_PROJECTION_FILE
+from artsim_pipeline.resources.artefacts.row_file import RowFile
 
 DIM, SEARCH_DIM, N = 128, 32, 3000
 CONFIG = AnnConfig(num_threads=2, search_dim=SEARCH_DIM)
@@ -120,14 +121,14 @@ def test_update_in_place_keeps_the_projection(data):
     assert recall_vs_exact(index, new_ids, new_x, sample=300) >= 0.98
 
 
-def test_stored_and_read_back_memory_mapped(built, data, tmp_path):
+def test_stored_and_read_back_with_rows_read_from_the_file(built, data, tmp_path):
     ids, x = data
     target = write_ann_index(built, tmp_path / "ann")
     stored = np.load(target / ANN_FULL_VECTORS_FILE)
     assert stored.dtype == np.float16 and stored.shape == (N, DIM)
     assert np.load(target / ANN_PROJECTION_FILE).shape == (SEARCH_DIM, DIM)
     loaded = read_ann_index(target, AnnConfig(ef=50, oversample=6))
-    assert isinstance(loaded._s.full, np.memmap)
+    assert isinstance(loaded._s.full, RowFile)
     assert loaded.two_stage and loaded.config.search_dim == SEARCH_DIM and loaded.config.oversample == 6
     a_ids, a_scores = built.query(x[:20], 10)
     loaded.config = built.config
@@ -167,3 +168,19 @@ def test_rerank_orders_candidates_and_pads():
     assert np.isfinite(dists).all() and (np.diff(dists) >= 0).all()
     labels, dists = rerank(store, query, np.array([[3, -1, -1]]), 3)
     assert labels.tolist() == [[3, -1, -1]] and np.isinf(dists[0, 1:]).all()
+
+
+def test_a_row_file_reads_the_rows_asked_for(tmp_path):
+    stored = np.arange(5 * 7, dtype=np.float16).reshape(5, 7)
+    np.save(tmp_path / "rows.npy", stored)
+    rows = RowFile(tmp_path / "rows.npy")
+    assert rows.shape == (5, 7) and rows.dtype == np.float16 and len(rows) == 5
+    np.testing.assert_array_equal(rows[np.array([4, 0, 4])], stored[[4, 0, 4]])
+    np.testing.assert_array_equal(rows[np.array([[1], [3]])], stored[[[1], [3]]])
+    np.testing.assert_array_equal(np.asarray(rows), stored)
+    with pytest.raises(IndexError):
+        rows[np.array([5])]
+    # a file written over it later (renamed into place) does not change what it reads
+    np.save(tmp_path / "newer.npy", stored * 2)
+    (tmp_path / "newer.npy").replace(tmp_path / "rows.npy")
+    np.testing.assert_array_equal(rows[np.array([2])], stored[[2]])

@@ -1,6 +1,6 @@
 """`artsim serve` over a two-stage `ann_index` (hnswlib over projected vectors, the full vectors
-float16 and memory-mapped): `/api/similar` answers exact search's neighbours with their exact
-cosines, and the service loads the full vectors memory-mapped, never the vectors table."""
+float16 in a file): `/api/similar` answers exact search's neighbours with their exact cosines,
+reading the candidates' rows from that file; the service never loads the vectors table."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from artsim_pipeline.core.ann import AnnConfig, brute_force_topk, build_index, normalize, synthetic_clustered_vectors
 from artsim_pipeline.resources import artefacts
+from artsim_pipeline.resources.artefacts.row_file import RowFile
 from artsim_pipeline.service import SimilarityService
 from artsim_pipeline.web.app import create_app
 
@@ -36,7 +37,7 @@ def served(tmp_path_factory, sample_artworks):
     return home, ids, vectors
 
 
-def test_api_similar_answers_exact_neighbours_from_the_memory_mapped_vectors(served):
+def test_api_similar_answers_exact_neighbours_from_the_stored_float16_vectors(served):
     home, ids, vectors = served
     rng = np.random.default_rng(0)
     queries = rng.choice(len(ids), size=40, replace=False)
@@ -53,7 +54,7 @@ def test_api_similar_answers_exact_neighbours_from_the_memory_mapped_vectors(ser
                 if result["artwork_id"] != artwork_id:
                     assert abs(float(vectors[ids.index(result["artwork_id"])] @ vectors[q]) - score) <= SCORE_TOLERANCE
         service = client.app.state.artsim.service
-        assert service.index.two_stage and isinstance(service.index._s.full, np.memmap)
+        assert service.index.two_stage and isinstance(service.index._s.full, RowFile)
         assert service.index.hnsw.dim == SEARCH_DIM and service.index.dim == DIM
         assert "vectors" not in service.__dict__
 

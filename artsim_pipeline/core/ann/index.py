@@ -283,8 +283,8 @@ class AnnIndex(IndexUpdates):
                    config: AnnConfig | None = None, arrays: dict[str, np.ndarray] | None = None) -> AnnIndex:
         """The index again from its parts: a loaded hnswlib index, its id map and build info
         (``config``: see :meth:`stored_config`), and a two-stage index's ``arrays`` (see
-        :meth:`parts`; ``full`` may be memory-mapped: rows are read as queries need them, and
-        copied into memory only when an update writes)."""
+        :meth:`parts`; ``full`` may be rows read from a file as queries need them, copied into
+        memory only when an update writes: `IndexState.full`)."""
         saved = cls.stored_config(info, config)
         projection, full = (arrays or {}).get("projection"), (arrays or {}).get("full")
         idmap = id_map.sort("label")

@@ -3,8 +3,8 @@ searches, and the full vectors as float16 rows by label that re-rank hnswlib's c
 
 Why: hnswlib keeps every vector as float32 in memory, so 470,000 works x 1,280 dimensions (the
 default model's vectors) is a 2.4 GB index. hnswlib over 128 projected dimensions holds ~0.3 GB;
-the full vectors stay on disk as float16 (1.2 GB, memory-mapped: a query reads only the rows of
-its candidates) and give every returned score exactly (to float16 precision).
+the full vectors stay on disk as float16 (1.2 GB; a query reads only the rows of its candidates:
+`resources.artefacts.row_file`) and give every returned score exactly (to float16 precision).
 
 The projection is the leading eigenvectors of the vectors' uncentred second-moment matrix (PCA
 without centring: centring would change which dot products are largest), fitted once when the
@@ -53,7 +53,7 @@ def half_rows(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=HALF)
 
 
-def full_rows(store: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def full_rows(store, labels: np.ndarray) -> np.ndarray:
     """The stored rows of ``labels`` as unit float32 vectors (float16 rounding leaves norms
     1 +- 1e-3; renormalising makes the scores cosines again)."""
     rows = np.asarray(store[labels], dtype=np.float32)
@@ -61,9 +61,11 @@ def full_rows(store: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return rows / np.where(norms > ZERO_NORM, norms, 1.0)
 
 
-def writable(store: np.ndarray) -> np.ndarray:
-    """``store`` itself when rows can be written into it, else an in-memory copy."""
-    return store if store.flags.writeable else np.array(store)
+def writable(store) -> np.ndarray:
+    """``store`` itself when it is an array in memory, else (rows read from a file: see
+    `IndexState.full`) an in-memory copy that updates write into."""
+    in_memory = isinstance(store, np.ndarray) and not isinstance(store, np.memmap) and store.flags.writeable
+    return store if in_memory else np.array(store)
 
 
 def with_rows(store: np.ndarray, n_rows: int) -> np.ndarray:
@@ -71,11 +73,11 @@ def with_rows(store: np.ndarray, n_rows: int) -> np.ndarray:
     if store.shape[0] >= n_rows:
         return writable(store)
     grown = np.zeros((n_rows, store.shape[1]), dtype=HALF)
-    grown[: store.shape[0]] = store
+    grown[: store.shape[0]] = np.asarray(store)
     return grown
 
 
-def rerank(store: np.ndarray, x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def rerank(store, x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best of each row's candidate ``labels`` (-1: none) by exact cosine with the
     query rows ``x`` against the stored full vectors: (labels, distances ``1 - cos``), best first,
     padded with -1 / inf."""

@@ -99,8 +99,10 @@ class IndexState:
     deleted: np.ndarray  # bool, per label
     live: dict[str, int] = field(default_factory=dict)  # artwork_id -> label, live only
     # two-stage index (`reduction`): the projection hnswlib's vectors went through
-    # (search_dim x dim) and the full unit vectors as float16 rows by label; None: hnswlib holds
-    # the full vectors
+    # (search_dim x dim) and the full unit vectors as float16 rows by label (an array, or, read
+    # from storage, anything that gives rows by `full[labels]`, `.shape`, `.dtype` and
+    # `np.asarray(full)`: `resources.artefacts.row_file.RowFile`); None: hnswlib holds the full
+    # vectors
     projection: np.ndarray | None = None
     full: np.ndarray | None = None
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.resources.artefacts.row_file import RowFile
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 ANN_INDEX_KEY = "indexes/ann_index"
 ANN_INDEX_FILE, ANN_ID_MAP_FILE, ANN_BUILD_INFO_FILE = "index.bin", "id_map.parquet", "build_info.json"
 # a two-stage index (`core.ann.reduction`) also has these: the full vectors as float16 rows by
-# label (memory-mapped when read) and the projection hnswlib's vectors went through
+# label (rows read as queries need them) and the projection hnswlib's vectors went through
 ANN_FULL_VECTORS_FILE, ANN_PROJECTION_FILE = "full_vectors.f16.npy", "projection.npy"
 
 
@@ -70,8 +71,8 @@ def write_ann_index(index: AnnIndex, directory: str | os.PathLike[str]) -> Path:
 def read_ann_index(directory: str | os.PathLike[str], config: AnnConfig | None = None) -> AnnIndex:
     """An index written by `write_ann_index`. `config` overrides query-time settings (ef,
     num_threads, oversample); build parameters come from build_info.json. A two-stage index's
-    full vectors are memory-mapped (copy-on-write: an update changes the copy in memory, never
-    the file), so only the rows queries re-rank are read."""
+    full vectors stay in their file (`row_file.RowFile`): queries read only the rows they
+    re-rank, and an update works on a copy in memory, never the file."""
     import hnswlib
 
     from artsim_pipeline.core.ann import AnnIndex
@@ -82,7 +83,7 @@ def read_ann_index(directory: str | os.PathLike[str], config: AnnConfig | None =
     hnsw.load_index(str(d / ANN_INDEX_FILE), max_elements=int(info.get("max_elements", 0)), allow_replace_deleted=True)
     arrays = {}
     if (d / ANN_FULL_VECTORS_FILE).exists():
-        arrays = {"full": np.load(d / ANN_FULL_VECTORS_FILE, mmap_mode="c", allow_pickle=False),
+        arrays = {"full": RowFile(d / ANN_FULL_VECTORS_FILE),
                   "projection": np.load(d / ANN_PROJECTION_FILE, allow_pickle=False)}
     try:
         return AnnIndex.from_parts(hnsw, pl.read_parquet(d / ANN_ID_MAP_FILE), info, config, arrays)
