@@ -184,3 +184,15 @@ def test_a_row_file_reads_the_rows_asked_for(tmp_path):
     np.save(tmp_path / "newer.npy", stored * 2)
     (tmp_path / "newer.npy").replace(tmp_path / "rows.npy")
     np.testing.assert_array_equal(rows[np.array([2])], stored[[2]])
+
+
+def test_bulk_queries_read_the_row_file_once(built, data, tmp_path, monkeypatch):
+    ids, x = data
+    loaded = read_ann_index(write_ann_index(built, tmp_path / "ann"))
+    reads = []
+    real = RowFile.__array__
+    monkeypatch.setattr(RowFile, "__array__", lambda self, *a, **kw: reads.append(1) or real(self, *a, **kw))
+    few, _ = loaded.query(x[:3], 10)
+    assert reads == []  # a few queries read their candidates' rows only
+    many, _ = loaded.query(x[:400], 10)  # 400 x 80 candidates > 3,000 rows: read once, whole
+    assert reads == [1] and many[:3].tolist() == few.tolist()

@@ -85,6 +85,8 @@ def rerank(store, x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray
     k = min(k, width)
     valid = labels >= 0
     scores = np.full(labels.shape, -np.inf, dtype=np.float32)
+    if not isinstance(store, np.ndarray) and labels.size >= store.shape[0]:
+        store = np.asarray(store)  # bulk queries (near_duplicates): one read of every row, not one per candidate
     for row in range(n):  # row by row: a row's candidates stay in cache (measured 3.7x faster than blocks)
         candidates = labels[row, valid[row]]
         if candidates.size:
