@@ -4,16 +4,20 @@
 subclasses do the join so that run history, compute logs and artefacts never mix with the
 asset tables under `$ARTSIM_HOME/storage/`.
 
-The SQLite storages are Dagster's own (same files, same schemas, the UI reads them as ever) with
-two changes to how they connect, which the per-run overhead of `artsim materialize` was made of
-(measured in `benchmarks/bench_orchestration.py`):
+The SQLite storages are Dagster's own (same files, same schemas; the UI reads them as ever) with
+changes to how they connect, which most of the per-run overhead of `artsim materialize` was
+(figures: `benchmarks/bench_orchestration.py`):
 
-- one SQLAlchemy engine per database file, reused, instead of a new engine for every query (each
-  new engine set up its dialect and compiled every statement again);
-- `synchronous=NORMAL` on every connection: the databases are in WAL mode, where that still
-  survives a crash of the process intact; only an OS crash or power cut can drop the last commits
-  (the newest run events, whose assets are then found missing or stale and run again), instead
-  of an fsync per commit.
+- one SQLAlchemy engine per database file, its connection kept open between uses, instead of a
+  new engine and connection per query (each set up its dialect, compiled every statement again,
+  and closing the last connection checkpointed the WAL log and deleted it);
+- `synchronous=NORMAL` on every connection: in WAL mode that survives a crash of the process
+  intact; only an OS crash or power cut can drop the last commits (the newest run events, whose
+  assets are then found missing or stale and run again), instead of an fsync per commit;
+- a new run's database copied from an empty one made once per process (`HomeEventLogStorage`).
+
+The compute logs are Dagster's files, mirrored to the terminal by a thread instead of
+subprocesses (`HomeComputeLogManager`).
 """
 
 from __future__ import annotations
