@@ -30,9 +30,12 @@ where no file is (`ObjectStore.create_bytes`; a writer that finds its number tak
 and a base replaces only the base it was merged from (`replace_bytes`; a writer that loses starts
 again). `covers` never goes down and numbers have no gaps, so a writer that lists the deltas after
 creating its own, then reads the base's `covers`, knows whether a compaction may have covered its
-number without reading it; then it writes its rows again (a read may apply them twice, in order,
-never drop them). Compaction removes only the deltas it merged. Every file's footer carries a
-write id (`artsim.write_id`), so `table_fingerprint` tells two writes apart without reading them.
+number; the base's footer names the write ids of the deltas it merged (`artsim.merged`, the
+latest `MERGED_KEPT`), so the writer writes its rows again only when its own delta is not among
+them (a read may then apply them twice, in order, never drop them; rows merged already are never
+written again, which would undo a later writer's change to them). Compaction removes only the
+deltas it merged. Every file's footer carries a write id (`artsim.write_id`), so
+`table_fingerprint` tells two writes apart without reading them.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ UPSERT_KEY_META = "artsim.upsert_key"
 COVERS_META = "artsim.covers"
 ROWS_META = "artsim.rows"
 WRITE_ID_META = "artsim.write_id"  # one per write: what `table_fingerprint` tells rewrites apart by
+MERGED_META = "artsim.merged"  # write ids of the deltas a base merged, newest last
+# merged ids a base keeps (its own and, carried over, earlier bases'): a writer checks its delta
+# within moments of writing it, so a few compactions' worth is plenty (33 bytes each in the footer)
+MERGED_KEPT = 256
 MAX_ATTEMPTS = 100  # conditional writes lost to other writers before giving up
 DELTA_NAME = re.compile(r"(\d{10})-(\d+)\.parquet$")
 FOOTER_BYTES = 1 << 16  # enough for the footer of a table of a few dozen columns
@@ -91,6 +98,7 @@ class _BaseInfo:
     key: tuple[str, ...] | None
     covers: int
     rows: int
+    merged: tuple[str, ...] = ()
 
 
 class TableStore(MergingConfig, ConfigurableResource):
@@ -193,25 +201,28 @@ class TableStore(MergingConfig, ConfigurableResource):
         data = self.objects.read_bytes(table_key) if version is not None else None
         if (version is None) != (data is None):
             return None  # replaced or removed between the two reads
-        frames, covers = [], 0
+        frames, covers, merged = [], 0, ()
         if data is not None:
             frames.append(pl.read_parquet(io.BytesIO(data)))
-            covers = self._info(pl.read_parquet_metadata(io.BytesIO(data))).covers
+            previous = self._info(pl.read_parquet_metadata(io.BytesIO(data)))
+            covers, merged = previous.covers, previous.merged
         deltas = self._deltas(asset_key, partition_key)
         live = [(seq, item) for seq, _, item in deltas if seq > covers]
         stored = [self.objects.read_bytes(item) for _, item in live]
         if any(d is None for d in stored):
             return None  # another compaction removed them: it stored a new base
         frames.extend(pl.read_parquet(io.BytesIO(d)) for d in stored)
-        merged = latest_rows([*frames, change], key)
+        merged_ids = [pl.read_parquet_metadata(io.BytesIO(d)).get(WRITE_ID_META) for d in stored]
+        merged_ids = [*merged, *(i for i in merged_ids if i)][-MERGED_KEPT:]
+        table = latest_rows([*frames, change], key)
         # deltas only ever go above covers (a writer checks its own against it), so never lower it
         covers = max([covers, *(seq for seq, _, _ in deltas)])
-        data = self._parquet(merged, key=key, covers=covers)
+        data = self._parquet(table, key=key, covers=covers, merged=merged_ids)
         if not self.objects.replace_bytes(table_key, data, version):
             return None
         # only the deltas listed above: one written since is numbered above covers, and stays
         self._remove_deltas(deltas, covers)
-        return UpsertReport(self.objects.uri(table_key), merged.height, len(data), True, 0)
+        return UpsertReport(self.objects.uri(table_key), table.height, len(data), True, 0)
 
     def _add_delta(self, change: pl.DataFrame, info: _BaseInfo, deltas: list[tuple[int, int, str]],
                    asset_key: str | list[str], partition_key: str | None) -> UpsertReport | None:
@@ -221,7 +232,8 @@ class TableStore(MergingConfig, ConfigurableResource):
         rows twice, never lose them)."""
         table_key = self.table_key(asset_key, partition_key)
         prefix = self.deltas_prefix(asset_key, partition_key)
-        data = self._parquet(change)
+        write_id = uuid.uuid4().hex
+        data = self._parquet(change, write_id=write_id)
         seq = max([info.covers, *(seq for seq, _, _ in deltas)]) + 1
         for _ in range(MAX_ATTEMPTS):
             name = f"{prefix}/{seq:010d}-{change.height}.parquet"
@@ -234,9 +246,13 @@ class TableStore(MergingConfig, ConfigurableResource):
         # highest number it saw. Numbers have no gaps, so if that reaches `seq`, a delta of that
         # number (another writer's, other rows) was there before ours, or a base covering it:
         # list first, then read the base, and either shows (a delta leaves only after the base
-        # that covers it is stored).
+        # that covers it is stored). A base that merged our delta names it: then it is stored, and
+        # writing it again could undo what other writers stored since (a row deleted after).
         deltas = self._deltas(asset_key, partition_key)
         now = self._base_info(table_key)
+        if now is not None and write_id in now.merged:
+            return UpsertReport(self.objects.uri(table_key), change.height, len(data), False,
+                                sum(1 for s, _, _ in deltas if s > now.covers))
         if now is None or now.covers >= seq or any(s == seq and item != name for s, _, item in deltas):
             return None
         live = sum(1 for s, _, _ in deltas if s > now.covers)
@@ -262,12 +278,15 @@ class TableStore(MergingConfig, ConfigurableResource):
     # -- helpers ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _parquet(df: pl.DataFrame, *, key: tuple[str, ...] | None = None, covers: int | None = None) -> bytes:
-        metadata = {WRITE_ID_META: uuid.uuid4().hex}
+    def _parquet(df: pl.DataFrame, *, key: tuple[str, ...] | None = None, covers: int | None = None,
+                 merged: Sequence[str] = (), write_id: str | None = None) -> bytes:
+        metadata = {WRITE_ID_META: write_id or uuid.uuid4().hex}
         if key is not None:
             metadata |= {UPSERT_KEY_META: ",".join(key), ROWS_META: str(df.height)}
         if covers is not None:
             metadata[COVERS_META] = str(covers)
+        if merged:
+            metadata[MERGED_META] = ",".join(merged)
         buffer = io.BytesIO()
         df.write_parquet(buffer, metadata=metadata)
         return buffer.getvalue()
@@ -275,7 +294,9 @@ class TableStore(MergingConfig, ConfigurableResource):
     @staticmethod
     def _info(metadata: dict[str, str]) -> _BaseInfo:
         key = metadata.get(UPSERT_KEY_META)
-        return _BaseInfo(tuple(key.split(",")) if key else None, int(metadata.get(COVERS_META, 0)), int(metadata.get(ROWS_META, 0)))
+        merged = tuple(filter(None, metadata.get(MERGED_META, "").split(",")))
+        return _BaseInfo(tuple(key.split(",")) if key else None, int(metadata.get(COVERS_META, 0)),
+                         int(metadata.get(ROWS_META, 0)), merged)
 
     def _base_info(self, table_key: str) -> _BaseInfo | None:
         """The base's key, covered delta and rows from its footer (a ranged read on S3)."""

@@ -219,6 +219,41 @@ def test_a_delta_numbered_under_a_compaction_that_did_not_read_it_is_written_aga
     assert text_of(table, "600") == "w600" and text_of(table, "501") == "x501" and text_of(table, "5") == "c5"
 
 
+def after_delta_written(store: TableStore, action) -> None:
+    """Run `action` (other writers) right after `store` has created its delta and before it checks
+    whether a compaction covered it (its second listing of the deltas)."""
+    real_list = store.objects.list_keys
+    calls = []
+
+    def listing(prefix):
+        keys = list(real_list(prefix))
+        calls.append(prefix)
+        if len(calls) == 2:
+            action()
+        return iter(keys)
+
+    store.objects.list_keys = listing
+
+
+def test_a_delta_a_compaction_merged_is_not_written_again_over_a_later_deletion(store, tmp_path):
+    """W creates its delta (row 500); C compacts, reading W's delta; B then deletes 500. W, seeing
+    its number covered, must find its delta among the base's merged ones and not write 500 again."""
+    store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
+    compactor, deleter = writer(tmp_path), writer(tmp_path)
+
+    def merge_then_delete():
+        assert compactor.upsert_table(frame(range(40, 70), "c"), ["source_id"], "raw_objects", "met").compacted
+        assert text_of(compactor.read_table("raw_objects", "met"), "500") == "w500"  # merged W's delta
+        deleter.upsert_table(frame([]), ["source_id"], "raw_objects", "met", deleted=pl.DataFrame({"source_id": ["500"]}))
+
+    after_delta_written(store, merge_then_delete)
+    report = store.upsert_table(frame([500], "w"), ["source_id"], "raw_objects", "met")
+    assert report.rows_written == 1 and not report.compacted
+    table = writer(tmp_path).read_table("raw_objects", "met")
+    assert "500" not in table["source_id"].to_list() and table.height == 100
+    assert text_of(table, "50") == "c50"
+
+
 def test_a_compaction_keeps_a_delta_written_after_it_listed_them(store, tmp_path):
     store.upsert_table(frame(range(100)), ["source_id"], "raw_objects", "met")
     store.upsert_table(frame([1], "b"), ["source_id"], "raw_objects", "met")
