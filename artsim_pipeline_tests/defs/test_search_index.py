@@ -170,3 +170,44 @@ def test_the_recall_check_reuses_a_figure_only_for_the_index_it_measured():
     assert (updated["queries"], updated["reused"]) == (40, False) and updated["recall_at_10"] >= 0.98
     other_ef = build_index(ids, vectors, AnnConfig(num_threads=1, ef=50), model_run_id="m")
     assert text_recall(other_ef, ids, vectors, untouched, failing, config, seed=1)["reused"] is False
+
+
+def test_a_recall_figure_is_not_carried_over_to_a_text_part_written_by_a_run_that_stopped_before_its_info(tmp_path, monkeypatch):
+    """Run 2 replaces the text part (a new model) and is killed writing the image part, before
+    search_info.json: the stored figure was measured on run 1's text part, so it is not offered
+    for reuse; a complete write keeps it for the part it was written with."""
+    from artsim_pipeline.core import keyword_index as kw
+    from artsim_pipeline.core.ann import AnnConfig, build_index, synthetic_clustered_vectors
+    from artsim_pipeline.defs.indexing.search_assets import SearchIndexConfig, text_recall
+    from artsim_pipeline.resources.artefacts import indexes
+    from artsim_pipeline.resources.storage import ArtsimStorage
+
+    storage, config = ArtsimStorage(home=str(tmp_path)), AnnConfig(num_threads=1)
+    ids = [f"met:{i}" for i in range(300)]
+    documents, tokens = kw.update_documents(pl.DataFrame({"artwork_id": ids, "title": ids}), None, None)
+    keyword = kw.KeywordIndex.from_documents(documents, tokens["tokenizer"])
+    first = synthetic_clustered_vectors(300, dim=16, n_clusters=10, seed=0)
+    built = build_index(ids, first, config, model_run_id="model-1")
+    measured = text_recall(built, ids, first, {"added": 300, "rebuilt": True}, None, SearchIndexConfig(recall_sample=50), seed=1)
+    failing = dict(measured, recall_at_10=0.5)  # recognisable
+    artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: built}, {"text_recall": failing})
+    assert artefacts.stored_search_index(storage, config).info["text_recall"] == failing  # the part it measured
+
+    stored = artefacts.stored_search_index(storage, config).vector_indexes[ts.TEXT_DIR]
+    stored.update(ids, synthetic_clustered_vectors(300, dim=16, n_clusters=10, seed=7), "model-2")
+    real_write = indexes.write_ann_index
+
+    def killed_at_the_image_part(index, directory):
+        if str(directory).endswith(ts.IMAGE_DIR):
+            raise KeyboardInterrupt("killed")
+        return real_write(index, directory)
+
+    monkeypatch.setattr(indexes, "write_ann_index", killed_at_the_image_part)
+    image = build_index(ids, first, config, model_run_id="img")
+    try:
+        artefacts.save_search_index(storage, keyword, {ts.TEXT_DIR: stored, ts.IMAGE_DIR: image}, {"text_recall": {"recall_at_10": 0.99}})
+    except KeyboardInterrupt:
+        pass
+    after = artefacts.stored_search_index(storage, config)
+    assert after.vector_indexes[ts.TEXT_DIR].build_info["model_run_id"] == "model-2"
+    assert "text_recall" not in after.info  # measured again by the next run

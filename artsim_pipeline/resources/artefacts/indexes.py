@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,11 @@ KEYWORD_IDS_FILE = "ids.parquet"
 # with the tokeniser's signature in the file's metadata: what the next build reuses
 KEYWORD_DOCUMENTS_FILE = "documents.parquet"
 _TOKENIZER_KEY = "artsim.tokenizer"
+# search_info.json: the write id of each vector part it was written with (the same id is in that
+# part's build_info.json), and the entries that describe the text part as written then (its recall
+# figure): a part replaced by a write that never got to search_info.json does not carry them over
+PART_WRITE_IDS, PART_WRITE_ID = "part_write_ids", "search_part_write_id"
+MEASURED_ON_TEXT_PART = ("text_recall",)
 
 
 @dataclass
@@ -240,7 +246,8 @@ def write_search_index(directory: str | os.PathLike[str], keyword: KeywordIndex,
     `IMAGE_DIR`) into `directory`: each part replaced whole (written beside, then renamed), but
     the vector parts named in `unchanged` (read from this directory and not changed since) left
     as they are; parts no longer built removed, and search_info.json (what readers reload on)
-    written last."""
+    written last, with a write id of its own and the write id of each vector part (a part written
+    here gets a new one in its build info: `PART_WRITE_IDS`)."""
     from artsim_pipeline.core import text_search as ts
 
     directory = Path(directory)
@@ -252,12 +259,17 @@ def write_search_index(directory: str | os.PathLike[str], keyword: KeywordIndex,
         (directory / ts.KEYWORD_DIR).rename(old)
     staging.rename(directory / ts.KEYWORD_DIR)
     shutil.rmtree(old, ignore_errors=True)
+    part_write_ids = {}
     for part in (ts.TEXT_DIR, ts.IMAGE_DIR):
         if part in indexes and part not in unchanged:
+            indexes[part].build_info[PART_WRITE_ID] = uuid.uuid4().hex
             write_ann_index(indexes[part], directory / part)
         elif part not in indexes and (directory / part).exists():
             shutil.rmtree(directory / part)
-    info = {**info, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if part in indexes:
+            part_write_ids[part] = indexes[part].build_info.get(PART_WRITE_ID)
+    info = {**info, PART_WRITE_IDS: part_write_ids, "write_id": uuid.uuid4().hex,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     staging = Path(tempfile.mkdtemp(prefix=".info.tmp-", dir=directory))
     (staging / SEARCH_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
     (staging / SEARCH_INFO_FILE).replace(directory / SEARCH_INFO_FILE)
@@ -278,7 +290,9 @@ def read_search_index(directory: str | os.PathLike[str]) -> tuple[dict[str, Any]
 
 def stored_search_index(storage: ArtsimStorage, config: AnnConfig | None = None) -> StoredSearchIndex:
     """The search index last stored (fetched once from S3 when the storage is remote), as what
-    `search_index` updates incrementally; empty when none is stored."""
+    `search_index` updates incrementally; empty when none is stored. The info's entries about the
+    text part (`MEASURED_ON_TEXT_PART`: its recall figure) are left out unless the stored text part
+    is the one the info was written with: a run stopped between the two leaves a newer part."""
     from artsim_pipeline.core import text_search as ts
 
     directory = storage.fetch_dir(SEARCH_INDEX_KEY)
@@ -289,6 +303,9 @@ def stored_search_index(storage: ArtsimStorage, config: AnnConfig | None = None)
     except (OSError, ValueError):
         info = {}
     vectors = {part: read_ann_index(directory / part, config) for part in (ts.TEXT_DIR, ts.IMAGE_DIR) if _is_ann_dir(directory / part)}
+    text_write_id = vectors[ts.TEXT_DIR].build_info.get(PART_WRITE_ID) if ts.TEXT_DIR in vectors else None
+    if text_write_id is None or (info.get(PART_WRITE_IDS) or {}).get(ts.TEXT_DIR) != text_write_id:
+        info = {k: v for k, v in info.items() if k not in MEASURED_ON_TEXT_PART}
     documents, tokenizer, note = read_keyword_documents(directory / ts.KEYWORD_DIR)
     return StoredSearchIndex(info, vectors, documents, tokenizer, note)
 
