@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from artsim_pipeline.core.code_version import code_fingerprint
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.normalise import incremental
 from artsim_pipeline.core.normalise.incremental import FULL, INCREMENTAL, Normalised, Stored, normalise_incremental
@@ -234,8 +235,8 @@ def test_the_code_fingerprint_follows_the_code_and_is_the_same_in_every_process(
     def other(x):
         return x + 2
 
-    assert incremental._stable(one) != incremental._stable(other)
-    assert incremental._stable({"b", "a"}) == incremental._stable({"a", "b"})
+    assert code_fingerprint(one) != code_fingerprint(other)
+    assert code_fingerprint({"b", "a"}) == code_fingerprint({"a", "b"})
     here = incremental._code_fingerprint()
     code = "from artsim_pipeline.core.normalise.incremental import _code_fingerprint; print(_code_fingerprint())"
     for seed in ("1", "2"):
@@ -250,3 +251,67 @@ def test_records_that_cannot_be_told_apart_are_normalised_in_full():
     first = met_run(rows)
     assert first.state is None
     assert met_run(rows, Stored(first.artworks, first.quarantine, None, first.version)).mode == FULL
+
+
+def test_an_edited_record_source_means_a_full_pass_with_the_new_ids(monkeypatch):
+    """The review's reproduction: MET_RECORDS' id prefix edited after the tables were stored.
+    Before the code fingerprint walked record sources, the version stayed and the incremental
+    run mixed ``met:`` and ``metmuseum:`` ids."""
+    import dataclasses
+
+    from artsim_pipeline.core.museums import met
+
+    records = met_records()[:40]
+    incremental._code_fingerprint.cache_clear()
+    stored = stored_copy(met_run(records))
+    changed = [(records[0][0], edited("met", records[0][1])), *records[1:]]
+    try:
+        monkeypatch.setattr(met, "MET_RECORDS", dataclasses.replace(met.MET_RECORDS, id_prefix="metmuseum"))
+        incremental._code_fingerprint.cache_clear()
+        result = run_both("met", raw_frame(changed), None, stored)
+        assert result.mode == FULL and "normaliser changed" in result.reason
+        assert {a.split(":")[0] for a in result.artworks["artwork_id"]} == {"metmuseum"}
+    finally:
+        monkeypatch.undo()
+        incremental._code_fingerprint.cache_clear()
+    assert met_run(changed, stored).mode == INCREMENTAL  # the code as it was: reuse again
+
+
+def test_an_export_mapping_s_version_is_the_same_in_every_process():
+    """The mapping holds frozensets (vocabularies), whose repr order follows the hash seed: a
+    version from repr made every new process's run a full pass."""
+    code = ("from artsim_pipeline.core.exports.mapping import parse_mapping\n"
+            "from artsim_pipeline.core.normalise.incremental import normaliser_version\n"
+            "from artsim_pipeline.sample import bundled_export_dir\n"
+            "folder = bundled_export_dir('met_medialab')\n"
+            "mapping = parse_mapping((folder / 'mapping.toml').read_text(encoding='utf-8'), where='mapping.toml')\n"
+            "assert any(rule.vocabulary for rule in mapping.fields.values())\n"
+            "print(normaliser_version('met_medialab', mapping))")
+    versions = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    _, mapping = medialab()
+    assert versions == {incremental.normaliser_version("met_medialab", mapping)}
+
+
+def test_an_unreadable_stored_state_means_a_full_pass_that_says_why(tmp_path):
+    from artsim_pipeline.defs.validation.assets import _stored
+    from artsim_pipeline.resources import artefacts
+    from artsim_pipeline.resources.storage import ArtsimStorage
+
+    storage = ArtsimStorage(home=str(tmp_path))
+    records = met_records()[:20]
+    first = met_run(records)
+    artefacts.write_normalise_state(storage, "met", first.state, first.version)
+    state, version = artefacts.read_normalise_state(storage, "met")
+    assert_frame_equal(state, first.state)
+    assert version == first.version
+    good = storage.objects.read_bytes("state/artworks/met.parquet")
+    storage.objects.write_bytes("state/artworks/met.parquet", good[: len(good) // 2])  # cut short
+    with pytest.raises(artefacts.UnreadableState, match="state/artworks/met.parquet"):
+        artefacts.read_normalise_state(storage, "met")
+    stored = _stored(None, storage, "met")  # the tables are not read when the state is unreadable
+    result = run_both("met", raw_frame(records), None, stored)
+    assert result.mode == FULL and result.reason.startswith("the stored state is unreadable")

@@ -29,10 +29,7 @@ of the records changed.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import re
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from artsim_pipeline.core.code_version import code_fingerprint
 from artsim_pipeline.core.normalise.assemble import attach_image_hashes, ok_rows
 from artsim_pipeline.core.normalise.quarantine import is_cross_row_duplicate
 from artsim_pipeline.core.schema import ARTWORKS_SCHEMA, QUARANTINE_SCHEMA, UTC_DATETIME
@@ -82,12 +80,14 @@ _NORMALISER_MODULES = (
 @dataclass(frozen=True)
 class Stored:
     """What the last run left: the stored tables (None when never written) and the state it
-    wrote beside them, under its version."""
+    wrote beside them, under its version; ``problem`` says why a stored state could not be read
+    (then a full pass runs, with that reason)."""
 
     artworks: pl.DataFrame | None
     quarantine: pl.DataFrame | None
     state: pl.DataFrame | None
     version: str | None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,8 @@ class Normalised:
 
 def normaliser_version(source: str, export: Any = None) -> str:
     """The version a stored state must carry to be reused for ``source`` (and its export mapping)."""
-    mapping = hashlib.sha256(repr(export).encode()).hexdigest()[:12] if export is not None else "-"
+    # field by field (a repr would write its frozensets in this process's hash order)
+    mapping = code_fingerprint(export) if export is not None else "-"
     return f"{NORMALISER_VERSION}|{source}|{mapping}|polars {pl.__version__}|code {_code_fingerprint()}"
 
 
@@ -190,10 +191,14 @@ def normalise_incremental(
 
 def _unusable(stored: Stored | None, version: str, raw: pl.DataFrame) -> str:
     """Why the stored state cannot be reused ('' when it can)."""
+    if stored is not None and stored.problem:
+        return stored.problem
     if stored is None or stored.state is None or stored.artworks is None or stored.quarantine is None:
         return "no stored state"
     if stored.version != version:
         return "the normaliser changed since the stored tables were made"
+    if stored.state.schema != pl.Schema(STATE_SCHEMA):
+        return "the stored state has another schema"
     if raw.height == 0:
         return "no ok records"
     ids = raw.get_column("source_id")
@@ -273,43 +278,6 @@ def _state(raw: pl.DataFrame, artworks: pl.DataFrame, quarantine: pl.DataFrame) 
 
 @cache
 def _code_fingerprint() -> str:
-    """A digest of the code and constants of :data:`_NORMALISER_MODULES` (stable across
-    processes: sets are sorted, nothing depends on addresses or the hash seed)."""
-    digest = hashlib.sha256()
-    for name in _NORMALISER_MODULES:
-        module = importlib.import_module(name)
-        for attr, value in sorted(vars(module).items()):
-            if attr.startswith("__"):
-                continue
-            own = getattr(value, "__module__", name) == name
-            if isinstance(value, types.FunctionType | type) and own:
-                digest.update(f"{attr}={_stable(value)}".encode())
-            elif isinstance(value, str | int | float | bool | tuple | frozenset | set | dict | list | re.Pattern):
-                digest.update(f"{attr}={_stable(value)}".encode())
-    return digest.hexdigest()[:16]
-
-
-def _stable(value: Any, depth: int = 0) -> str:
-    if depth > 8:
-        return "..."
-    if isinstance(value, types.CodeType):
-        consts = ",".join(_stable(c, depth + 1) for c in value.co_consts)
-        return f"code({value.co_name}:{value.co_code.hex()}:{value.co_names}:{value.co_varnames}:{consts})"
-    if isinstance(value, types.FunctionType):
-        defaults = _stable(value.__defaults__ or (), depth + 1)
-        return f"fn({_stable(value.__code__, depth + 1)}:{defaults})"
-    if isinstance(value, type):
-        members = sorted((k, v) for k, v in vars(value).items() if isinstance(v, types.FunctionType))
-        fields = getattr(value, "__dataclass_fields__", {})
-        return f"class({value.__name__}:{sorted(fields)}:{[(k, _stable(v, depth + 1)) for k, v in members]})"
-    if isinstance(value, set | frozenset):
-        return "{" + ",".join(sorted(_stable(v, depth + 1) for v in value)) + "}"
-    if isinstance(value, dict):
-        return "{" + ",".join(sorted(f"{_stable(k, depth + 1)}:{_stable(v, depth + 1)}" for k, v in value.items())) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_stable(v, depth + 1) for v in value) + "]"
-    if isinstance(value, str | int | float | bool | bytes) or value is None:
-        return repr(value)
-    if isinstance(value, re.Pattern):
-        return f"re({value.pattern!r})"
-    return type(value).__name__  # objects (compiled regexes, polars dtypes...): their type only
+    """:func:`~artsim_pipeline.core.code_version.code_fingerprint` of :data:`_NORMALISER_MODULES`
+    (same in every process; cached: code does not change while a process runs)."""
+    return code_fingerprint(*(importlib.import_module(name) for name in _NORMALISER_MODULES))

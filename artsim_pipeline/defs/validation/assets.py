@@ -47,8 +47,12 @@ def _lone_surrogates(raw_objects: pl.DataFrame) -> int:
 
 
 def _stored(tables: TableStore, storage: ArtsimStorage, source: str) -> Stored:
-    """The stored tables of ``source`` and the normalisation state written beside them."""
-    state = artefacts.read_normalise_state(storage, source)
+    """The stored tables of ``source`` and the normalisation state written beside them (an
+    unreadable state: none, and the reason, so that a full pass runs and says why)."""
+    try:
+        state = artefacts.read_normalise_state(storage, source)
+    except artefacts.UnreadableState as error:
+        return Stored(None, None, None, None, problem=f"the stored state is unreadable: {error}")
     if state is None:
         return Stored(None, None, None, None)
     return Stored(tables.read_table("artworks", source), tables.read_table("artworks_quarantine", source), *state)
