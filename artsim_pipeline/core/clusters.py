@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.core.code_version import code_fingerprint
 from artsim_pipeline.core.features import as_matrix, combined_fingerprint, frame_fingerprint
 from artsim_pipeline.core.incremental import FULL, MAX_INCREMENTAL_FRACTION, Plan, fingerprints, plan_update
 from artsim_pipeline.core.names import normalise_artist
@@ -276,12 +277,14 @@ SUMMARY_FIELDS = ("artwork_id", "artists", "department", "culture", "classificat
 
 def summary_inputs_key(labels_df: pl.DataFrame, artworks: pl.DataFrame, top: int = 3, n_representatives: int = 3) -> str:
     """A fingerprint of everything :func:`summarise_clusters` reads except titles: the labels,
-    the other fields of :data:`SUMMARY_FIELDS` and the settings. Equal keys: the summaries
-    differ at most in ``representative_titles`` (see :func:`with_current_titles`)."""
+    the other fields of :data:`SUMMARY_FIELDS`, the settings and the code (its own and what it
+    calls, e.g. ``names.normalise_artist``). Equal keys: the summaries differ at most in
+    ``representative_titles`` (see :func:`with_current_titles`)."""
     present = [c for c in SUMMARY_FIELDS if c in artworks.columns]
     label_columns = [c for c in ("artwork_id", "cluster", "distance") if c in labels_df.columns]
     return combined_fingerprint(frame_fingerprint(labels_df.select(label_columns)), frame_fingerprint(artworks.select(present)),
-                                ",".join(present), ",".join(label_columns), f"{top}:{n_representatives}")
+                                ",".join(present), ",".join(label_columns), f"{top}:{n_representatives}",
+                                code_fingerprint(summarise_clusters, with_current_titles))
 
 
 def with_current_titles(summary: pl.DataFrame, artworks: pl.DataFrame) -> pl.DataFrame:

@@ -23,13 +23,14 @@ import hashlib
 import math
 import re
 import threading
-import types
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
+
+from artsim_pipeline.core.code_version import code_fingerprint
 
 # letters NFKD leaves alone, folded the way a curator would type them
 _FOLD = str.maketrans({"ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ß": "ss", "ł": "l", "Ł": "l",
@@ -108,29 +109,16 @@ def iter_documents(artworks: pl.DataFrame) -> Iterable[tuple[str, list[str]]]:
         yield row["artwork_id"], keyword_document(row)
 
 
-def _hash_code(digest, code: types.CodeType) -> None:
-    digest.update(code.co_code)
-    digest.update(repr(code.co_names).encode())
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            _hash_code(digest, const)
-        elif isinstance(const, frozenset):  # set order changes with the process's hash seed
-            digest.update(repr(sorted(map(repr, const))).encode())
-        else:
-            digest.update(repr(const).encode())
-
-
 def tokenizer_signature() -> str:
     """Changes whenever the tokens of a document could: the code of the functions that make them
-    (their bytecode, so an edit needs no version bump), the folding table, the stop words and the
-    stemmer's version. Kept tokens made under another signature are made again."""
+    and everything of this package they read (:func:`~artsim_pipeline.core.code_version.code_fingerprint`:
+    the folding table, the word pattern..., so an edit needs no version bump), the stop words
+    and the stemmer's version. Kept tokens made under another signature are made again."""
     import Stemmer
     from bm25s.stopwords import STOPWORDS_EN
 
-    digest = hashlib.sha256()
-    for function in (fold, keyword_tokens, identifier_key, _as_list, keyword_document):
-        _hash_code(digest, function.__code__)
-    digest.update(repr(sorted(_FOLD.items())).encode() + _WORD.pattern.encode())
+    code = code_fingerprint(fold, keyword_tokens, identifier_key, _as_list, keyword_document)
+    digest = hashlib.sha256(code.encode())
     digest.update("\x1f".join(sorted(STOPWORDS_EN)).encode() + f"PyStemmer {Stemmer.version()}".encode())
     return digest.hexdigest()[:16]
 

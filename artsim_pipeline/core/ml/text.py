@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from artsim_pipeline.core.code_version import code_fingerprint
 from artsim_pipeline.core.raw_store import content_hash
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ MAX_SEQ_LENGTH = 256
 MAX_TAGS = 25
 #: The ``artworks`` columns :func:`artwork_text` reads: equal values, equal text.
 TEXT_FIELDS = ("title", "artists", "medium", "classification", "object_type", "culture", "tags")
-#: Bump when :func:`artwork_text` changes what it writes (every stored text key is then stale).
+#: Bump when :func:`artwork_text` changes what it writes in a way its code fingerprint cannot
+#: see (every stored text key is then stale); edits to its code or constants are seen.
 TEXT_FORMAT = "1"
 
 
@@ -151,10 +153,11 @@ def artwork_text(row: Mapping[str, Any]) -> str:
 
 
 def text_field_keys(artworks: pl.DataFrame) -> pl.Series:
-    """Per row, a 64-bit hash of the fields its text is built from (:data:`TEXT_FIELDS`) and of
-    the text format: rows with equal keys have equal texts, so a stored text (and its vector)
-    is reused without building the text again (polars, no Python per row)."""
-    version = f"{TEXT_FORMAT}|polars {pl.__version__}"
+    """Per row, a 64-bit hash of the fields its text is built from (:data:`TEXT_FIELDS`), of
+    the text format and of :func:`artwork_text`'s code and constants (``MAX_TAGS``, the helpers
+    it calls): rows with equal keys have equal texts, so a stored text (and its vector) is
+    reused without building the text again (polars, no Python per row)."""
+    version = f"{TEXT_FORMAT}|{code_fingerprint(artwork_text)}|polars {pl.__version__}"
     return artworks.select(
         *(pl.col(name) if name in artworks.columns else pl.lit(None, dtype=pl.String).alias(name) for name in TEXT_FIELDS),
         pl.lit(version).alias("_format"),

@@ -103,17 +103,22 @@ class NearDuplicatesConfig(Config):
     k: int = 10
 
 
-# what near_duplicates' candidate pairs are a function of, besides the inputs' content (change it
-# when the search or the calibration changes, so that stored candidates are not reused)
+# what near_duplicates' candidate pairs are a function of, besides the inputs' content and the
+# code (change it when that changes in a way the code fingerprint of _candidates_key cannot see)
 CANDIDATES_VERSION = "1"
 
 
 def _candidates_key(config: NearDuplicatesConfig, artwork_vectors: pl.DataFrame, weak_pairs: pl.DataFrame,
                     index_stamp: str | None) -> str:
     """The key of everything the candidate pairs depend on: the vectors, the labelled pairs the
-    threshold is calibrated on, the stored index and the settings (no title or link)."""
+    threshold is calibrated on, the stored index, the settings (no title or link) and the code
+    of the search and the calibration (and what they call)."""
+    from artsim_pipeline.core.code_version import code_fingerprint
+    from artsim_pipeline.core.search import calibrate_threshold, near_duplicates as find_near_duplicates
+
     return combined_fingerprint(
-        CANDIDATES_VERSION, frame_fingerprint(artwork_vectors.select("artwork_id", "vector")),
+        CANDIDATES_VERSION, code_fingerprint(_find_candidates, calibrate_threshold, find_near_duplicates),
+        frame_fingerprint(artwork_vectors.select("artwork_id", "vector")),
         frame_fingerprint(weak_pairs.select("artwork_id_a", "artwork_id_b", "label")), str(index_stamp),
         f"{config.min_threshold!r}:{config.max_false_positive_rate!r}:{config.k}")
 
