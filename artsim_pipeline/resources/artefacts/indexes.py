@@ -331,7 +331,24 @@ def load_search_index(storage: ArtsimStorage):
     return read_search_index(directory)
 
 
+_INDEX_INFO_KEYS = (f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}", f"{SEARCH_INDEX_KEY}/{SEARCH_INFO_FILE}")
+
+
 def index_stamps(storage: ArtsimStorage) -> tuple:
-    """What changes whenever `ann_index` or `search_index` is stored again (readers reload on it)."""
-    return (storage.objects.stamp(f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}"),
-            storage.objects.stamp(f"{SEARCH_INDEX_KEY}/{SEARCH_INFO_FILE}"))
+    """What changes whenever `ann_index` or `search_index` is stored again, one stat (a HEAD on
+    S3) per index: the version of its info file (locally inode, mtime and size: each write renames
+    a new file in; on S3 the ETag). A new file can get a freed inode back, so a reader that must
+    not miss a write also checks `index_fingerprint` now and then."""
+    return tuple(storage.objects.version(key) for key in _INDEX_INFO_KEYS)
+
+
+def index_fingerprint(storage: ArtsimStorage) -> str:
+    """A digest of both indexes' info files' contents (a few KB): search_info.json carries a write
+    id per write, the ann_index's build info its build and update times and counts."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in _INDEX_INFO_KEYS:
+        data = storage.objects.read_bytes(key)
+        digest.update(b"-" if data is None else hashlib.sha256(data).digest())
+    return digest.hexdigest()

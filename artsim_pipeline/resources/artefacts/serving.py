@@ -75,18 +75,39 @@ def serving_artworks(storage: ArtsimStorage, tables: TableStore, sources) -> Art
 
     found = {}
     for source in sources:
+        table = _serving_copy(storage, tables, source)
+        if table is not None:
+            found[source] = table
+    return ArtworkRows(found) if found else None
+
+
+SERVING_ATTEMPTS = 5  # the table changing under us this many times in a row: give up
+
+
+def _serving_copy(storage: ArtsimStorage, tables: TableStore, source: str) -> pa.Table | None:
+    """One museum's serving copy, mapped (None when no table is stored). Other processes (a second
+    worker, `artsim search`) write and remove copies too: one that has seen a newer table removes
+    the copies of older ones, perhaps ours before we opened it, which means the table changed
+    since we looked, so we look again; and a copy is written only from a table that still has the
+    fingerprint it is named after once read."""
+    for _ in range(SERVING_ATTEMPTS):
         fingerprint = tables.table_fingerprint("artworks", source)
         if fingerprint is None:
-            continue
+            return None
         path = serving_artworks_file(storage, source, fingerprint)
         if not path.exists():
             frame = tables.read_table("artworks", source)
             if frame is None:
-                continue
+                return None
+            if tables.table_fingerprint("artworks", source) != fingerprint:
+                continue  # rewritten while read: these rows may be the new table's
             write_serving_artworks(frame, path)
             del frame
             for old in path.parent.glob(f"{source}-*.arrow"):
                 if old != path:
                     old.unlink(missing_ok=True)  # a reader that mapped it keeps its pages
-        found[source] = read_serving_artworks(path)
-    return ArtworkRows(found) if found else None
+        try:
+            return read_serving_artworks(path)
+        except FileNotFoundError:
+            continue  # removed by a process that saw a newer table
+    raise RuntimeError(f"the artworks table of {source} kept changing while its serving copy was made")
