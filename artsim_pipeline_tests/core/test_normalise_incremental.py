@@ -315,3 +315,13 @@ def test_an_unreadable_stored_state_means_a_full_pass_that_says_why(tmp_path):
     stored = _stored(None, storage, "met")  # the tables are not read when the state is unreadable
     result = run_both("met", raw_frame(records), None, stored)
     assert result.mode == FULL and result.reason.startswith("the stored state is unreadable")
+
+
+def test_a_stored_state_of_another_schema_means_a_full_pass():
+    records = met_records()[:20]
+    first = stored_copy(met_run(records))
+    other = Stored(first.artworks, first.quarantine, first.state.with_columns(pl.col("raw_key").cast(pl.String)),
+                   first.version)
+    result = run_both("met", raw_frame(records), None, other)
+    assert result.mode == FULL and result.reason == "the stored state has another schema"
+    assert met_run(records, first).mode == INCREMENTAL
