@@ -44,13 +44,22 @@ def source_of(artwork_id: str) -> str:
     return artwork_id.split(":", 1)[0]
 
 
+_SIMS_BLOCK = 8 << 20  # similarities (float32) computed and partitioned at once
+
+
 def brute_force_topk(
     corpus: np.ndarray, queries: np.ndarray, k: int, batch: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product (cosine on unit rows), batched: (row indices, scores)."""
+    """Exact top-k by inner product (cosine on unit rows), batched: (row indices, scores).
+
+    A batch is at most ``batch`` queries and at most `_SIMS_BLOCK` similarities (queries x
+    corpus rows): a batch of 1,024 queries over 50,000 works was a 200 MB matrix written and
+    partitioned out of cache, 2-4x slower per query than blocks of ~32 MB
+    (`benchmarks/bench_ann.py --update`)."""
     corpus = np.ascontiguousarray(corpus, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, corpus.shape[0])
+    batch = max(1, min(batch, _SIMS_BLOCK // max(corpus.shape[0], 1)))
     out_idx = np.empty((queries.shape[0], k), dtype=np.int64)
     out_sc = np.empty((queries.shape[0], k), dtype=np.float32)
     for start in range(0, queries.shape[0], batch):

@@ -97,16 +97,18 @@ class IndexUpdates:
         # changed vectors: compare against what is stored, in chunks (a two-stage index stores
         # float16 rows: the new vector is rounded the same way before comparing)
         changed_rows: list[np.ndarray] = []
+        full = None if s.full is None else np.asarray(s.full)  # a file's rows: one sequential read
         for start in range(0, len(old_rows), 50_000):
             rows = old_rows[start : start + 50_000]
             labs = np.asarray([s.live[ids[i]] for i in rows], dtype=np.int64)
-            if s.full is None:
-                stored, new = np.asarray(index.get_items(labs), dtype=np.float32), x[rows]
+            if full is None:
+                stored, new = hnsw_vectors(index, labs), x[rows]
             else:
-                stored, new = s.full[labs].astype(np.float32), half_rows(x[rows]).astype(np.float32)
+                stored, new = full[labs].astype(np.float32), half_rows(x[rows]).astype(np.float32)
             diff = np.abs(stored - new).max(axis=1) if len(rows) else np.zeros(0, np.float32)
             changed_rows.append(rows[diff > atol])
         changed = np.concatenate(changed_rows) if changed_rows else np.empty(0, np.int64)
+        del full
 
         for a in gone:
             lab = s.live.pop(a)
@@ -153,3 +155,46 @@ class IndexUpdates:
         )
 
     # -- parts (what is stored; writing and reading them: resources/artefacts/) -----------------
+
+
+def hnsw_vectors(index: Any, labels: np.ndarray) -> np.ndarray:
+    """The float32 vectors hnswlib holds under ``labels`` (all present), as ``get_items`` gives
+    them, but read from hnswlib's serialised state: one copy of its memory instead of a lookup
+    and copy per label (50,000 x 384: `benchmarks/bench_ann.py --update`). Falls back to
+    ``get_items`` when the state is not the layout read here (another hnswlib version)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    state = _level0_state(index)
+    if state is None or len(labels) == 0:
+        return np.asarray(index.get_items(labels), dtype=np.float32).reshape(len(labels), -1)
+    external = np.asarray(state["label_lookup_external"], dtype=np.int64)
+    internal = np.asarray(state["label_lookup_internal"], dtype=np.int64)
+    order = np.argsort(external, kind="stable")
+    found = np.searchsorted(external, labels, sorter=order).clip(0, max(len(external) - 1, 0))
+    if len(external) == 0 or not np.array_equal(external[order[found]], labels):
+        raise KeyError("some labels are not in the hnswlib index")
+    slots = internal[order[found]]
+    size, dim = int(state["size_data_per_element"]), int(state["dim"])
+    memory = np.asarray(state["data_level0"]).view(np.uint8).reshape(-1, size)
+    data_at, label_at = int(state["offset_data"]), int(state["label_offset"])
+    stored_labels = np.ascontiguousarray(memory[slots, label_at : label_at + 8]).view(np.uint64).ravel()
+    if not np.array_equal(stored_labels.astype(np.int64), labels):  # not the layout read here
+        return np.asarray(index.get_items(labels), dtype=np.float32).reshape(len(labels), -1)
+    return np.ascontiguousarray(memory[slots, data_at : data_at + 4 * dim]).view(np.float32)
+
+
+_LEVEL0_KEYS = ("ser_version", "dim", "size_data_per_element", "offset_data", "label_offset", "data_level0",
+                "label_lookup_external", "label_lookup_internal", "cur_element_count")
+
+
+def _level0_state(index: Any) -> dict[str, Any] | None:
+    """hnswlib's pickled state (version 1: hnswlib 0.7-0.8) when it has what `hnsw_vectors` reads."""
+    try:
+        state = index.__getstate__()[0]
+    except (AttributeError, IndexError, TypeError, RuntimeError):
+        return None
+    if not isinstance(state, dict) or any(k not in state for k in _LEVEL0_KEYS) or state["ser_version"] != 1:
+        return None
+    if np.asarray(state["data_level0"]).size != int(state["cur_element_count"]) * int(state["size_data_per_element"]):
+        return None
+    return state
+
