@@ -14,7 +14,8 @@ changes to how they connect, which most of the per-run overhead of `artsim mater
 - `synchronous=NORMAL` on every connection: in WAL mode that survives a crash of the process
   intact; only an OS crash or power cut can drop the last commits (the newest run events, whose
   assets are then found missing or stale and run again), instead of an fsync per commit;
-- a new run's database copied from an empty one made once per process (`HomeEventLogStorage`).
+- a new run's database copied from an empty one made once per event-log storage object, kept
+  with it (`HomeEventLogStorage`; `artsim materialize` and the UI each hold one instance).
 
 The compute logs are Dagster's files, mirrored to the terminal by a thread instead of
 subprocesses (`HomeComputeLogManager`).
@@ -219,7 +220,8 @@ class HomeEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data)
 
     def _initdb(self, engine, for_index_shard: bool = False) -> None:
-        """A new run's database as a copy of an empty one made once per process by Dagster's own
+        """A new run's database as a copy of an empty one made once per storage object (cached on
+        it, not per process: each `DagsterInstance` made anew makes it again) by Dagster's own
         `_initdb` (its schema, indexes and alembic stamp, in WAL mode): setting up the schema and
         checking the migration history took most of a short run's overhead. An existing file, the
         index shard, or a copy that loses a race to another process is left to Dagster's."""

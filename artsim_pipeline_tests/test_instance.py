@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -219,3 +220,70 @@ def test_compute_logs_go_to_their_files_and_the_terminal_without_subprocesses(tm
     files = {p.suffix: p.read_text() for p in (tmp_path / "logs" / "run").iterdir() if p.suffix in (".out", ".err")}
     assert files == {".out": f"from python\n{'x' * 200000}\n", ".err": "from the descriptor\n"}
     assert (tmp_path / "logs" / "run" / "step.complete").exists()
+
+
+def test_a_materialize_through_the_home_instance_is_followed_live_with_engines_reused_and_no_log_subprocess(home, monkeypatch):
+    """A real `materialize` with dagster.yaml's instance: a watcher on this project's event-log
+    storage (the UI's, with dagster.yaml) sees the run's events while the asset still runs (our
+    `store_event` touches the file); the run's queries go through engines made once per database
+    (our `_connect`), not one per query; its compute logs go through our capture, which starts
+    no subprocess. Each fails if Dagster stopped calling the override it rests on."""
+    import threading
+
+    import sqlalchemy
+
+    from artsim_pipeline import instance as artsim_instance
+    from artsim_pipeline.instance import HomeComputeLogManager, HomeEventLogStorage
+
+    instance = home_instance()
+    # a first run before counting: the storages' schemas, the index shard, the empty run database
+    assert materialize([counted], instance=instance, resources={"io_manager": mem_io_manager}, run_config=QUIET).success
+    watcher = HomeEventLogStorage(str(home / "dagster" / "history" / "runs"))
+    live: dict[str, object] = {}
+    seen_marker = threading.Event()
+
+    def on_event(entry, _cursor):
+        if entry.user_message == "marker: the asset still runs":
+            seen_marker.set()
+
+    @asset
+    def followed(context) -> int:
+        live["run_id"] = context.run_id
+        watcher.watch(context.run_id, None, on_event)
+        time.sleep(0.5)  # the observer running
+        context.log.info("marker: the asset still runs")
+        live["seen_while_running"] = seen_marker.wait(10)
+        print("to the compute log")
+        return 1
+
+    created, ours, spawned, captured = [], [], [], []
+    real_create, real_engine, real_capture = sqlalchemy.create_engine, artsim_instance.sqlite_engine, HomeComputeLogManager.capture_logs
+    real_popen = subprocess.Popen.__init__
+    monkeypatch.setattr(sqlalchemy, "create_engine", lambda url, *a, **k: created.append(str(url)) or real_create(url, *a, **k))
+    monkeypatch.setattr(artsim_instance, "sqlite_engine", lambda url: ours.append(url) or real_engine(url))
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda self, *a, **k: spawned.append(a[:1]) or real_popen(self, *a, **k))
+    real_engine_of = HomeEventLogStorage._engine
+    runs_engines = []  # (storage, shard) of each engine made, by the run's storage or the watcher's
+
+    def engine_of(self, shard):
+        if shard not in self._engines:
+            runs_engines.append((self, shard))
+        return real_engine_of(self, shard)
+
+    monkeypatch.setattr(HomeEventLogStorage, "_engine", engine_of)
+    monkeypatch.setattr(HomeComputeLogManager, "capture_logs", lambda self, key: captured.append(key) or real_capture(self, key))
+    try:
+        result = materialize([followed], instance=instance, resources={"io_manager": mem_io_manager}, run_config=QUIET)
+        during_run = (list(created), list(ours), list(runs_engines), list(spawned))
+    finally:
+        if "run_id" in live:
+            watcher.end_watch(live["run_id"], on_event)
+        watcher.dispose()
+    assert result.success and live["seen_while_running"] is True
+    engines, engines_of_ours, engines_by_storage, subprocesses = during_run
+    assert len(instance.all_logs(result.run_id)) >= 10
+    # every engine made while the run was in progress is ours; the run's storage made one, for its
+    # database, used for all of the run's events
+    assert engines == engines_of_ours and all(url.endswith(f"{result.run_id}.db") for url in engines), engines
+    assert [shard for storage, shard in engines_by_storage if storage is instance.event_log_storage] == [result.run_id]
+    assert captured and subprocesses == []
