@@ -211,3 +211,20 @@ def test_a_recall_figure_is_not_carried_over_to_a_text_part_written_by_a_run_tha
     after = artefacts.stored_search_index(storage, config)
     assert after.vector_indexes[ts.TEXT_DIR].build_info["model_run_id"] == "model-2"
     assert "text_recall" not in after.info  # measured again by the next run
+
+
+def test_changed_build_parameters_rebuild_the_stored_text_index():
+    """M or ef_construction changed in the asset's config: the stored vector index is built again
+    with them (as ann_index does); the same parameters update it in place."""
+    from artsim_pipeline.core.ann import AnnConfig, build_index, synthetic_clustered_vectors
+    from artsim_pipeline.defs.indexing.search_assets import _vector_index
+
+    vectors = synthetic_clustered_vectors(300, dim=16, n_clusters=10, seed=0)
+    ids = [f"met:{i}" for i in range(300)]
+    stored = build_index(ids, vectors, AnnConfig(num_threads=1), model_run_id="m")
+    index, update = _vector_index({"text": stored}, "text", ids, vectors, "m", AnnConfig(num_threads=1))
+    assert not update["rebuilt"] and update["unchanged"] == 300
+    index, update = _vector_index({"text": stored}, "text", ids, vectors, "m", AnnConfig(M=8, ef_construction=50, num_threads=1))
+    assert update["rebuilt"] and "build parameters" in update["reason"]
+    assert (index.build_info["M"], index.build_info["ef_construction"], index.config.M) == (8, 50, 8)
+    assert index.label_of("met:7") == 7 and len(index) == 300

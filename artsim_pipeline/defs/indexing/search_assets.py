@@ -65,12 +65,13 @@ class SearchIndexConfig(Config):
 
 
 def _vector_index(existing: dict, part: str, ids: list[str], vectors: np.ndarray, model_id: str, ann_config):
-    """The stored index of `part` brought up to (ids, vectors), or a fresh one; and what was done."""
+    """The stored index of `part` brought up to (ids, vectors), or a fresh one; and what was done.
+    Changed build parameters (M, ef_construction) rebuild it, as a new model does."""
     from artsim_pipeline.core.ann import build_index
 
     index = existing.get(part)
     if index is not None:
-        return index, index.update(ids, vectors, model_id).as_dict()
+        return index, index.update(ids, vectors, model_id, config=ann_config).as_dict()
     return build_index(ids, vectors, ann_config, model_run_id=model_id), {"added": len(ids), "rebuilt": True, "reason": "no index yet"}
 
 
