@@ -55,7 +55,7 @@ def brute_force_topk(
     A batch is at most ``batch`` queries and at most `_SIMS_BLOCK` similarities (queries x
     corpus rows): a batch of 1,024 queries over 50,000 works was a 200 MB matrix written and
     partitioned out of cache, 2-4x slower per query than blocks of ~32 MB
-    (`benchmarks/bench_ann.py --update`)."""
+    (`benchmarks/bench_ann_update.py`)."""
     corpus = np.ascontiguousarray(corpus, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, corpus.shape[0])
