@@ -175,10 +175,12 @@ def test_images_state_index_models_and_map_live_on_s3_and_artsim_home_holds_only
     downloaded = pl.concat([raw_images[p] for p in API_SOURCES]).filter(pl.col("status") == "ok")
     assert prod_pipeline["image_requests"] >= downloaded["sha256"].n_unique()
     assert {f"{prefix}/images/{p}" for p in ok_images["path"].unique().to_list()} == under("images")
-    # fetch cursors
-    states = under("state")
-    assert states and all(k.endswith(".json") for k in states)
-    assert all(isinstance(json.loads(s3.read_text(k)), dict) for k in states)
+    # fetch cursors, and the normalisation state of each source (what lets a run re-normalise only changed records)
+    cursors = under("state/raw_objects")
+    assert cursors and all(k.endswith(".json") for k in cursors)
+    assert all(isinstance(json.loads(s3.read_text(k)), dict) for k in cursors)
+    assert {k.rsplit("/", 1)[-1] for k in under("state/artworks")} >= {f"{p}.parquet" for p in API_SOURCES}
+    assert under("state") == cursors | under("state/artworks")
     # the ANN index, its files published together
     assert len(under("indexes/ann_index")) >= 2
     # the projection head, under the MLflow run that trained it
