@@ -13,7 +13,8 @@ The change: `--changed` (1%) of the works get a new vector, 0.1% disappear and 0
 Each repetition reads the stored index twice and updates one copy with the update code as it was
 at `--former` (read from git: stored vectors read back label by label, `get_items` or one
 `pread` per row) and the other with the current code; the update's seconds of each, the ratio
-current / former (minimum over `--repeat`), and that both did the same (counts, id map, vectors).
+current / former (minimum over `--repeat`), and that both did the same (counts, id map, vectors);
+then the same for an update where nothing changed (what finding the changes costs alone).
 
 Then the exact search of the recall check (`recall_vs_exact`'s `brute_force_topk`) for 250 and
 1,000 queries over the N vectors: one batch of up to 1,024 queries (former) against blocks of at
@@ -91,36 +92,44 @@ def bench_updates(n: int, args: argparse.Namespace, former: type, workdir: Path)
         started = time.perf_counter()
         stored = write_ann_index(build_index(ids, x, config, model_run_id="run"), workdir / f"{n}-{config.search_dim}")
         print(f"{kind}: built and stored in {time.perf_counter() - started:.1f} s")
-        best = {"former": np.inf, "current": np.inf}
-        for rep in range(args.repeat):
-            old = read_ann_index(stored, config)
-            old.__class__ = former
-            new = read_ann_index(stored, config)
-            order = (("former", old), ("current", new)) if rep % 2 == 0 else (("current", new), ("former", old))
-            for name, index in order:
-                best[name] = min(best[name], time_update(index, new_ids, y, config))
-            assert same(old, new, new_ids), "the two updates differ"
-            assert new.build_info["last_update"]["updated"] == moved, new.build_info["last_update"]
-        print(f"  update: former {best['former']:.2f} s, current {best['current']:.2f} s, "
-              f"current / former = {best['current'] / best['former']:.3f} (min of {args.repeat}; same result)")
+        for label, (to_ids, to_vectors, expected) in {"1% changed": (new_ids, y, moved), "nothing changed": (ids, x, 0)}.items():
+            best = {"former": np.inf, "current": np.inf}
+            for rep in range(args.repeat):
+                old = read_ann_index(stored, config)
+                old.__class__ = former
+                new = read_ann_index(stored, config)
+                order = (("former", old), ("current", new)) if rep % 2 == 0 else (("current", new), ("former", old))
+                for name, index in order:
+                    best[name] = min(best[name], time_update(index, to_ids, to_vectors, config))
+                assert same(old, new, to_ids), "the two updates differ"
+                assert new.build_info["last_update"]["updated"] == expected, new.build_info["last_update"]
+            print(f"  update, {label}: former {best['former']:.2f} s, current {best['current']:.2f} s, "
+                  f"current / former = {best['current'] / best['former']:.3f} (min of {args.repeat}; same result)")
 
 
 def bench_exact(n: int, args: argparse.Namespace) -> None:
+    """Median of `--repeat` runs (alternating): the former's one 1,024-query batch is sensitive to
+    the machine's memory load (its temporaries: similarities, their negation and argpartition's
+    int64 indices, 16 bytes per similarity), so its minimum hides what a loaded machine sees."""
     x = synthetic_clustered_vectors(n, args.dim, seed=args.seed)
     block = exact._SIMS_BLOCK
-    print(f"\nexact top-10 over {n:,} x {args.dim} (recall_vs_exact's brute force):")
+    print(f"\nexact top-10 over {n:,} x {args.dim} (recall_vs_exact's brute force; median of {args.repeat}):")
     for queries in (250, 1000):
-        best = {"former": np.inf, "current": np.inf}
+        seconds: dict[str, list[float]] = {"former": [], "current": []}
         for rep in range(args.repeat):
             runs = (("former", 1 << 62), ("current", block))
             for name, sims_block in runs if rep % 2 == 0 else runs[::-1]:
                 exact._SIMS_BLOCK = sims_block  # former: one batch of up to 1,024 queries
                 started = time.perf_counter()
                 brute_force_topk(x, x[:queries], 10)
-                best[name] = min(best[name], time.perf_counter() - started)
+                seconds[name].append(time.perf_counter() - started)
         exact._SIMS_BLOCK = block
-        print(f"  {queries:>5} queries: former {best['former']:.2f} s, current {best['current']:.2f} s, "
-              f"current / former = {best['current'] / best['former']:.3f}")
+        former, current = (float(np.median(seconds[k])) for k in ("former", "current"))
+        rows = {"former": min(queries, 1024), "current": max(1, min(queries, 1024, block // n))}
+        print(f"  {queries:>5} queries: former {former:.2f} s (runs {', '.join(f'{t:.2f}' for t in seconds['former'])}; "
+              f"~{rows['former'] * n * 16 >> 20} MB a batch), current {current:.2f} s "
+              f"(runs {', '.join(f'{t:.2f}' for t in seconds['current'])}; ~{rows['current'] * n * 16 >> 20} MB a block), "
+              f"current / former = {current / former:.3f}")
 
 
 def main() -> None:
