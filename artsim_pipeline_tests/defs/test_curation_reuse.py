@@ -171,3 +171,16 @@ def test_a_retitle_leaves_weak_pairs_up_to_date_and_a_new_maker_does_not(artsim_
     changed = _run(defs, ["pair_mining_fields"], instance=instance)["pair_mining_fields"]
     assert changed["fingerprint"] != same["fingerprint"]
     assert _stale_or_missing(instance, graph, keys, None) == keys
+
+
+def test_every_write_of_the_ann_index_changes_its_stamp_even_within_one_second(tmp_path):
+    """near_duplicates keys its stored pairs on the stamp: the same ids and counts written twice in
+    one second (build info timed to the second) must still read as two different indexes."""
+    storage = ArtsimStorage(home=str(tmp_path))
+    vectors = np.random.default_rng(1).normal(size=(20, 8)).astype(np.float32)
+    ids = [f"met:{i}" for i in range(20)]
+    index = build_index(ids, vectors, AnnConfig())
+    artefacts.save_ann_index(storage, index)
+    first = artefacts.ann_index_stamp(storage)
+    artefacts.save_ann_index(storage, index)  # the same index, the same build info to the second
+    assert first is not None and artefacts.ann_index_stamp(storage) != first

@@ -21,8 +21,8 @@ CLUSTER_SUMMARY_KEY = "models/clusters/summary"
 
 
 def ann_index_stamp(storage: ArtsimStorage) -> str | None:
-    """A digest of the stored `ann_index`'s build info (it records when the index was built and
-    last updated, so any stored change to the index changes it), or None when none is stored.
+    """A digest of the stored `ann_index`'s build info (a new write id with every write, so any
+    stored change to the index changes it), or None when none is stored.
     Reads one small file, not the index."""
     raw = storage.objects.read_bytes(f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}")
     return hashlib.sha256(raw).hexdigest()[:16] if raw is not None else None

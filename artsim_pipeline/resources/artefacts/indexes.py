@@ -52,6 +52,9 @@ def write_ann_index(index: AnnIndex, directory: str | os.PathLike[str]) -> Path:
                 np.save(tmp / ANN_PROJECTION_FILE, arrays["projection"], allow_pickle=False)
                 info["full_vectors_file_bytes"] = (tmp / ANN_FULL_VECTORS_FILE).stat().st_size
             info["index_file_bytes"] = (tmp / ANN_INDEX_FILE).stat().st_size
+            # what readers key on (near_duplicates' reuse, artsim serve's reload): two writes in
+            # one second of the same counts would otherwise leave identical build info
+            info["write_id"] = uuid.uuid4().hex
             (tmp / ANN_BUILD_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
