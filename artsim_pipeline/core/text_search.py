@@ -228,12 +228,16 @@ def _kind_columns(frame: pl.DataFrame) -> tuple[np.ndarray, list[str], dict[int,
     common spelling); how many works have each kind."""
     spellings: dict[str, dict[str, int]] = {}
     columns = [frame["classification"].to_list(), frame["object_type"].to_list()]
+    folded: dict[str, str] = {}  # a collection has few distinct kinds: each spelling folded once
     for column in columns:
         for value in column:
             if isinstance(value, str) and value.strip():
-                key = fold(value.strip())
-                spellings.setdefault(key, {}).setdefault(value.strip(), 0)
-                spellings[key][value.strip()] += 1
+                spelling = value.strip()
+                key = folded.get(spelling)
+                if key is None:
+                    key = folded[spelling] = fold(spelling)
+                spellings.setdefault(key, {}).setdefault(spelling, 0)
+                spellings[key][spelling] += 1
     keys = sorted(spellings)
     code_of = {k: i for i, k in enumerate(keys)}
     names = [max(spellings[k].items(), key=lambda kv: (kv[1], kv[0]))[0] for k in keys]
@@ -242,7 +246,7 @@ def _kind_columns(frame: pl.DataFrame) -> tuple[np.ndarray, list[str], dict[int,
     for j, column in enumerate(columns):
         for i, value in enumerate(column):
             if isinstance(value, str) and value.strip():
-                codes[i, j] = code_of[fold(value.strip())]
+                codes[i, j] = code_of[folded[value.strip()]]
     for row in codes:
         for code in set(row.tolist()) - {-1}:
             counts[code] = counts.get(code, 0) + 1
