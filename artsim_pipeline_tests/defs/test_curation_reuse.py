@@ -49,6 +49,20 @@ def _store_vectors(home, tables, ids: list[str], vectors: np.ndarray, config: An
         artefacts.save_ann_index(ArtsimStorage(home=str(home)), build_index(ids, vectors, config or AnnConfig()))
 
 
+def _stored_world(home, seed: int):
+    """The sample's definitions with a `_world` stored: its artworks, vectors and their index
+    (and the generator, to move vectors with later)."""
+    from artsim_pipeline.definitions import build_defs
+
+    rng = np.random.default_rng(seed)
+    defs = build_defs("sample")
+    tables = defs.resources["tables"]
+    ids, vectors, artworks = _world(rng)
+    _store_artworks(tables, artworks)
+    _store_vectors(home, tables, ids, vectors)
+    return defs, tables, rng, ids, vectors, artworks
+
+
 def _run(defs, keys: list[str], config: dict | None = None, instance=None) -> dict:
     result = materialize(list(defs.assets), selection=[AssetKey(k) for k in keys], resources=defs.resources,
                          run_config={"ops": config} if config else None, instance=instance)
@@ -63,18 +77,11 @@ def _pairs(tables) -> pl.DataFrame:
 
 
 def test_near_duplicates_reuse_their_pairs_only_while_vectors_pairs_and_index_are_unchanged(artsim_home):
-    from artsim_pipeline.definitions import build_defs
-
-    rng = np.random.default_rng(0)
-    defs = build_defs("sample")
-    tables = defs.resources["tables"]
-    ids, vectors, artworks = _world(rng)
-    _store_artworks(tables, artworks)
+    defs, tables, rng, ids, vectors, artworks = _stored_world(artsim_home, 0)
     tables.write_table(pl.DataFrame({  # weak pairs of unrelated works: the threshold stays at min_threshold
         "artwork_id_a": [f"met:{i}" for i in range(10, 20)], "artwork_id_b": [f"smk:{i}" for i in range(20, 30)],
         "label": [0, 1] * 5, "rule": ["easy_negative", "same_artist"] * 5, "weight": [1.0] * 10, "split": ["train"] * 10,
     }, schema_overrides={"label": pl.Int8, "weight": pl.Float32}), "weak_pairs")
-    _store_vectors(artsim_home, tables, ids, vectors)
 
     first = _run(defs, ["near_duplicates"])["near_duplicates"]
     assert first["reused_pairs"] is False and first["pairs"] == 10
@@ -117,14 +124,7 @@ def test_near_duplicates_reuse_their_pairs_only_while_vectors_pairs_and_index_ar
 
 
 def test_the_clusters_summary_is_reused_for_a_retitle_and_made_again_for_other_metadata(artsim_home):
-    from artsim_pipeline.definitions import build_defs
-
-    rng = np.random.default_rng(1)
-    defs = build_defs("sample")
-    tables = defs.resources["tables"]
-    ids, vectors, artworks = _world(rng)
-    _store_artworks(tables, artworks)
-    _store_vectors(artsim_home, tables, ids, vectors)
+    defs, tables, *_, artworks = _stored_world(artsim_home, 1)
     first = _run(defs, ["clusters"])["clusters"]
     assert first["summary_reused"] is False
 
