@@ -7,25 +7,15 @@ Part of the storage layout: `resources/artefacts/__init__.py` has the table of k
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import polars as pl
 
-from artsim_pipeline.resources.artefacts.indexes import ANN_BUILD_INFO_FILE, ANN_INDEX_KEY
 from artsim_pipeline.resources.artefacts.maps import _load_state, _parquet_bytes, _save_state
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 NEAR_DUPLICATES_KEY = "models/near_duplicates"
 CLUSTER_SUMMARY_KEY = "models/clusters/summary"
-
-
-def ann_index_stamp(storage: ArtsimStorage) -> str | None:
-    """A digest of the stored `ann_index`'s build info (a new write id with every write, so any
-    stored change to the index changes it), or None when none is stored.
-    Reads one small file, not the index."""
-    raw = storage.objects.read_bytes(f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}")
-    return hashlib.sha256(raw).hexdigest()[:16] if raw is not None else None
 
 
 def _save_keyed(storage: ArtsimStorage, key: str, frame: pl.DataFrame, inputs_key: str, info: dict[str, Any]) -> None:

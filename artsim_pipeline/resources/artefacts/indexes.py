@@ -345,13 +345,27 @@ def index_stamps(storage: ArtsimStorage) -> tuple:
     return tuple(storage.objects.version(key) for key in _INDEX_INFO_KEYS)
 
 
+def _info_digest(storage: ArtsimStorage, key: str) -> bytes | None:
+    """The sha256 of a stored index's info file, None when there is none. Each write of an index
+    writes a new write id into its info file, so the digest changes with every stored change."""
+    import hashlib
+
+    data = storage.objects.read_bytes(key)
+    return None if data is None else hashlib.sha256(data).digest()
+
+
 def index_fingerprint(storage: ArtsimStorage) -> str:
-    """A digest of both indexes' info files' contents (a few KB): search_info.json carries a write
-    id per write, the ann_index's build info its build and update times and counts."""
+    """A digest of both indexes' info files' contents (a few KB)."""
     import hashlib
 
     digest = hashlib.sha256()
     for key in _INDEX_INFO_KEYS:
-        data = storage.objects.read_bytes(key)
-        digest.update(b"-" if data is None else hashlib.sha256(data).digest())
+        digest.update(_info_digest(storage, key) or b"-")
     return digest.hexdigest()
+
+
+def ann_index_stamp(storage: ArtsimStorage) -> str | None:
+    """A digest of the stored `ann_index`'s build info, or None when none is stored. Reads one
+    small file, not the index."""
+    digest = _info_digest(storage, f"{ANN_INDEX_KEY}/{ANN_BUILD_INFO_FILE}")
+    return None if digest is None else digest.hex()[:16]
