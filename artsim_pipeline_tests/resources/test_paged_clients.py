@@ -14,7 +14,7 @@ from artsim_pipeline.resources.clients.http import PoliteSession
 from artsim_pipeline.resources.clients.paged import record_json
 from artsim_pipeline.resources.museum_api import MuseumApiResource
 from artsim_pipeline_tests.replay.server import RawJson
-from artsim_pipeline_tests.resources.test_clients import fast_policy
+from artsim_pipeline_tests.resources.test_clients import SHORT_TIMEOUT_S, TIMEOUT_FAULT_DELAY_S, fast_policy
 
 
 @pytest.fixture
@@ -96,11 +96,11 @@ def test_aic_public_domain_images_come_from_the_iiif_root_of_the_answer(aic, rep
 @pytest.mark.parametrize("kind", ["500", "503", "truncated", "reset", "timeout", "429", "403"])
 @pytest.mark.parametrize("source", ["cma", "aic"])
 def test_listing_pages_survive_transient_faults(replay, source, kind):
-    params = {"delay_s": 2.0} if kind == "timeout" else {"retry_after": 0} if kind == "429" else {}
+    params = {"delay_s": TIMEOUT_FAULT_DELAY_S} if kind == "timeout" else {"retry_after": 0} if kind == "429" else {}
     replay.faults.add(kind, rf"/{source}/api/.*artworks/?\?", count=2, **params)
     # a page answered slowly on a loaded machine must not count as a fault: only the timeout case
-    # needs the short timeout
-    policy = fast_policy(timeout_s=1.0 if kind == "timeout" else 10.0)
+    # needs the short timeout (fast_policy's own is 10 s)
+    policy = fast_policy(timeout_s=SHORT_TIMEOUT_S) if kind == "timeout" else fast_policy()
     client = (CmaClient if source == "cma" else AicClient)(replay.base_urls[source], PoliteSession(policy), page_size=25)
     listing = client.list_ids()
     assert len(listing.ids) == (76 if source == "cma" else 21)
@@ -148,11 +148,15 @@ def test_the_aic_default_rate_stays_under_60_requests_a_minute(replay):
     assert len(client.list_ids().ids) == 3
     times = sorted(r.timestamp for r in replay.requests)
     assert time.monotonic() - started >= 2 / 0.95 - 0.1
-    assert all(b - a >= 1 / 0.95 - 0.1 for a, b in zip(times, times[1:]))  # never two at once
+    # never two at once: the server logs a request when its handler thread gets to it, which a
+    # loaded machine may delay by more than 0.1 s for one request and not the next
+    assert all(b - a >= 1 / 0.95 - 0.3 for a, b in zip(times, times[1:]))
 
 
 def test_pages_after_the_first_are_read_by_several_workers(cma, replay):
-    replay.latency_s = 0.2  # one page at a time would take 8 x 0.2 s
+    # one page at a time takes at least 8 x 0.5 s however fast the machine; in parallel ~2 x 0.5 s,
+    # so a loaded machine has 2.5 s for everything else
+    replay.latency_s = 0.5
     started = time.monotonic()
     assert len(cma.list_ids().ids) == 76
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 7 * 0.5

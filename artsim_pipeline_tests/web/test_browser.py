@@ -35,7 +35,10 @@ try:
 except ImportError:  # reported by the `browser` fixture as a failure
     expect = sync_playwright = None
 
-TIMEOUT_MS = 10_000
+# how long an action or a wait may take, and how long an `expect` retries (Playwright's own default
+# is 5 s): Chromium, the server and the tests share a machine that may be busy. A wait ends as soon
+# as its condition holds, so only a failure takes this long.
+TIMEOUT_MS = 30_000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -48,6 +51,7 @@ def browser():
         pytest.fail("the playwright package is missing: install the test extras (pip install -e '.[test]')")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/install-browser.sh (make test runs it first)")
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
