@@ -85,12 +85,16 @@ def embed_all_chunks(assets, res) -> dict:
     """Materialise every image_embeddings chunk; returns the summed counts."""
     from artsim_pipeline.defs.partitions import embedding_buckets
 
-    totals = {"embedded_this_run": 0, "failures": 0, "reused": 0}
+    totals: dict = {"embedded_this_run": 0, "failures": 0, "reused": 0}
+    counts = list(totals)
     for bucket in embedding_buckets.get_partition_keys():
-        meta = metadata(materialize(assets, selection=[AssetKey("image_embeddings")], resources=res, partition_key=bucket), "image_embeddings")
-        for key in totals:
+        result = materialize(assets, selection=[AssetKey("image_embeddings")], resources=res, partition_key=bucket)
+        meta = metadata(result, "image_embeddings")
+        for key in counts:
             totals[key] += meta[key]
         totals["dim"] = meta["dim"]
+        [event] = result.get_asset_materialization_events()
+        totals.setdefault("data_versions", {})[bucket] = event.materialization.tags["dagster/data_version"]
     return totals
 
 
@@ -126,6 +130,13 @@ def test_image_embeddings_are_incremental_per_backbone_and_skip_broken_files(art
     assert table.height == 2 * good and table["model_id"].n_unique() == 2
     widths = table.group_by("model_id").agg(pl.col("vector").list.len().first().alias("w"))
     assert sorted(widths["w"].to_list()) == [32, 48]
+    assert all(third["data_versions"][b] != second["data_versions"][b] for b in second["data_versions"])
+    # back to the first backbone: nothing to embed and the table stays the same, but what the
+    # model reads changed back, so the data versions must too (training, vectors, index follow)
+    fourth = embed_all_chunks(assets, res)
+    assert (fourth["embedded_this_run"], fourth["reused"]) == (0, good) and all_chunks(store).height == 2 * good
+    assert fourth["data_versions"] == second["data_versions"]
+    assert all(fourth["data_versions"][b] != third["data_versions"][b] for b in third["data_versions"])
 
 
 def test_text_embeddings_embed_only_changed_texts(artsim_home, sample_artworks):

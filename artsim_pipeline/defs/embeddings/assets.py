@@ -103,9 +103,11 @@ def image_embeddings(
         context.log.warning(f"image {sha} could not be embedded: {reason}")
     return Output(
         table,
-        # the data version is which images are embedded with which model: a chunk that embedded
-        # nothing new leaves training, the classifiers and the search up to date
-        data_version=DataVersion(frame_fingerprint(table.select("image_sha256", "model_id"))),
+        # the data version is which images are embedded with the current model: a chunk that
+        # embedded nothing new leaves training, the classifiers and the search up to date, and
+        # switching back to a backbone whose vectors are still stored makes them stale (the
+        # table, holding both models' rows, is the same then)
+        data_version=DataVersion(f"{model_id}:{frame_fingerprint(current.select('image_sha256'))}"),
         metadata={
             "model_id": model_id,
             "dim": backbone.dim,
