@@ -46,6 +46,8 @@ DOCUMENT_COLUMNS = ("artwork_id", "source", "tokens")
 
 def fold(text: str) -> str:
     """Case- and accent-folded: ``"Interiør, Strandgade"`` -> ``"interior, strandgade"``."""
+    if text.isascii():  # most titles and ids: nothing to decompose, and casefold is lower there
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 

@@ -49,6 +49,15 @@ def ids(results) -> list[str]:
 def test_tokens_fold_case_accents_and_plurals():
     assert ts.fold("Interiør, Strandgade – Hammershøi Æbler") == "interior, strandgade – hammershoi aebler"
     assert ts.keyword_tokens("The Cats and the Lions") == ["cat", "lion"]
+    # the ASCII shortcut folds exactly as the full path (NFKD, no combining marks, casefold) does
+    import unicodedata
+
+    def full(text: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", text)
+        return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+    for text in ["Mother And CHILD, 1890-95", "KKSgb6775/3", "  tabs\tand\nnewlines ", "".join(map(chr, range(128)))]:
+        assert ts.fold(text) == full(text)
     assert ts.identifier_key(" KKSgb6775/3 ") == "kksgb6775/3"
     doc = ts.keyword_document({"artwork_id": "smk:KKSgb6775/3", "source_id": "KKSgb6775/3", "title": "Landskab",
                                "artists": ["Vincent van Gogh"], "tags": ["Cypresses"], "classification": "tegning"})
