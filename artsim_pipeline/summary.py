@@ -18,23 +18,23 @@ def collect_summary() -> list[str]:
     store = build_resources(settings.artsim_env())["tables"]  # S3 in prod, $ARTSIM_HOME otherwise
     lines = []
     for source in SOURCES:
-        raw = store.read_table("raw_objects", source)
+        raw = store.read_table("raw_objects", source, columns=["status"])
         if raw is not None:
             lines.append(f"raw_objects[{source}]: {raw.height} rows {_counts(raw, 'status')}")
-        images = store.read_table("raw_images", source)
+        images = store.read_table("raw_images", source, columns=["status"])
         if images is not None:
             lines.append(f"raw_images[{source}]: {images.height} rows {_counts(images, 'status')}")
-        artworks = store.read_table("artworks", source)
+        artworks = store.read_table("artworks", source, columns=["artwork_id"])
         if artworks is not None:
-            quarantine = store.read_table("artworks_quarantine", source)
+            quarantine = store.read_table("artworks_quarantine", source, columns=["source_id"])
             lines.append(f"artworks[{source}]: {artworks.height} rows, quarantined {0 if quarantine is None else quarantine.height}")
-    pairs = store.read_table("weak_pairs")
+    pairs = store.read_table("weak_pairs", columns=["rule", "split"])
     if pairs is not None:
         lines.append(f"weak_pairs: {pairs.height} pairs, by rule {_counts(pairs, 'rule')}, by split {_counts(pairs, 'split')}")
     from artsim_pipeline.core.images import EMBEDDING_BUCKET_KEYS
 
-    chunks = [t for t in (store.read_table("image_embeddings", b) for b in EMBEDDING_BUCKET_KEYS) if t is not None]
-    tables = {"image_embeddings": pl.concat(chunks, how="diagonal_relaxed") if chunks else None, "text_embeddings": store.read_table("text_embeddings")}
+    chunks = [t for t in (store.read_table("image_embeddings", b, columns=["model_id"]) for b in EMBEDDING_BUCKET_KEYS) if t is not None]
+    tables = {"image_embeddings": pl.concat(chunks, how="diagonal_relaxed") if chunks else None, "text_embeddings": store.read_table("text_embeddings", columns=["model_id"])}
     for key, table in tables.items():
         if table is not None:
             lines.append(f"{key}: {table.height} vectors {_counts(table, 'model_id')}")
@@ -50,11 +50,11 @@ def collect_summary() -> list[str]:
         table = store.read_table(key)
         if table is not None:
             lines.append(f"{key}: {table.height} classes (accuracy and macro-F1 in the Dagster metadata and MLflow)")
-    vectors = store.read_table("artwork_vectors")
+    vectors = store.read_table("artwork_vectors", columns=["artwork_id", "vector_source"])
     if vectors is not None and vectors.height:
         lines.append(f"artwork_vectors: {vectors.height} works, vectors from the {vectors['vector_source'][0]} model")
         lines.extend(_example_query(vectors))
-    if store.read_table("search_index") is not None:
+    if store.read_table("search_index", columns=["artwork_id"]) is not None:
         lines.extend(_example_search())
     return lines
 

@@ -144,15 +144,17 @@ class TableStore(MergingConfig, ConfigurableResource):
                 return self.objects.uri(key)
         raise RuntimeError(f"{self.objects.uri(key)} kept changing while it was written")
 
-    def read_table(self, asset_key: str | list[str], partition_key: str | None = None) -> pl.DataFrame | None:
+    def read_table(self, asset_key: str | list[str], partition_key: str | None = None,
+                   columns: Sequence[str] | None = None) -> pl.DataFrame | None:
         """The stored table (an upserted one merged with its deltas), or None when it has never
-        been written."""
+        been written; only `columns` of it when given (the others are not decoded)."""
         for _ in range(3):
             data = self.objects.read_bytes(self.table_key(asset_key, partition_key))
             if data is None:
                 return None
-            base = pl.read_parquet(io.BytesIO(data))
             info = self._info(pl.read_parquet_metadata(io.BytesIO(data)))
+            wanted = None if columns is None else list(dict.fromkeys([*columns, *(info.key or ())]))
+            base = pl.read_parquet(io.BytesIO(data), columns=wanted)
             if info.key is None:
                 return base
             live = [d for d in self._deltas(asset_key, partition_key) if d[0] > info.covers]
@@ -161,9 +163,9 @@ class TableStore(MergingConfig, ConfigurableResource):
             # removed them (or some): the base read is then stale, so read again
             now = self._base_info(self.table_key(asset_key, partition_key))
             if all(d is not None for d in deltas) and now is not None and now.covers == info.covers:
-                if not live:
-                    return base
-                return latest_rows([base, *(pl.read_parquet(io.BytesIO(d)) for d in deltas)], info.key)
+                if live:
+                    base = latest_rows([base, *(_read_delta(d, wanted) for d in deltas)], info.key)
+                return base if columns is None else base.select(columns)
         raise RuntimeError(f"{self.table_path(asset_key, partition_key)} kept changing while it was read")
 
     # -- upserted tables ---------------------------------------------------------------------------
@@ -322,6 +324,14 @@ class TableStore(MergingConfig, ConfigurableResource):
         for seq, _, key in deltas:
             if seq <= covers:
                 self.objects.delete(key)
+
+
+def _read_delta(data: bytes, columns: list[str] | None) -> pl.DataFrame:
+    """A delta file: `columns` of it (those it has) and its deletion marks, or all of it."""
+    if columns is None:
+        return pl.read_parquet(io.BytesIO(data))
+    present = pl.read_parquet_schema(io.BytesIO(data))
+    return pl.read_parquet(io.BytesIO(data), columns=[c for c in [*columns, DELETED_COLUMN] if c in present])
 
 
 def _as_delta(rows: pl.DataFrame, deleted: pl.DataFrame | None, key: tuple[str, ...]) -> pl.DataFrame:

@@ -145,6 +145,27 @@ def test_the_real_photographs_go_all_the_way_to_the_index(pipeline, capsys):
     assert any(line.startswith("artworks[met_medialab]: 428 rows") for line in collect_summary())
 
 
+def test_the_summary_counts_what_the_stored_tables_hold(pipeline):
+    """The summary reads only the columns it counts: its figures are those of the whole tables."""
+    from artsim_pipeline.definitions import build_defs
+    from artsim_pipeline.summary import _counts, collect_summary
+
+    defs = build_defs("sample")
+    summary = collect_summary()
+    raw = defs.load_asset_value("raw_objects", partition_key="met")
+    images = defs.load_asset_value("raw_images", partition_key="smk")
+    pairs = defs.load_asset_value("weak_pairs")
+    chunks = pl.concat([defs.load_asset_value("image_embeddings", partition_key=f"bucket{i}") for i in range(8)])
+    vectors = defs.load_asset_value("artwork_vectors")
+    assert f"raw_objects[met]: {raw.height} rows {_counts(raw, 'status')}" in summary
+    assert f"raw_images[smk]: {images.height} rows {_counts(images, 'status')}" in summary
+    assert any(line.startswith(f"weak_pairs: {pairs.height} pairs, by rule {_counts(pairs, 'rule')}") for line in summary)
+    assert f"image_embeddings: {chunks.height} vectors {_counts(chunks, 'model_id')}" in summary
+    assert f"artwork_vectors: {vectors.height} works, vectors from the {vectors['vector_source'][0]} model" in summary
+    assert any(line.startswith("example: artsim similar ") for line in summary)
+    assert any(line.startswith("example: artsim search ") for line in summary)
+
+
 def test_the_museums_added_through_the_registry_go_through_the_pipeline(pipeline, capsys):
     """Cleveland (`cma`, 76 works with stand-ins) and the AIC (`aic`, 21 works, none known to be
     public domain, so no image) are ingested and validated; Cleveland's works are paired with the

@@ -64,6 +64,20 @@ def test_deleted_keys_are_rows_and_the_last_row_of_a_key_wins(store):
     assert text_of(store.read_table("raw_objects", "met"), "3") == "d3"
 
 
+def test_a_read_of_some_columns_merges_deltas_and_deletions_like_a_whole_read(store):
+    with_status = lambda f, status: f.with_columns(pl.lit(status).alias("status"))  # noqa: E731
+    store.upsert_table(with_status(frame(range(50)), "ok"), ["source_id"], "raw_objects", "met")
+    store.upsert_table(with_status(frame([1, 2, 60], "b"), "error"), ["source_id"], "raw_objects", "met",
+                       deleted=pl.DataFrame({"source_id": ["3"]}))
+    whole = store.read_table("raw_objects", "met")
+    status = store.read_table("raw_objects", "met", columns=["status"])
+    assert status.columns == ["status"] and status.equals(whole.select("status"))
+    assert status["status"].value_counts().sort("status").rows() == [("error", 3), ("ok", 47)]
+    assert store.read_table("raw_objects", "met", columns=["text", "source_id"]).equals(whole.select("text", "source_id"))
+    store.write_table(frame(range(5)), "weak_pairs")  # a table written whole
+    assert store.read_table("weak_pairs", columns=["source_id"]).equals(frame(range(5)).select("source_id"))
+
+
 def test_nothing_changed_writes_nothing(store):
     store.upsert_table(frame(range(10)), ["source_id"], "raw_objects", "met")
     report = store.upsert_table(frame([]), ["source_id"], "raw_objects", "met")
