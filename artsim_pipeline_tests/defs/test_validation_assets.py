@@ -62,6 +62,16 @@ def test_bad_records_are_quarantined_with_reasons_and_nothing_is_dropped(artsim_
     assert checks["schema_and_identity"].passed and checks["dates_plausible"].passed and checks["urls_well_formed"].passed
     wrong = str(wrong_type["objectID"])
     assert wrong in reasons or table.filter(pl.col("source_id") == wrong).height == 1  # coerced or quarantined, never lost
+    # the same records again: the quarantine is re-stamped, but its content, and so its data
+    # version, is the same
+    again, _ = run_artworks(store, "met")
+    assert store.read_table("artworks_quarantine", "met")["quarantined_at"][0] > quarantine["quarantined_at"][0]
+    assert data_version(again, "artworks_quarantine") == data_version(result, "artworks_quarantine")
+
+
+def data_version(result, key: str) -> str:
+    [event] = [e for e in result.get_asset_materialization_events() if e.materialization.asset_key == AssetKey(key)]
+    return event.materialization.tags["dagster/data_version"]
 
 
 def test_a_broken_table_fails_the_blocking_checks(artsim_home, shared_met_records, monkeypatch):
