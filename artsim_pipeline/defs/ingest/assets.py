@@ -1,17 +1,16 @@
 """Ingestion: raw records and images pulled from the museum APIs, one partition per source."""
 
 
-import json
 import time
 from datetime import datetime, timezone
 
 import polars as pl
 from dagster import AssetExecutionContext, Backoff, Config, DataVersion, Jitter, MetadataValue, Output, RetryPolicy, asset
 
+from artsim_pipeline.core import image_manifest
 from artsim_pipeline.core.features import frame_fingerprint
 from artsim_pipeline.core.images import ImageRejected, check_image, image_relpath
 from artsim_pipeline.core.raw_store import apply_changes, merge_changes
-from artsim_pipeline.core.text import scrub_surrogates
 from artsim_pipeline.defs.metadata import markdown_table
 from artsim_pipeline.defs.partitions import source_partitions
 from artsim_pipeline.resources import artefacts
@@ -170,28 +169,29 @@ def raw_images(
     under `images/` of the storage (`$ARTSIM_HOME/images/`, or S3 in prod). Images already stored are not downloaded again; a failure is a
     row with its reason, never a failed run. The previous table is the manifest of what is stored
     (the image folder is not listed); only new rows and the rows of images no longer wanted are
-    written."""
+    written. Only records whose text changed are parsed for their image URL: the others' URLs are
+    kept in a memo (`cache/raw_images/<source>.parquet`) under the version of the URL code."""
     source = context.partition_key
     previous = tables.read_table("raw_images", source)
     client = museum_api.client(source)
 
-    wanted: dict[tuple[str, str], None] = {}
-    for source_id, raw in raw_objects.filter(pl.col("status") == "ok").select("source_id", "raw_json").iter_rows():
-        try:
-            url = client.image_url(json.loads(raw))
-        except (ValueError, AttributeError, TypeError, RecursionError):
-            continue  # an unparseable record is quarantined by validation, not here
-        if isinstance(url, str) and url:
-            wanted[(source_id, scrub_surrogates(url)[0])] = None  # a "\udfff" in a URL: storable text
-
-    reusable: dict[tuple[str, str], dict] = {}
-    if previous is not None:
-        stored = artefacts.stored_images(storage) if config.verify_stored else None
-        for row in previous.filter(pl.col("status") == "ok").iter_rows(named=True):
-            if row["path"] and (stored is None or row["path"] in stored):
-                reusable[(row["source_id"], row["url"])] = row
-    to_fetch = [key for key in wanted if key not in reusable]
-    context.log.info(f"{source}: {len(wanted)} images wanted, {len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
+    version = image_manifest.url_memo_version(client, source)
+    memo = None
+    try:
+        stored_memo = artefacts.read_url_memo(storage, source)
+    except artefacts.UnreadableUrlMemo as error:
+        context.log.warning(f"{source}: {error}; every record's image URL is parsed again")
+        stored_memo = None
+    if stored_memo is not None and stored_memo[1] == version:
+        memo = stored_memo[0]
+    ok = raw_objects.filter(pl.col("status") == "ok")
+    urls, parsed = image_manifest.record_urls(ok, client.image_url, memo)
+    wanted = image_manifest.wanted_images(urls)
+    stored = artefacts.stored_images(storage) if config.verify_stored and previous is not None else None
+    reused, to_fetch_frame = image_manifest.plan_images(wanted, previous, stored, RAW_IMAGES_SCHEMA)
+    to_fetch = to_fetch_frame.rows()
+    context.log.info(f"{source}: {len(wanted)} images wanted ({parsed} records parsed for their URL), "
+                     f"{len(wanted) - len(to_fetch)} already stored, {len(to_fetch)} to download")
 
     def download(key: tuple[str, str]) -> dict:
         source_id, url = key
@@ -220,17 +220,17 @@ def raw_images(
         client.close()
     elapsed = time.monotonic() - started
 
-    rows = [reusable[key] for key in wanted if key in reusable] + downloaded
-    current_ids = {source_id for source_id, _ in wanted}
-    if previous is not None:  # keep what we know about images of objects no longer in the ok set
-        rows += previous.filter(~pl.col("source_id").is_in(list(current_ids))).to_dicts()
-    table = pl.DataFrame(rows, schema=RAW_IMAGES_SCHEMA).sort("source_id", "url") if rows else pl.DataFrame(schema=RAW_IMAGES_SCHEMA)
-    key = ("source_id", "url")
+    downloaded_frame = pl.DataFrame(downloaded, schema=RAW_IMAGES_SCHEMA)
+    table = image_manifest.images_table(reused, downloaded_frame, previous, wanted, RAW_IMAGES_SCHEMA)
+    key = image_manifest.IMAGE_KEY
     dropped = previous.select(key).join(table.select(key), on=list(key), how="anti") if previous is not None else None
-    new_status = pl.DataFrame(downloaded, schema=RAW_IMAGES_SCHEMA)["status"].value_counts() if downloaded else None
+    fresh = urls.unique(subset=["source_id", "raw_hash"], keep="first", maintain_order=True)
+    if parsed or memo is None or memo.height != fresh.height:  # a cache of a pure function: written when it changed
+        artefacts.write_url_memo(storage, source, fresh, version)
+    new_status = downloaded_frame["status"].value_counts() if downloaded else None
     failures = {k: v for k, v in (dict(new_status.iter_rows()) if new_status is not None else {}).items() if k != "ok"}
     return Output(
-        TableUpsert(pl.DataFrame(downloaded, schema=RAW_IMAGES_SCHEMA), key, deleted=dropped, total_rows=table.height),
+        TableUpsert(downloaded_frame, key, deleted=dropped, total_rows=table.height),
         data_version=DataVersion(frame_fingerprint(table.select("source_id", "url", "status", "sha256"))),
         metadata={
             "rows": table.height,
