@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# helpers that assert, shared by several test modules: their failures keep pytest's messages
+pytest.register_assert_rewrite("artsim_pipeline_tests.core.normalise_records")
+
 # Set before anything imports dagster / mlflow / great_expectations.
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

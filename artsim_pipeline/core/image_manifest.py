@@ -51,7 +51,9 @@ def record_urls(records: pl.DataFrame, image_url: Callable[[Any], Any],
     todo = keyed["_known"].is_null().arg_true()
     url = keyed["url"].cast(pl.String)
     if len(todo):
-        parsed = [record_image_url(raw, image_url) for raw in keyed["raw_json"].gather(todo).to_list()]
+        # iterating the Series (polars hands out slices) keeps a cold memo from holding every
+        # record's text as Python strings at once
+        parsed = [record_image_url(raw, image_url) for raw in keyed["raw_json"].gather(todo)]
         url = url.clone().scatter(todo, pl.Series(parsed, dtype=pl.String))
     return keyed.select("source_id", "raw_hash").with_columns(url=url).cast(URL_MEMO_SCHEMA), len(todo)
 
@@ -97,7 +99,9 @@ def images_table(reused: pl.DataFrame, downloaded: pl.DataFrame, previous: pl.Da
 def url_memo_version(client: Any, source: str) -> str:
     """The version a stored URL memo must carry to be reused: this module's format, polars (its
     hash), the client's classes and the instance attributes its ``image_url`` reads (SMK's IIIF
-    size, an export's mapping, a snapshot's rules)."""
+    size, an export's mapping, a snapshot's rules). Only attributes ``image_url`` names itself
+    are seen: a client whose URL depends on one that only a helper method reads must name it in
+    ``image_url`` (or bump :data:`URL_MEMO_FORMAT`)."""
     names = set(_method_names(type(client).image_url))
     state = {n: v for n, v in sorted(vars(client).items()) if n in names}
     return (f"{URL_MEMO_FORMAT}|{source}|polars {pl.__version__}|code {_class_fingerprint(type(client))}"

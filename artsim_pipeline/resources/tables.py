@@ -153,10 +153,13 @@ class TableStore(MergingConfig, ConfigurableResource):
             if data is None:
                 return None
             info = self._info(pl.read_parquet_metadata(io.BytesIO(data)))
+            columns = None if columns is None else list(dict.fromkeys(columns))
             wanted = None if columns is None else list(dict.fromkeys([*columns, *(info.key or ())]))
-            base = pl.read_parquet(io.BytesIO(data), columns=wanted)
+            # a column only the deltas have yet is null for the base's rows, as in a whole read
+            base = pl.read_parquet(io.BytesIO(data), columns=None if wanted is None else
+                                   [c for c in wanted if c in pl.read_parquet_schema(io.BytesIO(data))])
             if info.key is None:
-                return base
+                return base if columns is None else base.select(columns)  # a column no file has: an error
             live = [d for d in self._deltas(asset_key, partition_key) if d[0] > info.covers]
             deltas = [self.objects.read_bytes(k) for _, _, k in live]
             # a compaction that wrote a new base between reading this one and listing the deltas

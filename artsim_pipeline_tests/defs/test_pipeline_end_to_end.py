@@ -72,6 +72,11 @@ def test_every_asset_is_materialised_and_training_is_tracked_in_mlflow(pipeline)
     run = client.get_run(model["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert {"lr", "temperature", "fusion", "data_version.weak_pairs", "data_version.image_embeddings"} <= set(run.data.params)
+    from artsim_pipeline.core.features import frame_fingerprint
+
+    chunks = pl.concat([defs.load_asset_value("image_embeddings", partition_key=f"bucket{i}") for i in range(8)])
+    used = chunks.filter(pl.col("model_id") == run.data.params["image_model_id"]).select("image_sha256", "model_id")
+    assert run.data.params["data_version.image_embeddings"] == frame_fingerprint(used)  # the vectors it trained on
     assert len(client.get_metric_history(run.info.run_id, "val_map_at_10")) == model["epochs_run"]
     assert {"test_trained_recall_at_10", "test_backbone_recall_at_10", "test_random_recall_at_10",
             "test_trained_agreement_department", "test_backbone_real_photo_agreement_department",

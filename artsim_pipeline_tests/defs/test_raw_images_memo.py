@@ -238,3 +238,18 @@ def test_the_memo_is_not_written_when_nothing_changed(ingested, artsim_home):
     stamp = key.stat().st_mtime_ns
     new_raw_images(resources, raw)
     assert key.stat().st_mtime_ns == stamp
+
+
+def test_a_memo_the_storage_cannot_read_or_write_costs_a_parse_not_the_run(ingested, monkeypatch):
+    resources, raw, _ = ingested
+    before = new_raw_images(resources, raw)
+
+    def storage_down(*args, **kwargs):
+        raise OSError("storage unavailable")
+
+    monkeypatch.setattr(artefacts, "read_url_memo", storage_down)
+    monkeypatch.setattr(artefacts, "write_url_memo", storage_down)
+    parsed = counting_json(monkeypatch)
+    after = new_raw_images(resources, raw)  # the run's rows are still handed over to be stored
+    assert len(parsed) == raw.filter(pl.col("status") == "ok").height
+    assert after.data_version == before.data_version and after.total_rows == before.total_rows

@@ -74,8 +74,16 @@ def test_a_read_of_some_columns_merges_deltas_and_deletions_like_a_whole_read(st
     assert status.columns == ["status"] and status.equals(whole.select("status"))
     assert status["status"].value_counts().sort("status").rows() == [("error", 3), ("ok", 47)]
     assert store.read_table("raw_objects", "met", columns=["text", "source_id"]).equals(whole.select("text", "source_id"))
+    assert store.read_table("raw_objects", "met", columns=["status", "status"]).equals(status)
+    # a column the deltas brought and the base does not have yet: null for the base's rows
+    store.upsert_table(frame([7]).with_columns(pl.lit("x").alias("added")), ["source_id"], "raw_objects", "met")
+    added = store.read_table("raw_objects", "met", columns=["added"])
+    assert added.equals(store.read_table("raw_objects", "met").select("added"))
+    assert added["added"].drop_nulls().to_list() == ["x"] and added.height == 50
     store.write_table(frame(range(5)), "weak_pairs")  # a table written whole
     assert store.read_table("weak_pairs", columns=["source_id"]).equals(frame(range(5)).select("source_id"))
+    with pytest.raises(pl.exceptions.ColumnNotFoundError):
+        store.read_table("weak_pairs", columns=["no_such_column"])
 
 
 def test_nothing_changed_writes_nothing(store):

@@ -177,10 +177,10 @@ def raw_images(
 
     version = image_manifest.url_memo_version(client, source)
     memo = None
-    try:
+    try:  # a cache: whatever goes wrong reading it costs a parse of every record, never the run
         stored_memo = artefacts.read_url_memo(storage, source)
-    except artefacts.UnreadableUrlMemo as error:
-        context.log.warning(f"{source}: {error}; every record's image URL is parsed again")
+    except Exception as error:  # noqa: BLE001 - a damaged file, or a storage error
+        context.log.warning(f"{source}: the image URL memo is unreadable ({error}); every record's image URL is parsed again")
         stored_memo = None
     if stored_memo is not None and stored_memo[1] == version:
         memo = stored_memo[0]
@@ -226,7 +226,10 @@ def raw_images(
     dropped = previous.select(key).join(table.select(key), on=list(key), how="anti") if previous is not None else None
     fresh = urls.unique(subset=["source_id", "raw_hash"], keep="first", maintain_order=True)
     if parsed or memo is None or memo.height != fresh.height:  # a cache of a pure function: written when it changed
-        artefacts.write_url_memo(storage, source, fresh, version)
+        try:  # not storing it must not lose the record of this run's downloads
+            artefacts.write_url_memo(storage, source, fresh, version)
+        except Exception as error:  # noqa: BLE001 - a storage error
+            context.log.warning(f"{source}: the image URL memo was not stored ({error}); the next run parses every record again")
     new_status = downloaded_frame["status"].value_counts() if downloaded else None
     failures = {k: v for k, v in (dict(new_status.iter_rows()) if new_status is not None else {}).items() if k != "ok"}
     return Output(

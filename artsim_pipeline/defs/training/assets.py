@@ -150,7 +150,9 @@ def similarity_model(
     inputs = fuse_features(features.image, features.text, config.fusion)
     data_versions = {
         "weak_pairs": frame_fingerprint(weak_pairs),
-        "image_embeddings": frame_fingerprint(image_embeddings.select("image_sha256", "model_id")),
+        # the vectors of the current backbone, as image_embeddings' data version counts them
+        "image_embeddings": frame_fingerprint(image_embeddings.filter(pl.col("model_id") == encoder.image_model_id())
+                                              .select("image_sha256", "model_id")),
         "model_text_features": frame_fingerprint(model_text_features.select("artwork_id", "text_sha256", "model_id")),
         "training_labels": frame_fingerprint(training_labels),
     }
