@@ -68,10 +68,13 @@ def test_met_transient_faults_are_retried_until_the_record_arrives(met, replay, 
     replay.faults.add(kind, r"/objects/436535$", count=2, **params)
     if kind == "timeout":  # short enough to give up on the held answers, long enough for the third
         met = MetClient(replay.met_base_url, PoliteSession(fast_policy(timeout_s=SHORT_TIMEOUT_S)))
-    [result] = list(met.fetch_objects(["436535"]))
-    assert result.status == "ok", result.error
-    assert replay.count(r"/objects/436535$") == 3
-    assert met.http.stats.retries == 2
+    try:
+        [result] = list(met.fetch_objects(["436535"]))
+        assert result.status == "ok", result.error
+        assert replay.count(r"/objects/436535$") == 3
+        assert met.http.stats.retries == 2
+    finally:
+        met.close()  # the fixture closes its own client again: closing twice is harmless
 
 
 def test_met_gives_up_with_an_error_after_max_retries(replay):
