@@ -11,6 +11,7 @@ same :func:`url_memo_version`.
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -98,13 +99,13 @@ def images_table(reused: pl.DataFrame, downloaded: pl.DataFrame, previous: pl.Da
 
 def url_memo_version(client: Any, source: str) -> str:
     """The version a stored URL memo must carry to be reused: this module's format, polars (its
-    hash), the client's classes and the instance attributes its ``image_url`` reads (SMK's IIIF
+    hash, on this machine type), the client's classes and the instance attributes its ``image_url`` reads (SMK's IIIF
     size, an export's mapping, a snapshot's rules). Only attributes ``image_url`` names itself
     are seen: a client whose URL depends on one that only a helper method reads must name it in
     ``image_url`` (or bump :data:`URL_MEMO_FORMAT`)."""
     names = set(_method_names(type(client).image_url))
     state = {n: v for n, v in sorted(vars(client).items()) if n in names}
-    return (f"{URL_MEMO_FORMAT}|{source}|polars {pl.__version__}|code {_class_fingerprint(type(client))}"
+    return (f"{URL_MEMO_FORMAT}|{source}|polars {pl.__version__} {platform.machine()}|code {_class_fingerprint(type(client))}"
             f"|state {code_fingerprint(state)}")
 
 
