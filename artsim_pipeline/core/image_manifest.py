@@ -99,8 +99,8 @@ def images_table(reused: pl.DataFrame, downloaded: pl.DataFrame, previous: pl.Da
 
 def url_memo_version(client: Any, source: str) -> str:
     """The version a stored URL memo must carry to be reused: this module's format, polars (its
-    hash, on this machine type), the client's classes and the instance attributes its ``image_url`` reads (SMK's IIIF
-    size, an export's mapping, a snapshot's rules). Only attributes ``image_url`` names itself
+    hash, on this machine type), the client's classes and the instance attributes its
+    ``image_url`` reads (SMK's IIIF size, an export's mapping, a snapshot's rules). Only attributes ``image_url`` names itself
     are seen: a client whose URL depends on one that only a helper method reads must name it in
     ``image_url`` (or bump :data:`URL_MEMO_FORMAT`)."""
     names = set(_method_names(type(client).image_url))
