@@ -6,10 +6,9 @@ Part of the storage layout: `resources/artefacts/__init__.py` has the table of k
 
 from __future__ import annotations
 
-import io
-
 import polars as pl
 
+from artsim_pipeline.resources.artefacts.versioned_parquet import read_versioned, write_versioned
 from artsim_pipeline.resources.storage import ArtsimStorage
 
 __all__ = ["UnreadableUrlMemo", "read_url_memo", "write_url_memo"]
@@ -28,18 +27,8 @@ def _key(source: str) -> str:
 def read_url_memo(storage: ArtsimStorage, source: str) -> tuple[pl.DataFrame, str] | None:
     """The stored memo of `source` and the version it was written under, or None. Raises
     :class:`UnreadableUrlMemo` (with the key and the error) when it cannot be read."""
-    key = _key(source)
-    data = storage.objects.read_bytes(key)
-    if data is None:
-        return None
-    try:
-        version = pl.read_parquet_metadata(io.BytesIO(data)).get(_VERSION_META)
-        return pl.read_parquet(io.BytesIO(data)), version or ""
-    except Exception as error:  # polars raises several kinds for damaged files (ComputeError, OSError...)
-        raise UnreadableUrlMemo(f"{key} is unreadable ({type(error).__name__}: {error})") from error
+    return read_versioned(storage, _key(source), _VERSION_META, UnreadableUrlMemo)
 
 
 def write_url_memo(storage: ArtsimStorage, source: str, memo: pl.DataFrame, version: str) -> None:
-    buffer = io.BytesIO()
-    memo.write_parquet(buffer, metadata={_VERSION_META: version})
-    storage.objects.write_bytes(_key(source), buffer.getvalue())
+    write_versioned(storage, _key(source), memo, _VERSION_META, version)
