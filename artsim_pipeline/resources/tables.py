@@ -148,12 +148,12 @@ class TableStore(MergingConfig, ConfigurableResource):
                    columns: Sequence[str] | None = None) -> pl.DataFrame | None:
         """The stored table (an upserted one merged with its deltas), or None when it has never
         been written; only `columns` of it when given (the others are not decoded)."""
+        columns = None if columns is None else list(dict.fromkeys(columns))
         for _ in range(3):
             data = self.objects.read_bytes(self.table_key(asset_key, partition_key))
             if data is None:
                 return None
             info = self._info(pl.read_parquet_metadata(io.BytesIO(data)))
-            columns = None if columns is None else list(dict.fromkeys(columns))
             wanted = None if columns is None else list(dict.fromkeys([*columns, *(info.key or ())]))
             # a column only the deltas have yet is null for the base's rows, as in a whole read
             base = pl.read_parquet(io.BytesIO(data), columns=None if wanted is None else

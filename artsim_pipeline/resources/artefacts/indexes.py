@@ -4,6 +4,7 @@ Part of the storage layout: `resources/artefacts/__init__.py` has the table of k
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -348,16 +349,12 @@ def index_stamps(storage: ArtsimStorage) -> tuple:
 def _info_digest(storage: ArtsimStorage, key: str) -> bytes | None:
     """The sha256 of a stored index's info file, None when there is none. Each write of an index
     writes a new write id into its info file, so the digest changes with every stored change."""
-    import hashlib
-
     data = storage.objects.read_bytes(key)
     return None if data is None else hashlib.sha256(data).digest()
 
 
 def index_fingerprint(storage: ArtsimStorage) -> str:
     """A digest of both indexes' info files' contents (a few KB)."""
-    import hashlib
-
     digest = hashlib.sha256()
     for key in _INDEX_INFO_KEYS:
         digest.update(_info_digest(storage, key) or b"-")
